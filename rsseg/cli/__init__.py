@@ -1,0 +1,57 @@
+"""The ``rsseg`` command line: subcommands live in their own modules and load lazily."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import click
+
+from rsseg import __version__
+from rsseg.errors import RssegError
+
+# command name -> "module:attribute"
+COMMANDS = {
+    "predict": "rsseg.cli.predict:predict",
+    "vectorize": "rsseg.cli.vectorize:vectorize",
+    "train": "rsseg.cli.train:train",
+    "evaluate": "rsseg.cli.evaluate:evaluate",
+    "prepare": "rsseg.cli.prepare:prepare",
+    "models": "rsseg.cli.models:models",
+}
+
+
+class LazyGroup(click.Group):
+    """A group whose subcommands are imported only when used (keeps ``--help`` fast)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in COMMANDS:
+            return None
+        module, attr = COMMANDS[name].split(":")
+        return getattr(importlib.import_module(module), attr)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="rsseg")
+def cli() -> None:
+    """rsseg: semantic segmentation of very large remote-sensing scenes."""
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: user errors become one line on stderr and exit code 1."""
+    try:
+        cli.main(args=argv, prog_name="rsseg", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("Aborted.", err=True)
+        sys.exit(130)
+    except click.ClickException as err:
+        err.show()
+        sys.exit(err.exit_code)
+    except RssegError as err:
+        click.echo(f"Error: {err}", err=True)
+        sys.exit(1)
+    except click.exceptions.Exit as err:
+        sys.exit(err.exit_code)

@@ -1,0 +1,1 @@
+"""Datasets: class tables, patch folders, dataset preparation."""

@@ -1,0 +1,45 @@
+"""The uniform interface every rsseg model follows."""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+Criterion = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+class SegmentationModel(nn.Module):
+    """Base class of all registered models.
+
+    ``forward`` returns logits ``B×K×H×W`` in eval mode. In training mode a model with
+    auxiliary heads returns ``(main, aux_1, ..., aux_n)``; ``aux_weights`` weights them in
+    :meth:`loss`, which is the single entry point the trainer calls. Models whose training
+    objective is not "criterion on every output" (e.g. SANet) override :meth:`loss`.
+    """
+
+    aux_weights: Sequence[float] = ()
+    arch: dict
+
+    def loss(self, outputs: torch.Tensor | tuple[torch.Tensor, ...], target: torch.Tensor,
+             criterion: Criterion) -> tuple[torch.Tensor, dict[str, float]]:
+        """Total training loss and its named parts for logging."""
+        if isinstance(outputs, torch.Tensor):
+            outputs = (outputs,)
+        main, *aux = outputs
+        total = criterion(resize_logits(main, target), target)
+        parts = {"main": float(total.detach())}
+        for i, (weight, out) in enumerate(zip(self.aux_weights, aux), start=1):
+            term = criterion(resize_logits(out, target), target)
+            parts[f"aux{i}"] = float(term.detach())
+            total = total + weight * term
+        return total, parts
+
+
+def resize_logits(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Bilinearly resize logits to the target's spatial size when they differ."""
+    if logits.shape[-2:] != target.shape[-2:]:
+        logits = F.interpolate(logits, size=target.shape[-2:], mode="bilinear", align_corners=False)
+    return logits

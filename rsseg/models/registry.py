@@ -1,0 +1,57 @@
+"""A small model registry in the style of timm/smp: ``@register_model`` + ``create_model``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from rsseg.errors import RssegError
+from rsseg.models.base import SegmentationModel
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """What the registry knows about an architecture."""
+
+    name: str
+    builder: Callable[..., SegmentationModel]
+    paper: str
+    default_backbone: str
+
+
+_REGISTRY: dict[str, ModelEntry] = {}
+
+
+def register_model(name: str, *, paper: str, default_backbone: str) -> Callable:
+    """Decorator registering ``builder(num_classes, in_channels, **kwargs)`` under ``name``."""
+
+    def wrap(builder: Callable[..., SegmentationModel]) -> Callable[..., SegmentationModel]:
+        if name in _REGISTRY:
+            raise ValueError(f"model {name!r} registered twice")
+        _REGISTRY[name] = ModelEntry(name, builder, paper, default_backbone)
+        return builder
+
+    return wrap
+
+
+def list_models() -> list[ModelEntry]:
+    """All registered architectures, sorted by name."""
+    return [_REGISTRY[k] for k in sorted(_REGISTRY)]
+
+
+def get_entry(name: str) -> ModelEntry:
+    """The registry entry of ``name``, or a clear error listing the known names."""
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise RssegError(f"unknown model {name!r}; known: {', '.join(sorted(_REGISTRY))}") from None
+
+
+def create_model(name: str, num_classes: int, in_channels: int = 3, **kwargs: Any) -> SegmentationModel:
+    """Build a registered model; nothing is downloaded.
+
+    The constructor arguments are kept on ``model.arch`` so that a checkpoint can rebuild it.
+    """
+    model = get_entry(name).builder(num_classes=num_classes, in_channels=in_channels, **kwargs)
+    model.arch = {"name": name, "num_classes": num_classes, "in_channels": in_channels, "kwargs": dict(kwargs)}
+    return model
