@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import pickle
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -105,9 +103,9 @@ def read_card(path: str | os.PathLike) -> tuple[ModelCard, dict[str, torch.Tenso
         raise RssegError(f"{path}: model file not found")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, ValueError, OSError) as err:
-        reason = str(err).splitlines()[0][:120] if str(err) else type(err).__name__
-        raise RssegError(f"{path}: not an rsseg model file ({reason})") from None
+    except Exception as err:  # noqa: BLE001 - whatever torch.load trips on, the file is at fault
+        detail = str(err).strip().splitlines()[0][:100] if str(err).strip() else ""
+        raise RssegError(f"{path}: not an rsseg model file (torch.load failed: {type(err).__name__} {detail})") from None
     if not isinstance(payload, dict) or payload.get(FORMAT_KEY) is None:
         raise RssegError(f"{path}: not an rsseg model file (a plain state dict? save it with rsseg.models.save_checkpoint)")
     if payload[FORMAT_KEY] > FORMAT_VERSION:

@@ -161,9 +161,9 @@ class _Predictor:
     def __init__(self, model: torch.nn.Module, card: ModelCard, scale: float, device: torch.device,
                  tta: str, square: bool, amp: bool):
         self.model, self.device = model, device
-        self.scale = scale
-        self.mean = torch.tensor(card.mean, device=device).view(1, -1, 1, 1)
-        self.std = torch.tensor(card.std, device=device).view(1, -1, 1, 1)
+        mean = torch.tensor(card.mean, device=device).view(1, -1, 1, 1)
+        std = torch.tensor(card.std, device=device).view(1, -1, 1, 1)
+        self.gain, self.bias = 1 / (scale * std), -mean / std  # (raw / scale - mean) / std
         self.transforms = tta_transforms(tta, square)
         self.amp = amp and device.type == "cuda"
         self.calls = 0
@@ -171,8 +171,9 @@ class _Predictor:
 
     def __call__(self, pixels: np.ndarray, valid: np.ndarray) -> torch.Tensor:
         x = torch.from_numpy(pixels).to(self.device, non_blocking=True).float()
-        x = (x / self.scale - self.mean) / self.std
-        x = x * torch.from_numpy(valid).to(self.device)[:, None]  # invalid pixels -> band mean
+        x = torch.addcmul(self.bias, x, self.gain)
+        if not valid.all():
+            x = x * torch.from_numpy(valid).to(self.device)[:, None]  # invalid pixels -> band mean
         start = time.perf_counter()
         probs = None
         with torch.inference_mode(), torch.autocast("cuda", enabled=self.amp):
@@ -280,7 +281,7 @@ def _run(ds, bands: list[int], grid: TileGrid, batch_size: int, predictor: _Pred
          progress: bool) -> None:
     """Read, predict, blend and write, batch by batch."""
     stride_y = grid.row_starts[1] - grid.row_starts[0] if len(grid.row_starts) > 1 else 0
-    capacity = min(grid.height, grid.tile_h + (math.ceil(batch_size / len(grid.col_starts)) + 1) * stride_y)
+    capacity = min(grid.height, grid.tile_h + math.ceil(batch_size / len(grid.col_starts)) * stride_y)
     blender = RowBandBlender(num_classes, grid.width, capacity, dev)
     weight = blend_window(grid.tile_h, grid.tile_w).to(dev)
     tiles = list(grid)
@@ -291,7 +292,9 @@ def _run(ds, bands: list[int], grid: TileGrid, batch_size: int, predictor: _Pred
                 probs = predictor(batch.pixels, batch.valid)
                 valid = torch.from_numpy(batch.valid).to(dev)
                 for i, t in enumerate(batch.tiles):
-                    w = weight[:t.height, :t.width] * valid[i, :t.height, :t.width]
+                    w = weight[:t.height, :t.width]
+                    if not batch.valid[i].all():
+                        w = w * valid[i, :t.height, :t.width]
                     blender.add(t.y, t.x, probs[i, :, :t.height, :t.width], w)
                 report.windows_run += len(batch.tiles)
             report.windows_skipped = batch.consumed - report.windows_run

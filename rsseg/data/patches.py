@@ -1,0 +1,181 @@
+"""Patch folders: ``DIR/{train,val,test}/{images,masks}/NAME.tif|png`` plus ``DIR/dataset.yaml``."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import rasterio
+import torch
+import yaml
+from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
+from torch.utils.data import Dataset
+
+from rsseg.errors import RssegError
+from rsseg.io.atomic import atomic_output
+
+DATASET_YAML = "dataset.yaml"
+SPLITS = ("train", "val", "test")
+PATCH_SUFFIXES = (".tif", ".tiff", ".png")
+
+Transform = Callable[[torch.Tensor, torch.Tensor, torch.Generator], tuple[torch.Tensor, torch.Tensor]]
+
+
+@dataclass
+class DatasetInfo:
+    """What ``dataset.yaml`` says about a patch folder.
+
+    ``mean``/``std`` are per band in units of ``raw / input_scale``; ``bands`` are the 1-based
+    bands of the source scenes the patches hold (``None``: all of them, in order).
+    """
+
+    name: str
+    class_names: list[str]
+    class_colors: list[tuple[int, int, int]]
+    mean: list[float]
+    std: list[float]
+    input_scale: float = 255.0
+    ignore_index: int = 255
+    excluded_from_mean: list[int] = field(default_factory=list)
+    bands: list[int] | None = None
+    gsd: float | None = None
+    patch: int | None = None
+    counts: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def in_channels(self) -> int:
+        return len(self.mean)
+
+
+def write_dataset_info(root: str | os.PathLike, info: DatasetInfo) -> Path:
+    """Write ``dataset.yaml`` (replacing an existing one)."""
+    data = asdict(info)
+    data["class_colors"] = [list(c) for c in info.class_colors]
+    path = Path(root) / DATASET_YAML
+    with atomic_output(path, overwrite=True) as tmp:
+        tmp.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def read_dataset_info(root: str | os.PathLike) -> DatasetInfo:
+    """Read ``dataset.yaml`` of a patch folder, with a clear error when it is missing or broken."""
+    path = Path(root) / DATASET_YAML
+    if not path.is_file():
+        raise RssegError(f"{path}: not found (is {root} a patch folder made by `rsseg prepare`?)")
+    try:
+        data = yaml.safe_load(path.read_text())
+        data["class_colors"] = [tuple(int(v) for v in c) for c in data["class_colors"]]
+        info = DatasetInfo(**data)
+    except (yaml.YAMLError, KeyError, TypeError) as err:
+        raise RssegError(f"{path}: not a valid dataset description ({err})") from None
+    if len(info.class_colors) != info.num_classes or len(info.std) != info.in_channels:
+        raise RssegError(f"{path}: class names/colours or band mean/std have different lengths")
+    return info
+
+
+def read_raster(path: Path) -> np.ndarray:
+    """All bands of an image as a ``bands×H×W`` array; an unreadable file is the file's fault."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            with rasterio.open(path) as ds:
+                return ds.read()
+    except (RasterioIOError, OSError) as err:
+        raise RssegError(f"{path}: unreadable patch ({str(err).splitlines()[0][:160]})") from None
+
+
+def list_pairs(root: Path, split: str) -> list[tuple[Path, Path]]:
+    """(image, mask) paths of a split, matched by file stem."""
+    images_dir, masks_dir = root / split / "images", root / split / "masks"
+    if not images_dir.is_dir():
+        raise RssegError(f"{images_dir}: split {split!r} has no images folder")
+    images = sorted(p for p in images_dir.iterdir() if p.suffix.lower() in PATCH_SUFFIXES)
+    if not images:
+        raise RssegError(f"{images_dir}: split {split!r} is empty")
+    masks = {p.stem: p for p in masks_dir.iterdir()} if masks_dir.is_dir() else {}
+    pairs = []
+    for image in images:
+        mask = masks.get(image.stem)
+        if mask is None:
+            raise RssegError(f"{image}: no mask {masks_dir / image.stem}.tif|png")
+        pairs.append((image, mask))
+    return pairs
+
+
+class PatchDataset(Dataset):
+    """Image/mask patches of one split, normalised with the dataset's band statistics.
+
+    Items are ``(image float32 C×H×W, mask int64 H×W)``. ``transform(image, mask, generator)``
+    augments them; its generator is seeded from ``(seed, epoch, index)`` so augmentations do
+    not depend on worker count, process count or history (see :meth:`set_epoch`).
+    """
+
+    def __init__(self, root: str | os.PathLike, split: str, transform: Transform | None = None,
+                 seed: int = 0, info: DatasetInfo | None = None):
+        self.root = Path(root)
+        self.split = split
+        self.info = info or read_dataset_info(self.root)
+        self.pairs = list_pairs(self.root, split)
+        self.transform = transform
+        self.seed = seed
+        self.epoch = 0
+        self._mean = np.asarray(self.info.mean, dtype=np.float32)[:, None, None]
+        self._std = np.asarray(self.info.std, dtype=np.float32)[:, None, None]
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch whose augmentations the next items get."""
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def load(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """Raw image (bands×H×W) and checked mask (H×W, uint8) of one patch."""
+        image_path, mask_path = self.pairs[index]
+        image, mask = read_raster(image_path), read_raster(mask_path)
+        if image.shape[0] != self.info.in_channels:
+            raise RssegError(f"{image_path}: has {image.shape[0]} bands, the dataset {self.info.in_channels}")
+        if mask.shape[0] != 1 or mask.shape[1:] != image.shape[1:]:
+            raise RssegError(f"{mask_path}: mask is {mask.shape[0]}×{mask.shape[1]}×{mask.shape[2]} "
+                             f"(bands×H×W) but its image {image_path.name} is "
+                             f"{image.shape[1]}×{image.shape[2]} with one mask band expected")
+        mask = mask[0]
+        bad = (mask >= self.info.num_classes) & (mask != self.info.ignore_index)
+        if bad.any():
+            raise RssegError(f"{mask_path}: value {int(mask[bad][0])} is not a class id "
+                             f"(0..{self.info.num_classes - 1}) nor the ignore index {self.info.ignore_index}")
+        return image, mask.astype(np.uint8, copy=False)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        raw, mask = self.load(index)
+        image = raw.astype(np.float32)
+        image /= self.info.input_scale
+        image -= self._mean
+        image /= self._std
+        x, y = torch.from_numpy(image), torch.from_numpy(mask).long()
+        if self.transform is not None:
+            seed = np.random.SeedSequence([self.seed, self.epoch, index]).generate_state(1)[0]
+            generator = torch.Generator().manual_seed(int(seed))
+            x, y = self.transform(x, y, generator)
+        return x, y
+
+
+def pad_collate(batch: list[tuple[torch.Tensor, torch.Tensor]], ignore_index: int = 255
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Stack patches, padding smaller ones at the bottom/right (image 0, mask ignore index)."""
+    h = max(x.shape[-2] for x, _ in batch)
+    w = max(x.shape[-1] for x, _ in batch)
+    images = torch.zeros(len(batch), batch[0][0].shape[0], h, w)
+    masks = torch.full((len(batch), h, w), ignore_index, dtype=torch.long)
+    for i, (x, y) in enumerate(batch):
+        images[i, :, :x.shape[-2], :x.shape[-1]] = x
+        masks[i, :y.shape[-2], :y.shape[-1]] = y
+    return images, masks

@@ -1,0 +1,445 @@
+"""Turn benchmark tiles or a user's scene + labels into a patch folder (see :mod:`rsseg.data.patches`)."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import warnings
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+import rasterio
+from affine import Affine
+from rasterio.crs import CRS
+from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
+from rasterio.windows import Window
+from rasterio.windows import transform as window_transform
+from tqdm import tqdm
+
+from rsseg.data.classes import CLASS_TABLES, ISPRS, UAVID, ClassTable
+from rsseg.data.patches import DATASET_YAML, SPLITS, DatasetInfo, write_dataset_info
+from rsseg.errors import RssegError
+from rsseg.io.atomic import atomic_output
+from rsseg.io.mask_meta import write_class_table
+from rsseg.tiling.grid import axis_starts
+
+VAIHINGEN_SPLIT = {
+    "test": (2, 4, 6, 8, 10, 12, 14, 16, 20, 22, 24, 27, 29, 31, 33, 35, 38),
+    "val": (30,),
+}
+POTSDAM_SPLIT = {
+    "test": ("2_13", "2_14", "3_13", "3_14", "4_13", "4_14", "4_15", "5_13", "5_14", "5_15", "6_13",
+             "6_14", "6_15", "7_13"),
+    "val": ("2_10",),
+}
+POTSDAM_EXCLUDED = ("7_10",)  # faulty label
+POTSDAM_VARIANTS = {"RGB": "2_Ortho_RGB", "IRRG": "3_Ortho_IRRG", "RGBIR": "4_Ortho_RGBIR"}
+VECTOR_SUFFIXES = (".gpkg", ".shp", ".geojson", ".json", ".fgb")
+BOUNDARY_COLOR = (0, 0, 0)
+
+
+@dataclass
+class Scene:
+    """One source image and its labels (class ids, ignore index where unlabelled), in memory."""
+
+    name: str
+    image: np.ndarray
+    mask: np.ndarray
+    transform: Affine | None = None
+    crs: CRS | None = None
+
+
+def _read(path: Path) -> tuple[np.ndarray, Affine | None, CRS | None]:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            with rasterio.open(path) as ds:
+                georef = ds.crs is not None or not ds.transform.is_identity
+                return ds.read(), (ds.transform if georef else None), ds.crs
+    except (RasterioIOError, OSError) as err:
+        raise RssegError(f"{path}: unreadable raster ({str(err).splitlines()[0][:160]})") from None
+
+
+def colors_to_index(rgb: np.ndarray, colors: Sequence[tuple[int, int, int]], ignore_index: int = 255,
+                    boundary: tuple[int, int, int] | None = None) -> tuple[np.ndarray, Counter]:
+    """Class ids of an RGB label (3×H×W) by exact colour match.
+
+    Pixels of no class colour get ``ignore_index``; they are counted per colour in the returned
+    counter, except the ``boundary`` colour of eroded labels, which is expected.
+    """
+    if rgb.shape[0] < 3:
+        raise ValueError("an RGB label needs 3 bands")
+    code = (rgb[0].astype(np.int32) << 16) | (rgb[1].astype(np.int32) << 8) | rgb[2].astype(np.int32)
+    out = np.full(code.shape, ignore_index, dtype=np.uint8)
+    for i, (r, g, b) in enumerate(colors):
+        out[code == (r << 16 | g << 8 | b)] = i
+    unknown = out == ignore_index
+    if boundary is not None:
+        unknown &= code != (boundary[0] << 16 | boundary[1] << 8 | boundary[2])
+    values, counts = np.unique(code[unknown], return_counts=True)
+    found = Counter({(int(v) >> 16, int(v) >> 8 & 255, int(v) & 255): int(n) for v, n in zip(values, counts)})
+    return out, found
+
+
+def read_color_label(path: Path, table: ClassTable, unknown: Counter, eroded: bool = False) -> np.ndarray:
+    """Read an RGB label file as class ids, adding its unknown colours to ``unknown``."""
+    rgb, _, _ = _read(path)
+    if rgb.shape[0] < 3:
+        raise RssegError(f"{path}: colour label expected (3 bands), found {rgb.shape[0]} band(s)")
+    mask, found = colors_to_index(rgb[:3], table.colors, table.ignore_index, BOUNDARY_COLOR if eroded else None)
+    unknown.update(found)
+    return mask
+
+
+def input_scale_for(dtype: np.dtype) -> float:
+    """The divisor bringing raw values to about [0, 1]: 255 for 8-bit, the type's max for integers."""
+    dtype = np.dtype(dtype)
+    if dtype == np.uint8:
+        return 255.0
+    if np.issubdtype(dtype, np.integer):
+        return float(np.iinfo(dtype).max)
+    return 1.0
+
+
+@dataclass
+class PatchFolderWriter:
+    """Cuts scenes into patches, writes them and collects band statistics of the train split."""
+
+    out: Path
+    table: ClassTable
+    name: str
+    patch: int
+    stride: int
+    overwrite: bool = False
+    bands: list[int] | None = None
+    gsd: float | None = None
+    input_scale: float | None = None
+    counts: Counter = field(default_factory=Counter)
+    unknown: Counter = field(default_factory=Counter)
+    _sum: np.ndarray | None = None
+    _sumsq: np.ndarray | None = None
+    _n: int = 0
+
+    def __post_init__(self) -> None:
+        self.out = Path(self.out)
+        if self.out.exists():
+            if not (self.out / DATASET_YAML).is_file() and any(self.out.iterdir()):
+                raise RssegError(f"{self.out}: output folder exists and is not a patch folder; choose another")
+            if (self.out / DATASET_YAML).is_file() and not self.overwrite:
+                raise RssegError(f"{self.out}: patch folder exists (use --overwrite to replace it)")
+            for split in SPLITS:
+                shutil.rmtree(self.out / split, ignore_errors=True)
+            (self.out / DATASET_YAML).unlink(missing_ok=True)
+        elif not self.out.parent.is_dir():
+            raise RssegError(f"{self.out}: parent folder {self.out.parent} does not exist")
+
+    def windows(self, height: int, width: int, overlap: bool) -> Iterator[Window]:
+        """Patch windows; the last row/column shifted inward (a scene smaller than a patch: one window)."""
+        stride = self.stride if overlap else self.patch
+        for y in axis_starts(height, self.patch, stride):
+            for x in axis_starts(width, self.patch, stride):
+                yield Window(x, y, min(self.patch, width - x), min(self.patch, height - y))
+
+    def add(self, split: str, scene: Scene) -> None:
+        """Write the patches of one scene (overlapping in train/val, tiled in test)."""
+        image = scene.image
+        if image.shape[1:] != scene.mask.shape:
+            raise RssegError(f"{scene.name}: image is {image.shape[1]}×{image.shape[2]} but its labels "
+                             f"{scene.mask.shape[0]}×{scene.mask.shape[1]}")
+        if self.input_scale is None:
+            self.input_scale = input_scale_for(image.dtype)
+        if split == "train":
+            flat = image.reshape(image.shape[0], -1).astype(np.float64) / self.input_scale
+            s, ss = flat.sum(1), np.square(flat).sum(1)
+            self._sum = s if self._sum is None else self._sum + s
+            self._sumsq = ss if self._sumsq is None else self._sumsq + ss
+            self._n += flat.shape[1]
+        images, masks = self.out / split / "images", self.out / split / "masks"
+        images.mkdir(parents=True, exist_ok=True)
+        masks.mkdir(parents=True, exist_ok=True)
+        for win in self.windows(*scene.mask.shape, overlap=split != "test"):
+            rows, cols = win.toslices()
+            stem = f"{scene.name}_{win.row_off}_{win.col_off}"
+            tf = window_transform(win, scene.transform) if scene.transform is not None else None
+            write_patch(images / f"{stem}.tif", image[:, rows, cols], tf, scene.crs, predictor=2)
+            with rasterio.Env(), _patch_writer(masks / f"{stem}.tif", scene.mask[None, rows, cols], tf,
+                                               scene.crs, nodata=self.table.ignore_index) as ds:
+                write_class_table(ds, list(self.table.names), list(self.table.colors))
+            self.counts[split] += 1
+
+    def finish(self) -> DatasetInfo:
+        """Write ``dataset.yaml``: classes, band statistics of the train split, patch counts."""
+        if not self.counts["train"]:
+            raise RssegError(f"{self.out}: no training patches were made (check the source folder and names)")
+        mean = self._sum / self._n
+        std = np.sqrt(np.maximum(self._sumsq / self._n - mean ** 2, 0.0))
+        std = np.where(std > 1e-6, std, 1.0)
+        info = DatasetInfo(
+            name=self.name, class_names=list(self.table.names), class_colors=list(self.table.colors),
+            mean=[round(float(v), 6) for v in mean], std=[round(float(v), 6) for v in std],
+            input_scale=float(self.input_scale), ignore_index=self.table.ignore_index,
+            excluded_from_mean=list(self.table.excluded_from_mean), bands=self.bands, gsd=self.gsd,
+            patch=self.patch, counts={s: int(self.counts[s]) for s in SPLITS},
+        )
+        write_dataset_info(self.out, info)
+        return info
+
+    def summary(self) -> str:
+        """One line: patch counts and unknown label colours (set to the ignore index)."""
+        counts = ", ".join(f"{self.counts[s]} {s}" for s in SPLITS)
+        line = f"{self.out}: {counts} patches of {self.patch} px"
+        if self.unknown:
+            top = ", ".join(f"{c}×{n}" for c, n in self.unknown.most_common(3))
+            line += (f"; {sum(self.unknown.values())} label pixels of unknown colours set to ignore "
+                     f"{self.table.ignore_index} ({top})")
+        return line
+
+
+class _patch_writer:
+    """Open a GeoTIFF patch for writing under a temporary name (context manager)."""
+
+    def __init__(self, path: Path, array: np.ndarray, transform: Affine | None, crs: CRS | None,
+                 nodata: int | None = None, predictor: int = 1):
+        self.path, self.array = path, array
+        self.profile = dict(driver="GTiff", count=array.shape[0], height=array.shape[1], width=array.shape[2],
+                            dtype=array.dtype, compress="deflate", predictor=predictor, nodata=nodata)
+        if transform is not None:
+            self.profile.update(transform=transform, crs=crs)
+
+    def __enter__(self) -> rasterio.io.DatasetWriter:
+        self._atomic = atomic_output(self.path, overwrite=True)
+        tmp = self._atomic.__enter__()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            self.ds = rasterio.open(tmp, "w", **self.profile)
+        self.ds.write(self.array)
+        return self.ds
+
+    def __exit__(self, *exc: object) -> None:
+        self.ds.close()
+        self._atomic.__exit__(*exc)
+
+
+def write_patch(path: Path, array: np.ndarray, transform: Affine | None, crs: CRS | None,
+                predictor: int = 1) -> None:
+    """Write a bands×H×W patch as a compressed GeoTIFF (georeferenced when the source is)."""
+    with _patch_writer(path, array, transform, crs, predictor=predictor if array.dtype.kind in "ui" else 1):
+        pass
+
+
+def _find(src: Path, name: str) -> list[Path]:
+    return sorted(p for p in src.rglob(name) if p.is_file())
+
+
+def _progress(items: list, desc: str) -> tqdm:
+    return tqdm(items, desc=desc, unit="tile", leave=False)
+
+
+def prepare_vaihingen(src: str | os.PathLike, out: str | os.PathLike, patch: int = 1024, stride: int = 512,
+                      overwrite: bool = False) -> tuple[DatasetInfo, str]:
+    """ISPRS Vaihingen: ``top/top_mosaic_09cm_area{N}.tif`` with full and eroded colour labels."""
+    src = Path(src)
+    tiles = [p for p in _find(src, "top_mosaic_09cm_area*.tif") if p.parent.name == "top"]
+    if not tiles:
+        raise RssegError(f"{src}: no Vaihingen tiles top/top_mosaic_09cm_area{{N}}.tif found")
+    writer = PatchFolderWriter(Path(out), ISPRS, "vaihingen", patch, stride, overwrite, gsd=0.09)
+    for tile in _progress(tiles, "vaihingen"):
+        area = int(re.search(r"area(\d+)", tile.stem).group(1))
+        split = next((s for s, areas in VAIHINGEN_SPLIT.items() if area in areas), "train")
+        _add_isprs_tile(writer, split, tile, tile.name, tile.stem + "_noBoundary.tif", src)
+    return writer.finish(), writer.summary()
+
+
+def prepare_potsdam(src: str | os.PathLike, out: str | os.PathLike, patch: int = 1024, stride: int = 512,
+                    variant: str = "RGB", overwrite: bool = False) -> tuple[DatasetInfo, str]:
+    """ISPRS Potsdam: ``2_Ortho_RGB`` (or IRRG/RGBIR) tiles with ``5_Labels_all`` labels."""
+    src = Path(src)
+    if variant not in POTSDAM_VARIANTS:
+        raise RssegError(f"{src}: unknown Potsdam variant {variant!r}; choose {', '.join(POTSDAM_VARIANTS)}")
+    tiles = _find(src, f"top_potsdam_*_{variant}.tif")
+    if not tiles:
+        raise RssegError(f"{src}: no Potsdam tiles {POTSDAM_VARIANTS[variant]}/top_potsdam_X_Y_{variant}.tif found")
+    writer = PatchFolderWriter(Path(out), ISPRS, f"potsdam-{variant.lower()}", patch, stride, overwrite, gsd=0.05)
+    for tile in _progress(tiles, "potsdam"):
+        tile_id = re.search(r"top_potsdam_(\d+_\d+)_", tile.name).group(1)
+        if tile_id in POTSDAM_EXCLUDED:
+            continue
+        split = next((s for s, ids in POTSDAM_SPLIT.items() if tile_id in ids), "train")
+        base = f"top_potsdam_{tile_id}_label"
+        _add_isprs_tile(writer, split, tile, base + ".tif", base + "_noBoundary.tif", src)
+    return writer.finish(), writer.summary()
+
+
+def _add_isprs_tile(writer: PatchFolderWriter, split: str, tile: Path, label_name: str, eroded_name: str,
+                    src: Path) -> None:
+    """Add one ISPRS tile, with eroded labels for test when present; tiles without labels are skipped."""
+    eroded = _find(src, eroded_name) if split == "test" else []
+    labels = eroded or [p for p in _find(src, label_name) if p != tile]
+    if not labels:
+        writer.unknown_labels = getattr(writer, "unknown_labels", 0) + 1
+        tqdm.write(f"{tile}: no label file {label_name} found; skipped")
+        return
+    image, transform, crs = _read(tile)
+    mask = read_color_label(labels[0], ISPRS, writer.unknown, eroded=bool(eroded))
+    name = tile.stem.removesuffix("_RGB").removesuffix("_IRRG").removesuffix("_RGBIR")
+    writer.add(split, Scene(name, image, mask, transform, crs))
+
+
+def prepare_uavid(src: str | os.PathLike, out: str | os.PathLike, patch: int = 1024, stride: int = 512,
+                  overwrite: bool = False) -> tuple[DatasetInfo, str]:
+    """UAVid: ``uavid_{train,val,test}/seqN/{Images,Labels}/NNNNNN.png`` frames (test only if labelled)."""
+    src = Path(src)
+    writer = PatchFolderWriter(Path(out), UAVID, "uavid", patch, stride, overwrite)
+    for split in SPLITS:
+        frames = sorted((src / f"uavid_{split}").glob("seq*/Images/*.png"))
+        if not frames and split != "test":
+            raise RssegError(f"{src}: no frames uavid_{split}/seqN/Images/*.png found")
+        for frame in _progress(frames, f"uavid {split}"):
+            label = frame.parent.parent / "Labels" / frame.name
+            if not label.is_file():
+                tqdm.write(f"{frame}: no label {label}; skipped")
+                continue
+            image, _, _ = _read(frame)
+            mask = read_color_label(label, UAVID, writer.unknown)
+            writer.add(split, Scene(f"{frame.parent.parent.name}_{frame.stem}", image[:3], mask))
+    return writer.finish(), writer.summary()
+
+
+def parse_classes(classes: str) -> ClassTable:
+    """A preset name (``isprs``, ``vaihingen``, ``potsdam``, ``uavid``) or comma-separated class names."""
+    if classes.lower() in CLASS_TABLES:
+        return CLASS_TABLES[classes.lower()]
+    names = tuple(n.strip() for n in classes.split(",") if n.strip())
+    if len(names) < 2 or len(set(names)) != len(names):
+        raise RssegError(f"--classes {classes!r}: give at least two distinct names or a preset "
+                         f"({', '.join(CLASS_TABLES)})")
+    from rsseg.models.checkpoint import default_colors
+
+    return ClassTable(names=names, colors=tuple(default_colors(len(names))))
+
+
+def parse_palette(palette: str, table: ClassTable) -> ClassTable:
+    """Class colours from a preset name or ``r,g,b;r,g,b;...`` (one colour per class)."""
+    if palette.lower() in CLASS_TABLES:
+        colors = CLASS_TABLES[palette.lower()].colors
+    else:
+        try:
+            colors = tuple(tuple(int(v) for v in c.split(",")) for c in palette.split(";"))
+        except ValueError:
+            colors = ()
+    if len(colors) != table.num_classes or any(len(c) != 3 for c in colors):
+        raise RssegError(f"--palette {palette!r}: needs {table.num_classes} colours 'r,g,b;...' or a preset name")
+    return ClassTable(table.names, tuple(colors), table.excluded_from_mean, table.ignore_index)
+
+
+def rasterize_vector(path: Path, table: ClassTable, class_field: str, shape: tuple[int, int],
+                     transform: Affine | None, crs: CRS | None) -> np.ndarray:
+    """Rasterise polygons with a class attribute (name or id) onto the image grid."""
+    import geopandas as gpd
+    from rasterio.features import rasterize
+
+    if transform is None or crs is None:
+        raise RssegError(f"{path}: vector labels need a georeferenced image (the image has no CRS)")
+    try:
+        frame = gpd.read_file(path)
+    except Exception as err:  # noqa: BLE001 - any reading failure is the file's fault
+        raise RssegError(f"{path}: unreadable vector file ({str(err).splitlines()[0][:160]})") from None
+    if class_field not in frame.columns:
+        raise RssegError(f"{path}: no attribute {class_field!r} (has {', '.join(map(str, frame.columns))}); "
+                         "use --class-field")
+    if frame.crs is None:
+        raise RssegError(f"{path}: layer has no CRS")
+    if CRS.from_user_input(frame.crs) != crs:
+        frame = frame.to_crs(crs.to_wkt())
+    ids = {name.lower(): i for i, name in enumerate(table.names)}
+    shapes = []
+    for geom, value in zip(frame.geometry, frame[class_field]):
+        if geom is None or geom.is_empty:
+            continue
+        key = str(value).strip().lower()
+        cls = ids.get(key, int(key) if key.isdigit() else None)
+        if cls is None or not 0 <= cls < table.num_classes:
+            raise RssegError(f"{path}: {class_field}={value!r} is not one of the classes {', '.join(table.names)}")
+        shapes.append((geom, cls))
+    if not shapes:
+        raise RssegError(f"{path}: no polygons")
+    return rasterize(shapes, out_shape=shape, transform=transform, fill=table.ignore_index, dtype="uint8")
+
+
+def read_raster_label(path: Path, table: ClassTable, shape: tuple[int, int], transform: Affine | None,
+                      crs: CRS | None, colors: bool, unknown: Counter) -> np.ndarray:
+    """Class ids from an index or colour label raster, warped onto the image grid when they differ."""
+    data, src_transform, src_crs = _read(path)
+    if colors:
+        mask, found = colors_to_index(data[:3], table.colors, table.ignore_index)
+        unknown.update(found)
+    else:
+        if data.shape[0] != 1:
+            raise RssegError(f"{path}: index label expected (1 band), found {data.shape[0]}; "
+                             "a colour label needs --palette")
+        mask = data[0]
+        bad = (mask >= table.num_classes) & (mask != table.ignore_index)
+        if bad.any():
+            raise RssegError(f"{path}: value {mask[bad][0]} is not a class id (0..{table.num_classes - 1}) "
+                             f"nor the ignore index {table.ignore_index}")
+        mask = mask.astype(np.uint8)
+    if mask.shape == shape and (src_transform is None or transform is None or src_transform == transform):
+        return mask
+    if src_transform is None or transform is None:
+        raise RssegError(f"{path}: labels are {mask.shape[0]}×{mask.shape[1]}, the image {shape[0]}×{shape[1]}, "
+                         "and without georeference they cannot be aligned")
+    from rasterio.warp import Resampling, reproject
+
+    warped = np.full(shape, table.ignore_index, dtype=np.uint8)
+    reproject(mask, warped, src_transform=src_transform, src_crs=src_crs or crs, dst_transform=transform,
+              dst_crs=crs or src_crs, resampling=Resampling.nearest, src_nodata=table.ignore_index,
+              dst_nodata=table.ignore_index)
+    return warped
+
+
+def split_rows(height: int, val_fraction: float, test_fraction: float) -> dict[str, tuple[int, int]]:
+    """Row ranges of the train/val/test strips of a scene (val and test at the bottom)."""
+    test_rows = round(height * test_fraction)
+    val_rows = round(height * val_fraction)
+    train_rows = height - val_rows - test_rows
+    if train_rows <= 0:
+        raise RssegError(f"--val-fraction {val_fraction} + --test-fraction {test_fraction} leave no rows for training")
+    bounds = {"train": (0, train_rows), "val": (train_rows, train_rows + val_rows),
+              "test": (train_rows + val_rows, height)}
+    return {s: b for s, b in bounds.items() if b[1] > b[0]}
+
+
+def prepare_generic(images: Sequence[str | os.PathLike], labels: Sequence[str | os.PathLike], classes: str,
+                    out: str | os.PathLike, patch: int = 512, stride: int = 256, palette: str | None = None,
+                    class_field: str = "class", bands: Sequence[int] | None = None, val_fraction: float = 0.2,
+                    test_fraction: float = 0.0, overwrite: bool = False) -> tuple[DatasetInfo, str]:
+    """Any GeoTIFF(s) with label rasters or vector labels; val/test are strips at the bottom of each scene."""
+    if len(images) != len(labels) or not images:
+        raise RssegError(f"{out}: give one --labels per --image ({len(images)} images, {len(labels)} labels)")
+    table = parse_classes(classes)
+    if palette:
+        table = parse_palette(palette, table)
+    band_list = list(bands) if bands else None
+    writer = PatchFolderWriter(Path(out), table, Path(images[0]).stem, patch, stride, overwrite, bands=band_list)
+    for image_path, label_path in zip(map(Path, images), map(Path, labels)):
+        image, transform, crs = _read(image_path)
+        if band_list:
+            if max(band_list) > image.shape[0] or min(band_list) < 1:
+                raise RssegError(f"{image_path}: has {image.shape[0]} bands, --bands asks for {band_list}")
+            image = image[[b - 1 for b in band_list]]
+        if writer.gsd is None and transform is not None:
+            writer.gsd = abs(float(transform.a))
+        shape = image.shape[1:]
+        if label_path.suffix.lower() in VECTOR_SUFFIXES:
+            mask = rasterize_vector(label_path, table, class_field, shape, transform, crs)
+        else:
+            mask = read_raster_label(label_path, table, shape, transform, crs, bool(palette), writer.unknown)
+        for split, (top, bottom) in split_rows(shape[0], val_fraction, test_fraction).items():
+            strip_tf = transform * Affine.translation(0, top) if transform is not None else None
+            writer.add(split, Scene(f"{image_path.stem}_r{top}", image[:, top:bottom], mask[top:bottom],
+                                    strip_tf, crs))
+    return writer.finish(), writer.summary()

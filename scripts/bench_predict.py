@@ -1,0 +1,141 @@
+#!/usr/bin/env python
+"""Benchmark the streaming predict engine on synthetic GeoTIFF scenes (CPU by default).
+
+For each scene (width × height) it prints seconds, MPix/s, peak RSS and the engine's
+overhead = end-to-end time ÷ the model's own forward time on the same number of windows.
+Each scene runs in a fresh process so that peak RSS is that scene's alone.
+
+    python scripts/bench_predict.py                 # the three standard scenes
+    python scripts/bench_predict.py --quick         # small sizes, a smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import rasterio
+import torch
+from rasterio.transform import from_origin
+from rasterio.windows import Window
+from torch import nn
+
+from rsseg.models import create_model
+from rsseg.models.base import SegmentationModel
+from rsseg.models.checkpoint import make_card
+from rsseg.tiling import predict_scene
+
+STANDARD = [  # (width, height, model)
+    (16384, 2048, "tiny"),
+    (16384, 16384, "tiny"),
+    (2048, 2048, "unet-resnet18"),
+]
+
+
+class TinyConvNet(SegmentationModel):
+    """A few convolutions: enough to exercise the engine, cheap enough for huge scenes."""
+
+    def __init__(self, num_classes: int = 6, width: int = 16):
+        super().__init__()
+        self.net = nn.Sequential(nn.Conv2d(3, width, 3, padding=1), nn.ReLU(inplace=True),
+                                 nn.Conv2d(width, width, 3, padding=1), nn.ReLU(inplace=True),
+                                 nn.Conv2d(width, num_classes, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+def build_model(name: str) -> SegmentationModel:
+    torch.manual_seed(0)
+    if name == "tiny":
+        model = TinyConvNet()
+        model.arch = {"name": "tiny", "num_classes": 6, "in_channels": 3, "kwargs": {}}
+        return model.eval()
+    return create_model("unet", 6, 3, backbone="resnet18").eval()
+
+
+def make_scene(path: Path, width: int, height: int, block: int = 1024) -> None:
+    """Smooth random imagery written block row by block row (memory independent of height)."""
+    rng = np.random.default_rng(0)
+    base = rng.random((3, 64, 64)).astype(np.float32)
+    with rasterio.open(path, "w", driver="GTiff", width=width, height=height, count=3, dtype="uint8",
+                       crs="EPSG:32632", transform=from_origin(500000, 5400000, 0.09, 0.09), tiled=True,
+                       blockxsize=512, blockysize=512, bigtiff="IF_SAFER") as ds:
+        for y in range(0, height, block):
+            h = min(block, height - y)
+            yy = (np.arange(y, y + h) // 37) % 64
+            xx = (np.arange(width) // 37) % 64
+            data = base[:, yy][:, :, xx] * 200 + rng.integers(0, 40, (3, h, width), dtype=np.uint8)
+            ds.write(data.astype(np.uint8), window=Window(0, y, width, h))
+
+
+def model_only_seconds(model: nn.Module, batches: int, batch_size: int, tile: int, repeats: int = 5) -> float:
+    """The model's forward time alone for ``batches`` batches (mean of ``repeats`` timed calls)."""
+    x = torch.randn(batch_size, 3, tile, tile)
+    with torch.inference_mode():
+        model(x)
+        start = time.perf_counter()
+        for _ in range(repeats):
+            model(x)
+    return (time.perf_counter() - start) / repeats * batches
+
+
+def run_one(width: int, height: int, model_name: str, tile: int, batch_size: int, workdir: Path) -> dict:
+    scene = workdir / f"scene_{width}x{height}.tif"
+    model = build_model(model_name)
+    card = make_card(model.arch, tile_size=tile)
+    report = predict_scene(scene, workdir / f"mask_{width}x{height}.tif", model, card, batch_size=batch_size,
+                           device="cpu", overwrite=True, progress=sys.stderr.isatty(), record=False)
+    batches = -(-report.windows_run // batch_size)
+    forward = model_only_seconds(model, batches, batch_size, report.tile[0])
+    return {"scene": f"{width}x{height}", "model": model_name, "windows": report.windows,
+            "seconds": report.seconds, "mpix_per_s": report.mpix_per_s, "peak_rss_mb": report.peak_rss_mb,
+            "model_seconds": forward, "overhead": report.seconds / forward}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="small scenes (smoke test)")
+    parser.add_argument("--tile", type=int, default=512)
+    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--workdir", type=Path, help="where scenes are generated (default: a temp folder)")
+    parser.add_argument("--one", nargs=3, metavar=("W", "H", "MODEL"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="rsseg-bench-"))
+    if args.one:
+        w, h, name = int(args.one[0]), int(args.one[1]), args.one[2]
+        print(json.dumps(run_one(w, h, name, args.tile, args.batch_size, workdir)))
+        return
+    cases = [(w // 8, h // 8, m) for w, h, m in STANDARD] if args.quick else STANDARD
+    rows = []
+    for w, h, name in cases:
+        scene = workdir / f"scene_{w}x{h}.tif"
+        if not scene.exists():
+            make_scene(scene, w, h)
+        cmd = [sys.executable, __file__, "--one", str(w), str(h), name, "--tile", str(args.tile),
+               "--batch-size", str(args.batch_size), "--workdir", str(workdir)]
+        out = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True).stdout
+        rows.append(json.loads(out.strip().splitlines()[-1]))
+        r = rows[-1]
+        print(f"{r['scene']:>12} {r['model']:>14}: {r['seconds']:7.1f} s  {r['mpix_per_s']:6.2f} MPix/s  "
+              f"peak RSS {r['peak_rss_mb']:6.0f} MB  overhead {r['overhead']:.2f}", flush=True)
+    print("\n| scene (W×H) | model | windows | seconds | MPix/s | peak RSS (MB) | overhead |")
+    print("|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['scene']} | {r['model']} | {r['windows']} | {r['seconds']:.1f} | {r['mpix_per_s']:.2f} | "
+              f"{r['peak_rss_mb']:.0f} | {r['overhead']:.2f} |")
+    by = {r["scene"]: r for r in rows}
+    tall, wide = by.get(f"{cases[1][0]}x{cases[1][1]}"), by.get(f"{cases[0][0]}x{cases[0][1]}")
+    if tall and wide:
+        print(f"\npeak RSS {cases[1][0]}x{cases[1][1]} / {cases[0][0]}x{cases[0][1]}: "
+              f"{tall['peak_rss_mb'] / wide['peak_rss_mb']:.2f} (memory must not grow with height)")
+
+
+if __name__ == "__main__":
+    main()
