@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Iterator
 
 import numpy as np
+import rasterio
 import torch
 from tqdm import tqdm
 
@@ -31,6 +32,7 @@ from rsseg.tiling.tta import tta_transforms
 from rsseg.tiling.weights import blend_window
 
 MULTIPLE = 32  # window sizes every registered architecture accepts
+GDAL_CACHE_MB = 128  # GDAL's block cache (default 5 % of RAM) would grow with the scene
 
 
 @dataclass
@@ -224,6 +226,7 @@ def predict_scene(scene: str | Path, out: str | Path, model: torch.nn.Module, ca
         torch.set_num_threads(len(os.sched_getaffinity(0)))
 
     with contextlib.ExitStack() as stack:
+        stack.enter_context(rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB))
         ds = stack.enter_context(open_raster(scene))
         plan = plan_bands(ds, scene, card.in_channels, bands if bands else card.bands,
                           input_scale if input_scale else card.input_scale)
@@ -281,7 +284,7 @@ def _run(ds, bands: list[int], grid: TileGrid, batch_size: int, predictor: _Pred
          progress: bool) -> None:
     """Read, predict, blend and write, batch by batch."""
     stride_y = grid.row_starts[1] - grid.row_starts[0] if len(grid.row_starts) > 1 else 0
-    capacity = min(grid.height, grid.tile_h + math.ceil(batch_size / len(grid.col_starts)) * stride_y)
+    capacity = min(grid.height, grid.tile_h + (math.ceil(batch_size / len(grid.col_starts)) - 1) * stride_y)
     blender = RowBandBlender(num_classes, grid.width, capacity, dev)
     weight = blend_window(grid.tile_h, grid.tile_w).to(dev)
     tiles = list(grid)
