@@ -25,7 +25,8 @@ class AttentionEnhancement(nn.Sequential):
     """Attention enhancement module: ConvBNReLU 3×3, Taylor attention (``γ·out``), BatchNorm."""
 
     def __init__(self, in_ch: int, out_ch: int):
-        super().__init__(ConvBNReLU(in_ch, out_ch, 3), TaylorAttention(out_ch, residual=False), nn.BatchNorm2d(out_ch))
+        super().__init__(ConvBNReLU(in_ch, out_ch, 3), TaylorAttention(out_ch, residual=False),
+                         nn.BatchNorm2d(out_ch))
 
 
 class FeatureAggregation(nn.Module):
