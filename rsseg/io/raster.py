@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import rasterio
-from rasterio.enums import ColorInterp
+from rasterio.enums import ColorInterp, MaskFlags
 from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 from rasterio.windows import Window
 
@@ -89,6 +89,8 @@ def read_window(ds: rasterio.DatasetReader, bands: list[int], y: int, x: int, h:
     window = Window(x, y, w, h)
     try:
         data = ds.read(bands, window=window)
+        if all(ds.mask_flag_enums[b - 1] == [MaskFlags.all_valid] for b in bands):
+            return data, np.ones((h, w), dtype=bool)
         masks = ds.read_masks(bands, window=window)
     except RasterioIOError as err:
         raise RssegError(f"{ds.name}: read error at rows {y}-{y + h} ({_first_line(err)})") from None

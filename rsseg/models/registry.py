@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -20,6 +21,17 @@ class ModelEntry:
 
 
 _REGISTRY: dict[str, ModelEntry] = {}
+ARCHITECTURES = ("smp_models", "manet", "maresunet", "abcnet")
+_imported = False
+
+
+def _import_architectures() -> None:
+    """Import the built-in architecture modules once; they register themselves."""
+    global _imported
+    if not _imported:
+        _imported = True
+        for module in ARCHITECTURES:
+            importlib.import_module(f"rsseg.models.{module}")
 
 
 def register_model(name: str, *, paper: str, default_backbone: str) -> Callable:
@@ -36,11 +48,13 @@ def register_model(name: str, *, paper: str, default_backbone: str) -> Callable:
 
 def list_models() -> list[ModelEntry]:
     """All registered architectures, sorted by name."""
+    _import_architectures()
     return [_REGISTRY[k] for k in sorted(_REGISTRY)]
 
 
 def get_entry(name: str) -> ModelEntry:
     """The registry entry of ``name``, or a clear error listing the known names."""
+    _import_architectures()
     try:
         return _REGISTRY[name]
     except KeyError:

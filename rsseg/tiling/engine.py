@@ -169,26 +169,26 @@ class _Predictor:
         self.transforms = tta_transforms(tta, square)
         self.amp = amp and device.type == "cuda"
         self.calls = 0
-        self.seconds = 0.0
+        self.seconds = 0.0  # the model's own forward time
 
     def __call__(self, pixels: np.ndarray, valid: np.ndarray) -> torch.Tensor:
         x = torch.from_numpy(pixels).to(self.device, non_blocking=True).float()
         x = torch.addcmul(self.bias, x, self.gain)
         if not valid.all():
             x = x * torch.from_numpy(valid).to(self.device)[:, None]  # invalid pixels -> band mean
-        start = time.perf_counter()
         probs = None
         with torch.inference_mode(), torch.autocast("cuda", enabled=self.amp):
             for forward, inverse in self.transforms:
+                start = time.perf_counter()
                 logits = self.model(forward(x))
+                if self.device.type == "cuda":
+                    torch.cuda.synchronize(self.device)
+                self.seconds += time.perf_counter() - start
                 self.calls += 1
                 if not isinstance(logits, torch.Tensor) or logits.shape[-2:] != x.shape[-2:]:
                     raise RssegError("model did not return B×K×H×W logits at window size (is it in eval mode?)")
                 p = inverse(torch.softmax(logits.float(), 1))
                 probs = p if probs is None else probs.add_(p)
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-        self.seconds += time.perf_counter() - start
         return probs / len(self.transforms) if len(self.transforms) > 1 else probs
 
 
