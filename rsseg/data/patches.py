@@ -6,7 +6,7 @@ import os
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 import rasterio
@@ -166,6 +166,17 @@ class PatchDataset(Dataset):
             generator = torch.Generator().manual_seed(int(seed))
             x, y = self.transform(x, y, generator)
         return x, y
+
+
+def worker_errors_as_one_line(loader: Iterable) -> Iterator:
+    """Iterate a DataLoader, turning an :class:`RssegError` raised in a worker back into its one-line message."""
+    try:
+        yield from loader
+    except RssegError as err:
+        lines = str(err).strip().splitlines()
+        if len(lines) == 1:
+            raise
+        raise RssegError(lines[-1].split("RssegError: ", 1)[-1]) from None
 
 
 def pad_collate(batch: list[tuple[torch.Tensor, torch.Tensor]], ignore_index: int = 255

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -165,9 +166,10 @@ class PatchFolderWriter:
             rows, cols = win.toslices()
             stem = f"{scene.name}_{win.row_off}_{win.col_off}"
             tf = window_transform(win, scene.transform) if scene.transform is not None else None
-            write_patch(images / f"{stem}.tif", image[:, rows, cols], tf, scene.crs, predictor=2)
-            with rasterio.Env(), _patch_writer(masks / f"{stem}.tif", scene.mask[None, rows, cols], tf,
-                                               scene.crs, nodata=self.table.ignore_index) as ds:
+            with open_patch(images / f"{stem}.tif", image[:, rows, cols], tf, scene.crs):
+                pass
+            with open_patch(masks / f"{stem}.tif", scene.mask[None, rows, cols], tf, scene.crs,
+                            nodata=self.table.ignore_index) as ds:
                 write_class_table(ds, list(self.table.names), list(self.table.colors))
             self.counts[split] += 1
 
@@ -199,36 +201,24 @@ class PatchFolderWriter:
         return line
 
 
-class _patch_writer:
-    """Open a GeoTIFF patch for writing under a temporary name (context manager)."""
+@contextlib.contextmanager
+def open_patch(path: Path, array: np.ndarray, transform: Affine | None, crs: CRS | None,
+               nodata: int | None = None) -> Iterator[rasterio.io.DatasetWriter]:
+    """Write a bands×H×W patch as a compressed GeoTIFF (georeferenced when the source is), atomically.
 
-    def __init__(self, path: Path, array: np.ndarray, transform: Affine | None, crs: CRS | None,
-                 nodata: int | None = None, predictor: int = 1):
-        self.path, self.array = path, array
-        self.profile = dict(driver="GTiff", count=array.shape[0], height=array.shape[1], width=array.shape[2],
-                            dtype=array.dtype, compress="deflate", predictor=predictor, nodata=nodata)
-        if transform is not None:
-            self.profile.update(transform=transform, crs=crs)
-
-    def __enter__(self) -> rasterio.io.DatasetWriter:
-        self._atomic = atomic_output(self.path, overwrite=True)
-        tmp = self._atomic.__enter__()
+    Yields the open dataset so that callers can add tags or a colormap before it is closed.
+    """
+    predictor = 2 if array.dtype.kind in "ui" and nodata is None else 1
+    profile = dict(driver="GTiff", count=array.shape[0], height=array.shape[1], width=array.shape[2],
+                   dtype=array.dtype, compress="deflate", predictor=predictor, nodata=nodata)
+    if transform is not None:
+        profile.update(transform=transform, crs=crs)
+    with atomic_output(path, overwrite=True) as tmp:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
-            self.ds = rasterio.open(tmp, "w", **self.profile)
-        self.ds.write(self.array)
-        return self.ds
-
-    def __exit__(self, *exc: object) -> None:
-        self.ds.close()
-        self._atomic.__exit__(*exc)
-
-
-def write_patch(path: Path, array: np.ndarray, transform: Affine | None, crs: CRS | None,
-                predictor: int = 1) -> None:
-    """Write a bands×H×W patch as a compressed GeoTIFF (georeferenced when the source is)."""
-    with _patch_writer(path, array, transform, crs, predictor=predictor if array.dtype.kind in "ui" else 1):
-        pass
+            with rasterio.open(tmp, "w", **profile) as ds:
+                ds.write(array)
+                yield ds
 
 
 def _find(src: Path, name: str) -> list[Path]:
@@ -280,7 +270,6 @@ def _add_isprs_tile(writer: PatchFolderWriter, split: str, tile: Path, label_nam
     eroded = _find(src, eroded_name) if split == "test" else []
     labels = eroded or [p for p in _find(src, label_name) if p != tile]
     if not labels:
-        writer.unknown_labels = getattr(writer, "unknown_labels", 0) + 1
         tqdm.write(f"{tile}: no label file {label_name} found; skipped")
         return
     image, transform, crs = _read(tile)
@@ -439,7 +428,8 @@ def prepare_generic(images: Sequence[str | os.PathLike], labels: Sequence[str | 
         else:
             mask = read_raster_label(label_path, table, shape, transform, crs, bool(palette), writer.unknown)
         for split, (top, bottom) in split_rows(shape[0], val_fraction, test_fraction).items():
-            strip_tf = transform * Affine.translation(0, top) if transform is not None else None
+            strip = Window(0, top, shape[1], bottom - top)
+            strip_tf = window_transform(strip, transform) if transform is not None else None
             writer.add(split, Scene(f"{image_path.stem}_r{top}", image[:, top:bottom], mask[top:bottom],
                                     strip_tf, crs))
     return writer.finish(), writer.summary()

@@ -21,7 +21,7 @@ class ModelEntry:
 
 
 _REGISTRY: dict[str, ModelEntry] = {}
-ARCHITECTURES = ("smp_models", "manet", "maresunet", "abcnet")
+ARCHITECTURES = ("smp_models", "manet", "maresunet", "abcnet", "reconet", "flanet", "sanet", "danet")
 _imported = False
 
 

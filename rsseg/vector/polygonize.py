@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
+from itertools import chain
 from typing import Callable, Iterator
 
 import numpy as np
@@ -21,7 +22,6 @@ from affine import Affine
 from rasterio.features import rasterize, shapes
 from rasterio.io import DatasetReader
 from rasterio.windows import Window
-from shapely.geometry import shape
 
 from rsseg.errors import RssegError
 
@@ -68,11 +68,34 @@ def strip_polygons(data: np.ndarray, keep: np.ndarray, row0: int) -> tuple[np.nd
     """Polygons (pixel coordinates, rows offset by ``row0``) and class ids of one strip."""
     if data.dtype.name not in SHAPES_DTYPES:
         data = data.astype(np.int32)
-    geoms, values = [], []
+    rings, values = [], []
     for geom, value in shapes(data, mask=keep, connectivity=4, transform=Affine.translation(0, row0)):
-        geoms.append(shape(geom))
+        rings.append(geom["coordinates"])
         values.append(value)
-    return np.array(geoms, dtype=object), np.array(values, dtype=np.int64)
+    return polygons_from_rings(rings), np.array(values, dtype=np.int64)
+
+
+def polygons_from_rings(rings: list[list[list[tuple[float, float]]]]) -> np.ndarray:
+    """Shapely polygons from GeoJSON-style ring lists (shell first), built in bulk."""
+    if not rings:
+        return np.empty(0, dtype=object)
+    flat = list(chain.from_iterable(rings))
+    lengths = np.fromiter(map(len, flat), dtype=np.int64, count=len(flat))
+    coords = np.array(list(chain.from_iterable(flat)), dtype=np.float64)
+    linear = shapely.linearrings(coords, indices=np.repeat(np.arange(len(flat)), lengths))
+    owner = np.repeat(np.arange(len(rings)), [len(r) for r in rings])
+    return shapely.polygons(linear, indices=owner)
+
+
+def stitch(parts: list[shapely.Polygon]) -> shapely.Polygon:
+    """One region from its parts in several strips, which meet only along strip edges.
+
+    Holes never reach a strip edge, so every part's holes are holes of the region: only the
+    shells need a (cheap) union, and the parts' holes are added back to it.
+    """
+    shell = shapely.union_all(shapely.polygons(shapely.get_exterior_ring(parts)))
+    holes = list(shell.interiors) + [ring for part in parts for ring in part.interiors]
+    return shapely.Polygon(shell.exterior, holes)
 
 
 def edge_labels(geoms: np.ndarray, ids: np.ndarray, y: float, width: int) -> np.ndarray:
@@ -166,7 +189,7 @@ def polygonize_windows(ds: DatasetReader, valid: Callable[[np.ndarray], np.ndarr
                 closing[root].append(i)
         if closing:
             finished.append(Regions(
-                np.array([shapely.union_all([parts[i] for i in members]) if len(members) > 1
+                np.array([stitch([parts[i] for i in members]) if len(members) > 1
                           else parts[members[0]] for members in closing.values()], dtype=object),
                 np.array([part_class[members[0]] for members in closing.values()], dtype=np.int64),
                 None if probs is None else

@@ -60,11 +60,11 @@ class Georef:
         offset = np.array([t.c, t.f])
         return shapely.transform(geoms, lambda xy: xy @ matrix + offset)
 
-    def areas(self, pixel_geoms: np.ndarray, map_geoms: np.ndarray) -> np.ndarray:
-        """Areas of the regions in ``area_unit``."""
+    def areas(self, pixel_geoms: np.ndarray) -> np.ndarray:
+        """Areas of pixel-coordinate regions in ``area_unit``."""
         if self.equal_area is None:
             return shapely.area(pixel_geoms) * self.unit_area
-        projected = shapely.transform(map_geoms, lambda xy: np.column_stack(
+        projected = shapely.transform(self.to_map(pixel_geoms), lambda xy: np.column_stack(
             self.equal_area.transform(xy[:, 0], xy[:, 1])))
         return shapely.area(projected)
 

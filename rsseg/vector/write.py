@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import warnings
 from pathlib import Path
 from typing import Iterator
 
@@ -16,44 +17,46 @@ from rsseg.io.atomic import atomic_output
 DRIVERS = {"gpkg": "GPKG", "shp": "ESRI Shapefile", "geojson": "GeoJSON", "fgb": "FlatGeobuf"}
 SUFFIXES = {".gpkg": "gpkg", ".shp": "shp", ".geojson": "geojson", ".json": "geojson", ".fgb": "fgb"}
 MULTI_LAYER = {"gpkg"}
-SHAPEFILE_FIELD_CHARS = 10
 
 
-def resolve_format(path: str | Path, fmt: str | None) -> str:
+def resolve_format(path: str | Path, fmt: str | None, layer_per_class: bool = False) -> str:
     """The output format (``gpkg``, ``shp``, ``geojson``, ``fgb``) from ``fmt`` or the file suffix."""
     path = Path(path)
     by_suffix = SUFFIXES.get(path.suffix.lower())
     if fmt is None:
         if by_suffix is None:
             raise RssegError(f"{path}: unknown vector format (use a suffix {', '.join(SUFFIXES)} or --format)")
-        return by_suffix
+        fmt = by_suffix
     fmt = fmt.lower()
     if fmt not in DRIVERS:
         raise RssegError(f"{path}: unknown format {fmt!r} (choose from {', '.join(DRIVERS)})")
     if by_suffix not in (None, fmt):
         raise RssegError(f"{path}: suffix {path.suffix} does not match format {fmt}")
+    if layer_per_class and fmt not in MULTI_LAYER:
+        raise RssegError(f"{path}: format {fmt} holds one layer only (use .gpkg for one layer per class)")
     return fmt
 
 
 class LayerWriter:
-    """Appends chunks of polygons with attribute columns to named layers of one output."""
+    """Appends chunks of polygons with attribute columns to named layers of one output.
+
+    Field names are at most 10 characters, so they survive the Shapefile format unchanged; a
+    Shapefile's single layer takes the file's name and gets a ``.prj`` from ``crs_wkt``.
+    """
 
     def __init__(self, tmp_path: Path, fmt: str, crs_wkt: str | None, fields: list[str]) -> None:
         self.path, self.fmt, self.crs_wkt, self.fields = tmp_path, fmt, crs_wkt, fields
-        if fmt == "shp":
-            long = [f for f in fields if len(f) > SHAPEFILE_FIELD_CHARS]
-            assert not long, f"field names too long for a Shapefile: {long}"
         self.written: set[str] = set()
 
     def write(self, layer: str, geoms: np.ndarray, columns: dict[str, np.ndarray]) -> None:
         """Append polygons (already in the output CRS) and their attribute columns to ``layer``."""
         if layer in self.written and not len(geoms):
             return
-        if self.written and layer not in self.written and self.fmt not in MULTI_LAYER:
-            raise RssegError(f"{self.path}: format {self.fmt} holds one layer only")
-        write(str(self.path), shapely.to_wkb(geoms), [columns[f] for f in self.fields], self.fields,
-              layer=layer, driver=DRIVERS[self.fmt], geometry_type="Polygon", crs=self.crs_wkt,
-              encoding="UTF-8" if self.fmt == "shp" else None, append=layer in self.written)
+        with warnings.catch_warnings():  # a mask without CRS was already reported by the caller
+            warnings.filterwarnings("ignore", message="'crs' was not provided")
+            write(str(self.path), shapely.to_wkb(geoms), [columns[f] for f in self.fields], self.fields,
+                  layer=None if self.fmt == "shp" else layer, driver=DRIVERS[self.fmt], geometry_type="Polygon",
+                  crs=self.crs_wkt, encoding="UTF-8" if self.fmt == "shp" else None, append=layer in self.written)
         self.written.add(layer)
 
 

@@ -1,0 +1,129 @@
+"""Evaluate a model on patch folders or whole scenes (through the tiling engine)."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import tempfile
+import warnings
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import rasterio
+import torch
+from rasterio.errors import NotGeoreferencedWarning
+from rasterio.windows import Window
+from torch.utils.data import DataLoader, Sampler
+from tqdm import tqdm
+
+from rsseg.data.patches import PatchDataset, pad_collate, read_dataset_info, worker_errors_as_one_line
+from rsseg.data.prepare import colors_to_index
+from rsseg.errors import RssegError
+from rsseg.models.base import Criterion, resize_logits
+from rsseg.models.checkpoint import ModelCard
+from rsseg.tiling.tta import tta_transforms
+from rsseg.train.metrics import ConfusionMatrix
+
+
+def predict_probs(model: torch.nn.Module, x: torch.Tensor, tta: str = "none") -> torch.Tensor:
+    """Softmax probabilities B×K×H×W averaged over the views of :func:`rsseg.tiling.tta.tta_transforms`."""
+    try:
+        views = tta_transforms(tta, square=x.shape[-1] == x.shape[-2])
+    except ValueError as err:
+        raise RssegError(f"--tta {tta}: {err}") from None
+    total = None
+    for forward, inverse in views:
+        view = forward(x)
+        probs = inverse(resize_logits(model(view), view).float().softmax(1))
+        total = probs if total is None else total + probs
+    return total / len(views)
+
+
+def confusion_over_loader(model: torch.nn.Module, loader: DataLoader, num_classes: int, ignore_index: int,
+                          device: torch.device, tta: str = "none", amp: bool = False,
+                          criterion: Criterion | None = None, progress: bool = True, desc: str = "eval"
+                          ) -> tuple[ConfusionMatrix, float, int]:
+    """Confusion matrix, summed criterion and patch count of ``model`` over ``loader`` (this rank's share)."""
+    model.eval()
+    matrix = ConfusionMatrix(num_classes, ignore_index, device)
+    loss_sum, count = 0.0, 0
+    autocast = torch.autocast("cuda", dtype=torch.float16) if amp and device.type == "cuda" else contextlib.nullcontext()
+    with torch.no_grad(), autocast:
+        for x, y in tqdm(worker_errors_as_one_line(loader), total=len(loader), desc=desc, unit="batch", leave=False, disable=not progress):
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            if criterion is not None and tta == "none":
+                logits = resize_logits(model(x), y)
+                loss_sum += float(criterion(logits, y)) * len(x)
+                pred = logits.argmax(1)
+            else:
+                pred = predict_probs(model, x, tta).argmax(1)
+            matrix.update(pred, y)
+            count += len(x)
+    return matrix, loss_sum, count
+
+
+def evaluate_patches(model: torch.nn.Module, card: ModelCard, root: str | os.PathLike, split: str = "test",
+                     tta: str = "none", batch_size: int = 4, device: torch.device | str = "cpu",
+                     workers: int = 0, progress: bool = True, sampler: Sampler | None = None) -> ConfusionMatrix:
+    """Confusion matrix of a model on one split of a patch folder, normalised with the model's statistics."""
+    info = read_dataset_info(root)
+    if info.num_classes != card.num_classes or info.in_channels != card.in_channels:
+        raise RssegError(f"{root}: dataset has {info.num_classes} classes / {info.in_channels} bands, the model "
+                         f"{card.num_classes} / {card.in_channels}")
+    info = replace(info, mean=list(card.mean), std=list(card.std), input_scale=card.input_scale)
+    dataset = PatchDataset(root, split, info=info)
+    loader = DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
+                        collate_fn=functools.partial(pad_collate, ignore_index=info.ignore_index))
+    matrix, _, _ = confusion_over_loader(model, loader, card.num_classes, info.ignore_index, torch.device(device),
+                                         tta, progress=progress, desc=f"evaluate {split}")
+    return matrix
+
+
+def read_label_window(ds: rasterio.io.DatasetReader, window: Window, card: ModelCard) -> np.ndarray:
+    """Class ids of a window of a label raster: an index mask, or RGB colours of the model's classes."""
+    data = ds.read(window=window)
+    if data.shape[0] >= 3:
+        return colors_to_index(data[:3], card.class_colors, card.ignore_index)[0]
+    return data[0]
+
+
+def evaluate_scene(model: torch.nn.Module, card: ModelCard, scene: str | os.PathLike,
+                   labels: str | os.PathLike, tta: str = "none", batch_size: int = 4, device: str = "auto",
+                   overlap: float = 0.5, progress: bool = True, block_rows: int = 1024
+                   ) -> tuple[ConfusionMatrix, int]:
+    """Predict ``scene`` with the tiling engine, then compare with ``labels`` block by block.
+
+    Returns the confusion matrix and the number of labelled pixels the prediction left as nodata.
+    """
+    from rsseg.tiling import predict_scene
+
+    scene, labels = Path(scene), Path(labels)
+    if not labels.is_file():
+        raise RssegError(f"{labels}: label raster not found")
+    matrix = ConfusionMatrix(card.num_classes, card.ignore_index)
+    unpredicted = 0
+    with tempfile.TemporaryDirectory(prefix="rsseg-eval-") as tmp:
+        out = Path(tmp) / f"{scene.stem}_pred.tif"
+        predict_scene(scene, out, model, card, overlap=overlap, batch_size=batch_size, tta=tta, device=device,
+                      progress=progress, record=False)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            with rasterio.open(out) as pred_ds, rasterio.open(labels) as label_ds:
+                if (label_ds.height, label_ds.width) != (pred_ds.height, pred_ds.width):
+                    raise RssegError(f"{labels}: labels are {label_ds.height}×{label_ds.width}, the scene "
+                                     f"{pred_ds.height}×{pred_ds.width}")
+                for top in range(0, pred_ds.height, block_rows):
+                    window = Window(0, top, pred_ds.width, min(block_rows, pred_ds.height - top))
+                    pred = pred_ds.read(1, window=window)
+                    ref = read_label_window(label_ds, window, card)
+                    bad = (ref >= card.num_classes) & (ref != card.ignore_index)
+                    if bad.any():
+                        raise RssegError(f"{labels}: value {int(ref[bad][0])} is not a class id of the model "
+                                         f"(0..{card.num_classes - 1}) nor the ignore index {card.ignore_index}")
+                    missing = pred >= card.num_classes
+                    unpredicted += int((missing & (ref != card.ignore_index)).sum())
+                    ref = np.where(missing, card.ignore_index, ref)
+                    matrix.update(torch.from_numpy(pred.astype(np.int64)), torch.from_numpy(ref.astype(np.int64)))
+    return matrix, unpredicted

@@ -1,0 +1,330 @@
+"""The training loop: one process or DistributedDataParallel under ``torchrun``."""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import functools
+import json
+import math
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, DistributedSampler
+from tqdm import tqdm
+
+from rsseg.data.patches import PatchDataset, pad_collate, read_dataset_info, worker_errors_as_one_line
+from rsseg.data.transforms import TrainAugment
+from rsseg.errors import RssegError
+from rsseg.io.atomic import atomic_output
+from rsseg.models import create_model, save_checkpoint
+from rsseg.models.encoders import TimmEncoder
+from rsseg.train.distributed import (ShardSampler, all_reduce_sum, barrier, broadcast_flag, cleanup,
+                                     init_distributed)
+from rsseg.train.evaluation import confusion_over_loader
+from rsseg.train.losses import SegmentationLoss
+from rsseg.train.metrics import compute_metrics, format_table, metric_value
+from rsseg.train.plots import plot_confusion, plot_curves
+
+CONFIG_FILE = "config.yaml"
+STATE_FILE = "state.pt"
+LOG_FIELDS = ("epoch", "lr", "train_loss", "val_loss", "mIoU", "mF1", "OA", "all_mIoU", "all_mF1",
+              "patches_per_s", "seconds")
+
+
+def encoder_parameters(model: nn.Module) -> set[int]:
+    """Ids of backbone parameters: a :class:`TimmEncoder` or any submodule named ``encoder``/``backbone``."""
+    ids: set[int] = set()
+    for name, module in model.named_modules():
+        if isinstance(module, TimmEncoder) or name.rsplit(".", 1)[-1] in ("encoder", "backbone"):
+            ids.update(id(p) for p in module.parameters())
+    return ids
+
+
+def build_optimizer(model: nn.Module, optim: dict) -> torch.optim.Optimizer:
+    """AdamW with the backbone at ``encoder_lr`` and everything else at ``lr``."""
+    encoder = encoder_parameters(model)
+    params = [p for p in model.parameters() if p.requires_grad]
+    groups = [{"params": [p for p in params if id(p) in encoder], "lr": float(optim["encoder_lr"])},
+              {"params": [p for p in params if id(p) not in encoder], "lr": float(optim["lr"])}]
+    return torch.optim.AdamW([g for g in groups if g["params"]], weight_decay=float(optim["weight_decay"]))
+
+
+def lr_factor(step: int, total: int, warmup: int, schedule: str, min_ratio: float, power: float) -> float:
+    """Linear warm-up over ``warmup`` steps, then cosine or poly decay to ``min_ratio`` at ``total``."""
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    decay = 0.5 * (1 + math.cos(math.pi * progress)) if schedule == "cosine" else (1 - progress) ** power
+    return min_ratio + (1 - min_ratio) * decay
+
+
+def _rng_state() -> dict:
+    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+class NonFiniteLoss(RssegError):
+    """The loss became NaN or infinite."""
+
+
+class Trainer:
+    """Trains ``config`` into ``run_dir``: ``best.pt``, ``last.pt``, ``state.pt``, logs and plots.
+
+    ``batch_size`` is per process. Under ``torchrun`` every rank trains on its share of the
+    data (DistributedSampler), validation metrics are reduced over ranks, and only rank 0 writes.
+    """
+
+    def __init__(self, config: dict, run_dir: str | Path, *, resume: bool = False, overwrite: bool = False,
+                 progress: bool = True):
+        self.config = config
+        self.run_dir = Path(run_dir)
+        self.env, self.device = init_distributed(str(config["train"]["device"]))
+        if config["train"]["threads"]:
+            torch.set_num_threads(int(config["train"]["threads"]))
+        self.progress = progress and self.env.is_main
+        if self.env.is_main:
+            self._prepare_run_dir(resume, overwrite)
+        barrier()
+        train_cfg, data_cfg = config["train"], config["data"]
+        self.seed = int(train_cfg["seed"])
+        _seed_everything(self.seed)
+        self.info = read_dataset_info(data_cfg["root"])
+        augment = TrainAugment(int(data_cfg["tile"]), tuple(data_cfg["scale"]), bool(data_cfg["flips"]),
+                               bool(data_cfg["rot90"]), self.info.ignore_index)
+        self.train_set = PatchDataset(data_cfg["root"], "train", augment, seed=self.seed, info=self.info)
+        self.val_set = PatchDataset(data_cfg["root"], data_cfg["val_split"], info=self.info)
+        self.batch_size = int(train_cfg["batch_size"])
+        per_rank = len(self.train_set) // self.env.world_size
+        if per_rank < self.batch_size:
+            raise RssegError(f"{data_cfg['root']}: {len(self.train_set)} training patches for batch size "
+                             f"{self.batch_size} × {self.env.world_size} process(es); lower train.batch_size")
+        self.steps_per_epoch = per_rank // self.batch_size
+        self.model = self._build_model()
+        self.ddp = self._wrap(self.model)
+        self.optimizer = build_optimizer(self.model, config["optim"])
+        optim = config["optim"]
+        total = int(train_cfg["epochs"]) * self.steps_per_epoch
+        warmup = int(float(optim["warmup_epochs"]) * self.steps_per_epoch)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, functools.partial(
+            lr_factor, total=total, warmup=warmup, schedule=optim["schedule"],
+            min_ratio=float(optim["min_lr_ratio"]), power=float(optim["poly_power"])))
+        self.amp = bool(train_cfg["amp"]) and self.device.type == "cuda"
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
+        self.criterion = SegmentationLoss(self.info.ignore_index, float(config["loss"]["label_smoothing"]),
+                                          float(config["loss"]["dice_weight"]))
+        self.start_epoch, self.best, self.history = 0, -math.inf, []
+        if resume:
+            self._load_state()
+
+    # -- setup -------------------------------------------------------------------------------------
+    def _prepare_run_dir(self, resume: bool, overwrite: bool) -> None:
+        state = self.run_dir / STATE_FILE
+        if resume:
+            if not state.is_file():
+                raise RssegError(f"{state}: no training state to resume from")
+            return
+        if self.run_dir.exists() and any(self.run_dir.iterdir()) and not overwrite:
+            raise RssegError(f"{self.run_dir}: run folder is not empty (use --resume to continue it or "
+                             "--overwrite to start again)")
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        for name in (STATE_FILE, "best.pt", "last.pt", "log.csv", "log.json"):
+            (self.run_dir / name).unlink(missing_ok=True)
+        with atomic_output(self.run_dir / CONFIG_FILE, overwrite=True) as tmp:
+            tmp.write_text(yaml.safe_dump(self.config, sort_keys=False))
+
+    def _build_model(self) -> nn.Module:
+        kwargs = {k: v for k, v in self.config["model"].items() if k != "name"}
+        if kwargs.get("pretrained_weights") is None:
+            kwargs.pop("pretrained_weights", None)
+        model = create_model(self.config["model"]["name"], self.info.num_classes, self.info.in_channels, **kwargs)
+        # the checkpoint carries the trained weights; it must not point at the pretraining file
+        model.arch["kwargs"].pop("pretrained_weights", None)
+        return model.to(self.device)
+
+    def _wrap(self, model: nn.Module) -> nn.Module:
+        if not self.env.enabled:
+            return model
+        if self.device.type == "cuda":
+            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+            self.model = model
+            return DistributedDataParallel(model, device_ids=[self.device.index])
+        return DistributedDataParallel(model)
+
+    def _train_loader(self, epoch: int) -> DataLoader:
+        self.train_set.set_epoch(epoch)
+        workers = int(self.config["data"]["workers"])
+        common = dict(batch_size=self.batch_size, num_workers=workers, drop_last=True,
+                      pin_memory=self.device.type == "cuda", persistent_workers=False)
+        if self.env.enabled:
+            sampler = DistributedSampler(self.train_set, self.env.world_size, self.env.rank, shuffle=True,
+                                         seed=self.seed, drop_last=True)
+            sampler.set_epoch(epoch)
+            return DataLoader(self.train_set, sampler=sampler, **common)
+        generator = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
+        return DataLoader(self.train_set, shuffle=True, generator=generator, **common)
+
+    def _val_loader(self) -> DataLoader:
+        size = int(self.config["train"]["val_batch_size"] or self.batch_size)
+        return DataLoader(self.val_set, batch_size=size, sampler=ShardSampler(len(self.val_set), self.env),
+                          num_workers=int(self.config["data"]["workers"]),
+                          collate_fn=functools.partial(pad_collate, ignore_index=self.info.ignore_index))
+
+    # -- state -------------------------------------------------------------------------------------
+    def _load_state(self) -> None:
+        state = torch.load(self.run_dir / STATE_FILE, map_location="cpu", weights_only=False)
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.start_epoch, self.best, self.history = state["epoch"] + 1, state["best"], state["history"]
+        _set_rng_state(state["rng"])
+
+    def _save_state(self, epoch: int) -> None:
+        state = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                 "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(), "epoch": epoch,
+                 "best": self.best, "history": self.history, "rng": _rng_state()}
+        with atomic_output(self.run_dir / STATE_FILE, overwrite=True) as tmp:
+            torch.save(state, tmp)
+
+    def _save_model(self, name: str, epoch: int, metrics: dict) -> None:
+        info = self.info
+        extra = {"dataset": info.name, "epoch": epoch + 1, "excluded_from_mean": list(info.excluded_from_mean), "select_metric": self.config["train"]["select_metric"],
+                 "metrics": {"all": metrics["all"], "papers": metrics["papers"]}, "config": self.config}
+        save_checkpoint(self.model, self.run_dir / name, overwrite=True, class_names=list(info.class_names),
+                        class_colors=list(info.class_colors), mean=list(info.mean), std=list(info.std),
+                        input_scale=info.input_scale, bands=info.bands, tile_size=int(self.config["data"]["tile"]),
+                        gsd=info.gsd, ignore_index=info.ignore_index, extra=extra)
+
+    # -- loop --------------------------------------------------------------------------------------
+    def train_epoch(self, epoch: int) -> tuple[float, float]:
+        """One pass over the training data; mean loss and patches/s (all ranks)."""
+        self.ddp.train()
+        loader = self._train_loader(epoch)
+        epochs = int(self.config["train"]["epochs"])
+        clip = float(self.config["optim"]["clip_grad"] or 0)
+        autocast = (torch.autocast("cuda", dtype=torch.float16) if self.amp else contextlib.nullcontext)
+        bar = tqdm(worker_errors_as_one_line(loader), total=len(loader), desc=f"epoch {epoch + 1}/{epochs}", unit="batch", leave=False, disable=not self.progress)
+        loss_sum, seen, start = 0.0, 0, time.perf_counter()
+        for step, (x, y) in enumerate(bar):
+            x = x.to(self.device, non_blocking=True)
+            y = y.to(self.device, non_blocking=True)
+            with autocast():
+                outputs = self.ddp(x)
+                loss, _ = self.model.loss(outputs, y, self.criterion)
+            mean_loss = all_reduce_sum(loss.detach().float().clone()) / self.env.world_size
+            if not torch.isfinite(mean_loss):
+                kept = f"last.pt (epoch {epoch}) is kept" if epoch else "no checkpoint was written yet"
+                raise NonFiniteLoss(f"{self.run_dir}: loss became {float(mean_loss)} at epoch {epoch + 1} step "
+                                    f"{step + 1}; training stopped, {kept} (lower optim.lr or check the data)")
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(loss).backward()
+            if clip > 0:
+                self.scaler.unscale_(self.optimizer)
+                nn.utils.clip_grad_norm_(self.model.parameters(), clip)
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            self.scheduler.step()
+            loss_sum += float(mean_loss)
+            seen += len(x) * self.env.world_size
+            bar.set_postfix(loss=f"{loss_sum / (step + 1):.4f}",
+                            patches_s=f"{seen / (time.perf_counter() - start):.1f}")
+        return loss_sum / max(1, len(loader)), seen / (time.perf_counter() - start)
+
+    def validate(self) -> tuple[dict, float]:
+        """Metrics over the validation split (reduced over ranks) and the mean validation loss."""
+        matrix, loss_sum, count = confusion_over_loader(
+            self.model, self._val_loader(), self.info.num_classes, self.info.ignore_index, self.device,
+            amp=self.amp, criterion=self.criterion, progress=self.progress, desc="validate")
+        totals = all_reduce_sum(torch.tensor([loss_sum, float(count)], device=self.device, dtype=torch.float64))
+        all_reduce_sum(matrix.matrix)
+        metrics = compute_metrics(matrix.matrix, self.info.class_names, self.info.excluded_from_mean)
+        return metrics, float(totals[0] / max(totals[1], 1.0))
+
+    def fit(self) -> dict:
+        """Run the remaining epochs; returns the best epoch's record with ``seconds_total``, ``run_dir``, ``rank``."""
+        epochs = int(self.config["train"]["epochs"])
+        select = self.config["train"]["select_metric"]
+        if self.start_epoch >= epochs:
+            raise RssegError(f"{self.run_dir}: run already finished {epochs} epochs (raise train.epochs to go on)")
+        started = time.perf_counter()
+        try:
+            for epoch in range(self.start_epoch, epochs):
+                t0 = time.perf_counter()
+                train_loss, speed = self.train_epoch(epoch)
+                metrics, val_loss = self.validate()
+                score = metric_value(metrics, select)
+                record = {"epoch": epoch + 1, "lr": self.optimizer.param_groups[-1]["lr"], "train_loss": train_loss,
+                          "val_loss": val_loss, "mIoU": metrics["papers"]["mIoU"], "mF1": metrics["papers"]["mF1"],
+                          "OA": metrics["papers"]["OA"], "all_mIoU": metrics["all"]["mIoU"],
+                          "all_mF1": metrics["all"]["mF1"], "patches_per_s": speed,
+                          "seconds": time.perf_counter() - t0, "metrics": metrics}
+                self.history.append(record)
+                improved = score > self.best
+                if improved:
+                    self.best = score
+                if self.env.is_main:
+                    self._write_epoch(epoch, metrics, improved)
+                    if self.progress:
+                        tqdm.write(f"epoch {epoch + 1}/{epochs}: train loss {train_loss:.4f}  val loss "
+                                   f"{val_loss:.4f}  {select} {100 * score:.2f}{'  (best)' if improved else ''}"
+                                   f"  {speed:.1f} patches/s")
+                barrier()
+        finally:
+            cleanup()
+        best = max(self.history, key=lambda h: metric_value(h["metrics"], select))
+        if self.env.is_main:
+            plot_curves(self.history, self.run_dir / "curves.png")
+            plot_confusion(best["metrics"]["confusion_matrix"], self.info.class_names,
+                           self.run_dir / "confusion.png", title=f"validation, epoch {best['epoch']}")
+            if self.progress:
+                tqdm.write(format_table(best["metrics"]))
+        return {**best, "seconds_total": time.perf_counter() - started, "run_dir": str(self.run_dir),
+                "rank": self.env.rank}
+
+    def _write_epoch(self, epoch: int, metrics: dict, improved: bool) -> None:
+        self._save_model("last.pt", epoch, metrics)
+        if improved:
+            self._save_model("best.pt", epoch, metrics)
+        with atomic_output(self.run_dir / "log.json", overwrite=True) as tmp:
+            tmp.write_text(json.dumps(self.history, indent=1))
+        with atomic_output(self.run_dir / "log.csv", overwrite=True) as tmp, open(tmp, "w", newline="") as fh:
+            writer = csv.DictWriter(fh, LOG_FIELDS, extrasaction="ignore")
+            writer.writeheader()
+            writer.writerows(self.history)
+        self._save_state(epoch)
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def train(config: dict, run_dir: str | Path | None = None, *, resume: bool = False, overwrite: bool = False,
+          progress: bool = True) -> dict:
+    """Train (or resume) a run; returns the best epoch's record. See :class:`Trainer`.
+
+    The run folder defaults to ``train.out``, else ``runs/<dataset folder>-<model>``.
+    """
+    if run_dir is None:
+        run_dir = config["train"]["out"] or Path("runs") / f"{Path(config['data']['root']).name}-{config['model']['name']}"
+    return Trainer(config, run_dir, resume=resume, overwrite=overwrite, progress=progress).fit()
+

@@ -1,0 +1,252 @@
+"""Training end to end on a generated multi-class dataset: convergence, predict/evaluate, resume, NaN, DDP."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+import torch
+
+import rsseg.train.trainer as trainer_module
+from conftest import write_scene
+from rsseg.cli import main
+from rsseg.data.patches import PatchDataset, read_dataset_info
+from rsseg.data.prepare import prepare_generic
+from rsseg.errors import RssegError
+from rsseg.models import load_checkpoint
+from rsseg.train import build_config, train
+from rsseg.train.evaluation import evaluate_patches
+from rsseg.train.losses import SegmentationLoss
+
+CLASSES = "Ground,Building,Tree,Road"
+TESTS = Path(__file__).parent
+
+
+def make_scene(size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Noisy background (class 0) with red rectangles (1), green disks (2) and grey roads (3)."""
+    rng = np.random.default_rng(seed)
+    ids = np.zeros((size, size), dtype=np.uint8)
+    yy, xx = np.mgrid[:size, :size]
+    for _ in range(size // 64):
+        centre, half = int(rng.integers(size)), int(rng.integers(3, 7))
+        if rng.random() < 0.5:
+            ids[max(0, centre - half):centre + half] = 3
+        else:
+            ids[:, max(0, centre - half):centre + half] = 3
+    for _ in range(size * size // 2500):
+        (y, x), (h, w) = rng.integers(0, size, 2), rng.integers(8, 24, 2)
+        ids[y:y + h, x:x + w] = 1
+    for _ in range(size * size // 3000):
+        (y, x), r = rng.integers(0, size, 2), rng.integers(4, 10)
+        ids[(yy - y) ** 2 + (xx - x) ** 2 < r * r] = 2
+    colours = np.array([[110, 120, 80], [200, 60, 50], [40, 140, 50], [128, 128, 128]], dtype=np.float32)
+    image = colours[ids].transpose(2, 0, 1) + rng.normal(0, 18, (3, size, size))
+    return np.clip(image, 0, 255).astype(np.uint8), ids
+
+
+@pytest.fixture(scope="module")
+def patches(tmp_path_factory) -> Path:
+    """A 320² scene cut into 64 px patches: 63 train (top 240 rows), 18 val (bottom 80 rows)."""
+    root = tmp_path_factory.mktemp("train_data")
+    image, ids = make_scene(320, seed=0)
+    write_scene(root / "scene.tif", image)
+    write_scene(root / "labels.tif", ids[None])
+    prepare_generic([root / "scene.tif"], [root / "labels.tif"], CLASSES, root / "patches", patch=64, stride=32,
+                    val_fraction=0.25)
+    return root / "patches"
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One intra-op thread: on a small shared CPU, more threads spin and run many times slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def config(data: Path, *overrides: str, epochs: int = 3) -> dict:
+    """The tiny fully convolutional test model: seconds per epoch on a shared CPU."""
+    return build_config(None, ("model.name=test_tiny_fcn", "data.workers=0", "train.device=cpu",
+                               "optim.lr=0.01", "optim.encoder_lr=0.01", "optim.warmup_epochs=0.2",
+                               *overrides),
+                        {"data": {"root": str(data), "tile": 64}, "train": {"epochs": epochs, "batch_size": 8}})
+
+
+def run_cli(args: list[str], capsys) -> tuple[int, str]:
+    with pytest.raises(SystemExit) as exc:
+        main(args)
+        raise SystemExit(0)
+    captured = capsys.readouterr()
+    return exc.value.code, captured.out + captured.err
+
+
+def test_train_converges_checkpoint_predicts_and_evaluates(patches, tmp_path, capsys):
+    run = tmp_path / "run"
+    code, text = run_cli(["train", "--data", str(patches), "--model", "test_tiny_fcn", "--epochs", "6", "--threads", "1",
+                          "--batch-size", "8", "--tile", "64", "--out", str(run), "--workers", "2", "--device", "cpu",
+                          "--set", "optim.lr=0.01", "--set", "optim.encoder_lr=0.01"], capsys)
+    assert code == 0, text
+    assert f"best mIoU" in text and f"-> {run / 'best.pt'}" in text
+    for name in ("best.pt", "last.pt", "state.pt", "config.yaml", "log.csv", "log.json", "curves.png",
+                 "confusion.png"):
+        assert (run / name).is_file(), name
+    assert not list(run.glob(".*tmp*"))
+    history = json.loads((run / "log.json").read_text())
+    assert [h["epoch"] for h in history] == list(range(1, 7))
+    assert history[-1]["train_loss"] < 0.7 * history[0]["train_loss"]
+    # majority-class baseline on the validation masks: predict Ground everywhere
+    counts = np.bincount(np.concatenate([PatchDataset(patches, "val").load(i)[1].ravel() for i in range(18)]),
+                         minlength=4)
+    baseline = counts[0] / counts.sum() / 4  # IoU of Ground = its pixel share; 0 for the three others
+    best = max(h["mIoU"] for h in history)
+    assert baseline < 0.2 and best > 0.6, (baseline, best)  # measured: baseline 0.19, best ~0.8
+    model, card = load_checkpoint(run / "best.pt")
+    assert card.class_names == CLASSES.split(",") and card.tile_size == 64 and card.extra["dataset"] == "scene"
+    assert card.mean == read_dataset_info(patches).mean and card.extra["metrics"]["papers"]["mIoU"] == best
+
+    # a scene training never saw, through `rsseg predict` and `rsseg evaluate --scene`
+    image, ids = make_scene(256, seed=5)
+    scene = write_scene(tmp_path / "new.tif", image)
+    labels = write_scene(tmp_path / "new_labels.tif", ids[None])
+    code, text = run_cli(["predict", str(scene), "--checkpoint", str(run / "best.pt"), "-o",
+                          str(tmp_path / "new_mask.tif"), "--quiet"], capsys)
+    assert code == 0, text
+    with rasterio.open(tmp_path / "new_mask.tif") as ds:
+        assert (ds.read(1) == ids).mean() > 0.85
+    code, text = run_cli(["evaluate", "--checkpoint", str(run / "best.pt"), "--scene", str(scene), "--labels",
+                          str(labels), "--json", str(tmp_path / "scene.json")], capsys)
+    assert code == 0, text
+    scene_metrics = json.loads((tmp_path / "scene.json").read_text())
+    assert scene_metrics["pixels"] == 256 * 256 and scene_metrics["all"]["mIoU"] > 0.6
+    assert "papers (4 cls):  mIoU" in text
+
+    # patch evaluation of best.pt on the validation split reproduces the logged confusion matrix
+    code, text = run_cli(["evaluate", "--checkpoint", str(run / "best.pt"), "--data", str(patches), "--split",
+                          "val", "--json", str(tmp_path / "val.json")], capsys)
+    assert code == 0, text
+    logged = next(h for h in history if h["mIoU"] == best)["metrics"]
+    assert json.loads((tmp_path / "val.json").read_text())["confusion_matrix"] == logged["confusion_matrix"]
+    code, text = run_cli(["evaluate", "--checkpoint", str(run / "best.pt"), "--data", str(patches), "--split",
+                          "val", "--tta", "flip", "--json", str(tmp_path / "val.json")], capsys)
+    assert code == 1 and "output exists" in text
+
+
+def _interrupt_after_first_epoch(monkeypatch):
+    original = trainer_module.Trainer._save_state
+
+    def save_then_die(self, epoch):
+        original(self, epoch)
+        if epoch == 0:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(trainer_module.Trainer, "_save_state", save_then_die)
+
+
+def test_resume_gives_the_weights_of_an_uninterrupted_run(patches, tmp_path, monkeypatch):
+    cfg = config(patches)
+    train(cfg, tmp_path / "straight", progress=False)
+    with monkeypatch.context() as patch:
+        _interrupt_after_first_epoch(patch)
+        with pytest.raises(KeyboardInterrupt):
+            train(cfg, tmp_path / "killed", progress=False)
+    assert len(json.loads((tmp_path / "killed" / "log.json").read_text())) == 1
+    train(cfg, tmp_path / "killed", resume=True, progress=False)
+    straight, _ = load_checkpoint(tmp_path / "straight" / "last.pt")
+    resumed, _ = load_checkpoint(tmp_path / "killed" / "last.pt")
+    for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(a, b), name
+    logs = [json.loads((tmp_path / run / "log.json").read_text()) for run in ("straight", "killed")]
+    assert [h["train_loss"] for h in logs[0]] == [h["train_loss"] for h in logs[1]]
+    with pytest.raises(RssegError, match="already finished 3 epochs"):
+        train(cfg, tmp_path / "killed", resume=True, progress=False)
+    with pytest.raises(RssegError, match="run folder is not empty"):
+        train(cfg, tmp_path / "killed", progress=False)
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(patches, tmp_path, monkeypatch):
+    class NanAfterFirstEpoch(SegmentationLoss):
+        calls = 0
+
+        def forward(self, logits, target):
+            NanAfterFirstEpoch.calls += 1
+            loss = super().forward(logits, target)
+            return loss * float("nan") if self.training and NanAfterFirstEpoch.calls > 8 else loss
+
+    monkeypatch.setattr(trainer_module, "SegmentationLoss", NanAfterFirstEpoch)
+    run = tmp_path / "nan"
+    with pytest.raises(RssegError, match=r"loss became nan at epoch 2 step 1; training stopped, last.pt \(epoch 1\)"):
+        train(config(patches), run, progress=False)
+    _, card = load_checkpoint(run / "last.pt")
+    assert card.extra["epoch"] == 1
+
+
+def test_bad_patch_in_a_worker_is_one_clear_line(patches, tmp_path, capsys):
+    broken = tmp_path / "broken"
+    import shutil
+
+    shutil.copytree(patches, broken)
+    mask = sorted((broken / "train" / "masks").iterdir())[5]
+    with rasterio.open(mask, "r+") as ds:
+        ds.write(np.full((1, 64, 64), 9, dtype=np.uint8))
+    code, text = run_cli(["train", "--data", str(broken), "--model", "test_tiny_fcn", "--epochs", "1",
+                          "--batch-size", "8", "--tile", "64", "--out", str(tmp_path / "run"), "--workers", "2",
+                          "--device", "cpu"], capsys)
+    assert code == 1
+    assert text.strip().splitlines()[-1] == (f"Error: {mask}: value 9 is not a class id (0..3) nor the ignore "
+                                             "index 255")
+    code, text = run_cli(["train", "--data", str(patches), "--model", "test_tiny_fcn", "--set", "optim.lr"], capsys)
+    assert code == 1 and "--set 'optim.lr': expected section.key=value" in text
+    code, text = run_cli(["train", "--data", str(patches), "--set", "train.epoch=3"], capsys)
+    assert code == 1 and "unknown key train.epoch" in text
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_ddp_two_processes_gloo(patches, tmp_path):
+    """`rsseg train` under torchrun: 2 CPU processes, gloo; metrics reduced over ranks, rank 0 writes."""
+    launcher = tmp_path / "launch.py"
+    launcher.write_text(f"import sys\nsys.path.insert(0, {str(TESTS)!r})\nimport conftest\n"
+                        "from rsseg.cli import main\nmain(sys.argv[1:])\n")
+    run = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(_free_port()),
+         str(launcher), "train", "--data", str(patches), "--model", "test_tiny_fcn", "--epochs", "2",
+         "--batch-size", "4", "--tile", "64", "--out", str(run), "--workers", "0", "--device", "cpu",
+         "--set", "optim.lr=0.01", "--set", "optim.encoder_lr=0.01"],
+        capture_output=True, text=True, env=env, timeout=240)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.count("trained 2 epochs") == 1  # rank 0 only
+    history = json.loads((run / "log.json").read_text())
+    assert len(history) == 2 and history[-1]["train_loss"] < history[0]["train_loss"]
+    # 63 train patches over 2 ranks, 31 each (DistributedSampler, drop_last), 7 steps of 4 per rank
+    state = torch.load(run / "state.pt", weights_only=False)
+    assert state["scheduler"]["last_epoch"] == 2 * 7
+    # the validation metrics reduced over both ranks equal a single-process evaluation of the same model
+    model, card = load_checkpoint(run / "last.pt")
+    single = evaluate_patches(model, card, patches, "val", batch_size=8, progress=False)
+    assert single.matrix.tolist() == history[-1]["metrics"]["confusion_matrix"]
+    assert int(single.matrix.sum()) == 18 * 64 * 64
+
+
+@pytest.mark.parametrize("path", sorted((TESTS.parent / "configs").glob("*/[!_]*.yaml")), ids=lambda p: p.stem)
+def test_shipped_configs_resolve_to_registered_models(path):
+    from rsseg.models import list_models
+
+    cfg = build_config(path, ("train.epochs=1",))
+    dataset = path.parent.name
+    assert cfg["model"]["name"] == path.stem and cfg["model"]["name"] in {m.name for m in list_models()}
+    assert cfg["data"]["root"] == f"data/{dataset}" and cfg["train"]["out"] == f"runs/{dataset}-{path.stem}"
+    assert cfg["optim"]["encoder_lr"] == pytest.approx(cfg["optim"]["lr"] / 10) and cfg["train"]["epochs"] == 1
