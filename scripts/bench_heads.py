@@ -1,10 +1,9 @@
 """Benchmark: the context modules' cost against the papers' tables (RecoNet Table 10, FLANet Table 3).
 
-FLOPs come from ``torch.utils.flop_counter`` (via :mod:`rsseg.models.profile`): convolutions,
-``mm``/``bmm``/``matmul``/``einsum`` counted, 2 FLOPs per multiply-add; softmax, sigmoid,
-pooling and element-wise products are not counted. Peak memory is that of the tensors one
-forward pass allocates (batch 1, no autograd, inputs excluded); CPU time is the median of
-``--repeats`` runs on ``--threads`` threads.
+FLOPs come from ``torch.utils.flop_counter`` via :mod:`rsseg.models.profile`: 2 per multiply-add
+of convolutions, linear layers and matrix products (``mm``/``bmm``/``einsum`` are counted);
+element-wise ops, softmax, pooling and normalisation are not. Memory is the peak of tensors a
+forward pass allocates beyond its input (CPU, no autograd); the papers measured GPU memory.
 
     python scripts/bench_heads.py --threads 2
 """
@@ -12,11 +11,9 @@ forward pass allocates (batch 1, no autograd, inputs excluded); CPU time is the 
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass
 from typing import Callable
 
 import torch
-from torch import nn
 from tqdm import tqdm
 
 from rsseg.models.attention import SoftmaxAttention
@@ -25,83 +22,87 @@ from rsseg.models.context_blocks import FullyAttentionalBlock, LowRankReconstruc
 from rsseg.models.profile import count_flops, cpu_time_ms, peak_memory_bytes
 
 
-class NonLocal(nn.Module):
-    """Non-local block (Wang et al. 2018, embedded Gaussian): θ, φ, g 1×1 C→C/2, W 1×1 C/2→C, residual."""
+class DualAttention(torch.nn.Module):
+    """Spatial (PAM) + channel (CAM) non-local attention on the same input, summed (DANet's pair)."""
 
     def __init__(self, channels: int):
         super().__init__()
-        inner = channels // 2
-        self.theta, self.phi, self.g = (nn.Conv2d(channels, inner, 1) for _ in range(3))
-        self.out = nn.Conv2d(inner, channels, 1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, _, h, w = x.shape
-        q, k, v = (proj(x).flatten(2) for proj in (self.theta, self.phi, self.g))
-        weights = torch.softmax(q.transpose(1, 2) @ k, dim=-1)  # (B, N, N)
-        return x + self.out((v @ weights.transpose(1, 2)).reshape(b, -1, h, w))
-
-
-class DualAttention(nn.Module):
-    """DANet's two attentions on one input, summed (FLANet's "Dual NL")."""
-
-    def __init__(self, channels: int):
-        super().__init__()
-        self.position = SoftmaxAttention(channels)
+        self.position = SoftmaxAttention(channels, scale=8)
         self.channel = ChannelAttention()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.position(x) + self.channel(x)
 
 
-@dataclass(frozen=True)
-class Row:
-    """One module of a paper's cost table."""
+class NonLocal(torch.nn.Module):
+    """Non-local block (Wang et al., embedded Gaussian): θ, φ, g 1×1 C→C/2, softmax, W 1×1 C/2→C, residual."""
 
-    table: str
-    name: str
-    shape: tuple[int, int, int]  # C, H, W
-    build: Callable[[int], nn.Module]
-    paper_gflops: float
-    paper_mb: float | None = None
-    method: str = "forward"
+    def __init__(self, channels: int):
+        super().__init__()
+        inner = channels // 2
+        self.theta, self.phi, self.g = (torch.nn.Conv2d(channels, inner, 1) for _ in range(3))
+        self.out = torch.nn.Conv2d(inner, channels, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, _, h, w = x.shape
+        theta, phi, g = (proj(x).flatten(2) for proj in (self.theta, self.phi, self.g))
+        weights = torch.softmax(torch.bmm(theta.transpose(1, 2), phi), dim=-1)  # (B, N, N)
+        y = torch.bmm(g, weights.transpose(1, 2)).reshape(b, -1, h, w)
+        return x + self.out(y)
 
 
-C = 512
-ROWS = (
-    Row("RecoNet T10", "TGM+TRM (r=64), counted", (C, 64, 64), LowRankReconstruction, 0.0215),
-    Row("RecoNet T10", "TGM generators only", (C, 64, 64), LowRankReconstruction, 0.0215, method="generate"),
-    Row("RecoNet T10", "Non-local", (C, 64, 64), NonLocal, 19.33),
-    Row("FLANet T3", "Channel NL (DANet CAM)", (C, 96, 96), lambda c: ChannelAttention(), 9.66, 40),
-    Row("FLANet T3", "Spatial NL (DANet PAM)", (C, 96, 96), SoftmaxAttention, 103.9, 1320),
-    Row("FLANet T3", "Dual NL (PAM + CAM)", (C, 96, 96), DualAttention, 113.56, 1378),
-    Row("FLANet T3", "FLA, attention only", (C, 96, 96), FullyAttentionalBlock, 19.37, 436, method="attend"),
-    Row("FLANet T3", "FLA + its 3×3 conv", (C, 96, 96), FullyAttentionalBlock, 19.37, 436),
-)
+Row = tuple[str, str, Callable, tuple[int, ...], float, float | None]
+
+
+def _rows(channels: int, rank: int) -> list[Row]:
+    """(table, module, callable, input shape, paper GFLOPs, paper MB)."""
+    reco = LowRankReconstruction(channels, rank, profile_size=64).eval()
+    fla = FullyAttentionalBlock(channels).eval()
+    pam = SoftmaxAttention(channels, scale=8).eval()
+    x64, x96 = (1, channels, 64, 64), (1, channels, 96, 96)
+    return [
+        ("RecoNet T10", f"TGM+TRM (r={rank}), incl. rank-r reconstruction", reco, x64, 0.0215, 8.31),
+        ("RecoNet T10", "TGM generators only", reco.generate, x64, 0.0215, None),
+        ("RecoNet T10", "Non-local (Wang et al., C/2 embedding)", NonLocal(channels).eval(), x64, 19.33, 88.0),
+        ("FLANet T3", "Channel NL (DANet CAM)", ChannelAttention().eval(), x96, 9.66, 40.0),
+        ("FLANet T3", "Spatial NL (DANet PAM)", pam, x96, 103.9, 1320.0),
+        ("FLANet T3", "Dual NL (PAM + CAM)", DualAttention(channels).eval(), x96, 113.56, 1378.0),
+        ("FLANet T3", "FLA, attention only", fla.attend, x96, 19.37, 436.0),
+        ("FLANet T3", "FLA + its 3×3 conv", fla, x96, 19.37, 436.0),
+    ]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--channels", type=int, default=512, help="feature channels C (papers: 512)")
+    parser.add_argument("--rank", type=int, default=64, help="RecoNet tensor rank r (paper: 64)")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
-    parser.add_argument("--repeats", type=int, default=3, help="timed runs (median)")
+    parser.add_argument("--repeats", type=int, default=1, help="timed runs (median) after one warm-up")
     args = parser.parse_args()
     torch.manual_seed(0)
     torch.set_num_threads(args.threads)
 
-    print("| table | module | input C×H×W | GFLOPs ours | GFLOPs paper | ours/paper | peak MiB ours "
-          "| MB paper | CPU ms |")
-    print("|---|---|---|---|---|---|---|---|---|")
-    for row in tqdm(ROWS, desc="modules", unit="module"):
-        module = row.build(row.shape[0]).eval()
-        fn = getattr(module, row.method)
-        x = torch.randn(1, *row.shape)
+    rows = _rows(args.channels, args.rank)
+    results = []
+    for table, module, fn, shape, paper_g, paper_mb in tqdm(rows, desc="modules", unit="module"):
+        x = torch.randn(shape)
         gflops = count_flops(fn, x) / 1e9
         mib = peak_memory_bytes(fn, x) / 2**20
         ms = cpu_time_ms(fn, x, repeats=args.repeats)
-        paper_mb = f"{row.paper_mb:g}" if row.paper_mb is not None else "–"
-        tqdm.write(f"| {row.table} | {row.name} | {'×'.join(map(str, row.shape))} | {gflops:.4g} | "
-                   f"{row.paper_gflops:g} | {gflops / row.paper_gflops:.2f} | {mib:.1f} | {paper_mb} | {ms:.0f} |")
-    print(f"{len(ROWS)} modules measured on {args.threads} CPU thread(s); FLOPs = 2 × multiply-adds of "
-          "conv/matmul/bmm/einsum")
+        results.append((table, module, shape, gflops, paper_g, mib, paper_mb, ms))
+
+    print(f"\nC={args.channels}, r={args.rank}, batch 1, forward without autograd, {args.threads} CPU thread(s)")
+    print("| table | module | input C×H×W | GFLOPs ours | GFLOPs paper | ours/paper | peak MiB ours "
+          "| MB paper | CPU ms |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for table, module, shape, gflops, paper_g, mib, paper_mb, ms in results:
+        ratio = f"{gflops / paper_g:.2f}"
+        print(f"| {table} | {module} | {shape[1]}×{shape[2]}×{shape[3]} | {gflops:.4g} | {paper_g} | "
+              f"{ratio} | {mib:.1f} | {paper_mb or '–'} | {ms:.0f} |")
+    reco_macs = args.rank * (args.channels ** 2 + 2 * 64 ** 2) + 2 * args.channels * 64 * 64
+    print(f"\nRecoNet's own convention (generator MACs r·(C²+H²+W²) + 2·C·H·W, no rank-r reconstruction): "
+          f"{reco_macs / 1e9:.4f} G vs paper 0.0215 G")
+    print(f"benchmarked {len(results)} modules; FLOPs = 2 × multiply-adds, matmul/bmm/einsum counted")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Training throughput (patches/s: forward, loss, backward, optimiser step) of every registered model.
 
-    python scripts/bench_train.py                      # CPU, 512 px, batch 2
+    python scripts/bench_train.py --threads 1          # CPU, 512 px, batch 2
     python scripts/bench_train.py --device cuda --batch-size 8 --json bench_train_gpu.json
 
 Inputs are random (no dataset, no weights); ``--amp`` uses float16 autocast on CUDA as ``rsseg train`` does.
@@ -60,8 +60,13 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3, help="timed steps per model")
     parser.add_argument("--models", help="comma-separated names (default: all registered)")
     parser.add_argument("--amp", action="store_true", help="float16 autocast (CUDA only)")
+    parser.add_argument("--threads", type=int, help="CPU threads (default: torch's; 1 is fastest on a busy machine)")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
+    if args.batch_size < 2:
+        parser.error("--batch-size must be at least 2 (BatchNorm layers of pooled branches, e.g. DeepLabV3+ ASPP, cannot train on one patch)")
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     names = args.models.split(",") if args.models else [e.name for e in list_models()]
     amp = args.amp and device.type == "cuda"

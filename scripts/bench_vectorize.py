@@ -122,7 +122,7 @@ def main() -> None:
               f"| {r['peak_rss_mb']:.0f} |")
     w, h = results["windowed"], results["whole"]
     print(f"windowed/whole: time {w['seconds'] / h['seconds']:.2f}x, peak RSS {w['peak_rss_mb'] / h['peak_rss_mb']:.2f}x "
-          f"(imports alone: {w['import_rss_mb']:.0f} MB)")
+          f"(before the run: {w['import_rss_mb']:.0f} MB)")
 
 
 if __name__ == "__main__":

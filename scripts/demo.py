@@ -24,7 +24,8 @@ def rsseg(*args: str) -> None:
 
 
 def main() -> None:
-    from rsseg.data.classes import ISPRS
+    from rsseg.models import load_checkpoint
+    from rsseg.models.default import DEFAULT_MODEL
     from rsseg.train.evaluation import confusion_from_rasters
     from rsseg.train.metrics import compute_metrics, format_table
     from rsseg.viz import write_preview
@@ -37,8 +38,9 @@ def main() -> None:
     mask, polygons = OUT / "demo_scene_mask.tif", OUT / "demo_scene_polygons.gpkg"
     rsseg("predict", str(scene), "-o", str(mask), "--vector", str(polygons), "--overwrite")
     preview = write_preview(scene, mask, OUT / "demo_scene_preview.png", overwrite=True)
-    matrix = confusion_from_rasters(mask, labels, ISPRS.num_classes, ISPRS.ignore_index)
-    metrics = compute_metrics(matrix, ISPRS.names, ISPRS.excluded_from_mean)
+    _, card = load_checkpoint(DEFAULT_MODEL)
+    matrix, _ = confusion_from_rasters(mask, labels, card)
+    metrics = compute_metrics(matrix.matrix, card.class_names, card.extra.get("excluded_from_mean", ()))
     print(format_table(metrics))
 
     real = SAMPLES / "OSBS_029.tif"

@@ -4,7 +4,7 @@
 # About 20 minutes on a 2-core CPU. Usage: bash scripts/train_default_model.sh [EPOCHS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-EPOCHS=${1:-12}
+EPOCHS=${1:-8}
 BIN=${BIN:-.venv/bin}
 WORK=${WORK:-runs/default_model}
 MODEL=data_samples/models/default.pt
@@ -22,7 +22,7 @@ heldout="$WORK/scenes/heldout_99.tif"               # a scene training never see
     --out-image "$heldout" --out-labels "$WORK/scenes/heldout_99_labels.tif"
 
 "$BIN/rsseg" prepare generic "${images[@]}" "${labels[@]}" --classes isprs --patch 256 --stride 192 \
-    --val-fraction 0.15 --out "$WORK/patches" --overwrite
+    --val-fraction 0.25 --out "$WORK/patches" --overwrite
 "$BIN/rsseg" train --data "$WORK/patches" --model abcnet --set model.backbone=mobilenetv2_100 \
     --epochs "$EPOCHS" --batch-size 8 --tile 256 --out "$WORK/run" --overwrite
 

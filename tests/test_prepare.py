@@ -8,7 +8,6 @@ import geopandas as gpd
 import numpy as np
 import pytest
 import rasterio
-import yaml
 from rasterio.windows import Window
 from rasterio.windows import transform as window_transform
 from shapely.geometry import box
@@ -124,7 +123,8 @@ def test_prepare_potsdam_split_and_faulty_tile(tmp_path, capsys):
         write_scene(src / "2_Ortho_RGB" / f"top_potsdam_{tile}_RGB.tif", image)
         write_scene(src / "5_Labels_all" / f"top_potsdam_{tile}_label.tif", colorize(ids, ISPRS.colors))
     out = tmp_path / "potsdam"
-    code, text = run_cli(["prepare", "potsdam", "--src", str(src), "--out", str(out), "--patch", "64", "--stride", "32"], capsys)
+    code, text = run_cli(["prepare", "potsdam", "--src", str(src), "--out", str(out), "--patch", "64",
+                          "--stride", "32"], capsys)
     assert code == 0, text
     info = read_dataset_info(out)
     assert info.counts == {"train": 6, "val": 6, "test": 4} and info.name == "potsdam-rgb"
@@ -149,7 +149,8 @@ def test_prepare_uavid_png_frames(tmp_path, capsys):
                         driver="PNG")
         expected[split] = (f"{seq}_000000", image, ids)
     out = tmp_path / "uavid"
-    code, text = run_cli(["prepare", "uavid", "--src", str(src), "--out", str(out), "--patch", "64", "--stride", "32"], capsys)
+    code, text = run_cli(["prepare", "uavid", "--src", str(src), "--out", str(out), "--patch", "64",
+                          "--stride", "32"], capsys)
     assert code == 0, text
     assert "uavid_test/seq21/Labels/000000.png; skipped" in text
     info = read_dataset_info(out)
@@ -199,7 +200,8 @@ def test_prepare_generic_raster_labels_palette_and_bad_values(tmp_path, capsys):
     colours = write_scene(tmp_path / "colours.tif", colorize(ids, ISPRS.colors))
     out = tmp_path / "g"
     code, text = run_cli(["prepare", "generic", "--image", str(scene), "--labels", str(colours), "--classes", "isprs",
-                          "--palette", "isprs", "--out", str(out), "--patch", "64", "--stride", "32", "--val-fraction", "0.3"], capsys)
+                          "--palette", "isprs", "--out", str(out), "--patch", "64", "--stride", "32",
+                          "--val-fraction", "0.3"], capsys)
     assert code == 0, text
     np.testing.assert_array_equal(read(out / "train" / "masks" / "scene_r0_0_0.tif")[0], ids[:64, :64])
     index = ids.copy()

@@ -90,11 +90,11 @@ def run_cli(args: list[str], capsys) -> tuple[int, str]:
 
 def test_train_converges_checkpoint_predicts_and_evaluates(patches, tmp_path, capsys):
     run = tmp_path / "run"
-    code, text = run_cli(["train", "--data", str(patches), "--model", "test_tiny_fcn", "--epochs", "6", "--threads", "1",
-                          "--batch-size", "8", "--tile", "64", "--out", str(run), "--workers", "2", "--device", "cpu",
+    code, text = run_cli(["train", "--data", str(patches), "--model", "test_tiny_fcn", "--epochs", "6",
+                          "--threads", "1", "--batch-size", "8", "--tile", "64", "--out", str(run), "--workers", "2", "--device", "cpu",
                           "--set", "optim.lr=0.01", "--set", "optim.encoder_lr=0.01"], capsys)
     assert code == 0, text
-    assert f"best mIoU" in text and f"-> {run / 'best.pt'}" in text
+    assert "best mIoU" in text and f"-> {run / 'best.pt'}" in text
     for name in ("best.pt", "last.pt", "state.pt", "config.yaml", "log.csv", "log.json", "curves.png",
                  "confusion.png"):
         assert (run / name).is_file(), name
@@ -107,7 +107,7 @@ def test_train_converges_checkpoint_predicts_and_evaluates(patches, tmp_path, ca
                          minlength=4)
     baseline = counts[0] / counts.sum() / 4  # IoU of Ground = its pixel share; 0 for the three others
     best = max(h["mIoU"] for h in history)
-    assert baseline < 0.2 and best > 0.6, (baseline, best)  # measured: baseline 0.19, best ~0.8
+    assert baseline < 0.2 and best > 0.6, (baseline, best)  # measured: baseline 0.148, best 0.935 (6 epochs, 22 s)
     model, card = load_checkpoint(run / "best.pt")
     assert card.class_names == CLASSES.split(",") and card.tile_size == 64 and card.extra["dataset"] == "scene"
     assert card.mean == read_dataset_info(patches).mean and card.extra["metrics"]["papers"]["mIoU"] == best

@@ -89,7 +89,7 @@ class Prim:
     box: tuple[float, float, float, float]  # u0, v0, u1, v1 (discs: cu, cv, r, height)
     color: tuple[int, int, int, int] = (0, 0, 0, 0)
     material: str = "paving"
-    extra: float = 0.0  # roof: 0 flat, 1 ridge along u, 2 ridge along v; shadow/tree: height (px)
+    extra: float = 0.0  # roof: 0 flat, 1/2 ridge along u/v; car: 1/2 along u/v; shadow: caster height (px)
 
 
 @dataclass
@@ -270,9 +270,8 @@ class _Planner:
                         self.building(box(wa, wb, ww, wd), 3 - ridge, color, height * 0.9)
                 gap = self.m(3.5, 8)
                 if self.rng.random() < 0.6 and gap > 3.5 * PX:  # driveway to the street
-                    drive = box(a + w + 0.3 * PX, b0 if facing == 0 else b, 3 * PX,
-                                setback + (d if facing == 0 else 0) if facing == 0 else depth - (b - b0))
-                    self.rect(drive, "paving", layer=1)
+                    start, run = (b0, setback + d) if facing == 0 else (b, depth - (b - b0))
+                    self.rect(box(a + w + 0.3 * PX, start, 3 * PX, run), "paving", layer=1)
                     if self.rng.random() < 0.5:
                         db = b0 + 0.5 * PX if facing == 0 else b0 + depth - 5.0 * PX
                         self.car(box(a + w + 0.85 * PX, db, 1.9 * PX, 4.5 * PX), not along_u)
@@ -442,14 +441,14 @@ def value_noise(x0: int, y0: int, w: int, h: int, cell: float, salt: int) -> np.
     return rows[:, ix] * (1 - fx) + rows[:, ix + 1] * fx
 
 
-def _paint(canvas: _Canvas, mask: np.ndarray, sl, material: str, color) -> None:
+def _paint(canvas: _Canvas, mask: np.ndarray, sl, material: str, color: tuple[int, ...]) -> None:
+    """Set material, class and full light under ``mask``; the colour is the material's own if it has one."""
     mid = MATERIAL_IDS[material]
     canvas.material[sl][mask] = mid
     canvas.label[sl][mask] = _LABEL_OF[mid]
     canvas.shade[sl][mask] = 1.0
     color = _FIELD_BASE.get(material, color)
-    if color is not None:
-        np.copyto(canvas.color[(slice(None), *sl)], np.asarray(color, np.float32)[:, None, None], where=mask[None])
+    np.copyto(canvas.color[(slice(None), *sl)], np.asarray(color, np.float32)[:, None, None], where=mask[None])
 
 
 def _local(plan: ScenePlan, canvas: _Canvas, bounds) -> tuple | None:
@@ -471,7 +470,7 @@ def _in_box(u, v, box) -> np.ndarray:
 
 
 def _draw_rect(plan, canvas, prim, sl, u, v) -> None:
-    _paint(canvas, _in_box(u, v, prim.box), sl, prim.material, prim.color if prim.material in ("clutter",) else None)
+    _paint(canvas, _in_box(u, v, prim.box), sl, prim.material, prim.color)
 
 
 def _sun_city(plan: ScenePlan) -> tuple[float, float]:
@@ -520,7 +519,7 @@ def _draw_car(plan, canvas, prim, sl, u, v) -> None:
 
 
 def _draw_shadow(plan, canvas, prim, sl, u, v) -> None:
-    """Darken the ground swept by the box moved along the shadow direction (not roofs)."""
+    """Darken what the box sweeps when moved along the shadow direction (not roofs, not the caster)."""
     du, dv = plan.to_city(np.array(plan.shadow[0] * prim.extra), np.array(plan.shadow[1] * prim.extra))
     du, dv = float(du), float(dv)
     u0, v0, u1, v1 = prim.box
@@ -532,7 +531,7 @@ def _draw_shadow(plan, canvas, prim, sl, u, v) -> None:
         else:
             t1, t2 = (p - b) / d, (p - a) / d
             lo, hi = np.maximum(lo, np.minimum(t1, t2)), np.minimum(hi, np.maximum(t1, t2))
-    mask = (lo <= hi) & (canvas.label[sl] != BUILDING)
+    mask = (lo <= hi) & (canvas.label[sl] != BUILDING) & ~_in_box(u, v, prim.box)
     canvas.shade[sl] = np.where(mask, canvas.shade[sl] * 0.48, canvas.shade[sl])
 
 

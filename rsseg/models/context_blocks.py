@@ -49,8 +49,8 @@ class ContextHeadModel(SegmentationModel):
     """Dilated backbone + a context head.
 
     ``head(features, with_aux)`` receives the four stage features and returns ``(main, *aux)``
-    at stride 8 (auxiliary outputs only when ``with_aux``). The main logits are upsampled to
-    the input size; auxiliary outputs stay at their own size (the loss resizes them).
+    at feature resolution (auxiliary outputs only when ``with_aux``). The main logits are
+    upsampled to the input size; auxiliary outputs stay as they are (the loss resizes maps).
     """
 
     def __init__(self, encoder: TimmEncoder, head: nn.Module, aux_weights: tuple[float, ...]):

@@ -60,15 +60,6 @@ def barrier() -> None:
         dist.barrier()
 
 
-def broadcast_flag(flag: bool, device: torch.device) -> bool:
-    """Rank 0's value of a boolean on every rank."""
-    if not (dist.is_available() and dist.is_initialized()):
-        return flag
-    value = torch.tensor([int(flag)], device=device)
-    dist.broadcast(value, 0)
-    return bool(value.item())
-
-
 def cleanup() -> None:
     """Leave the process group if this process joined one."""
     if dist.is_available() and dist.is_initialized():

@@ -49,9 +49,12 @@ def confusion_over_loader(model: torch.nn.Module, loader: DataLoader, num_classe
     model.eval()
     matrix = ConfusionMatrix(num_classes, ignore_index, device)
     loss_sum, count = 0.0, 0
-    autocast = torch.autocast("cuda", dtype=torch.float16) if amp and device.type == "cuda" else contextlib.nullcontext()
+    use_amp = amp and device.type == "cuda"
+    autocast = torch.autocast("cuda", dtype=torch.float16) if use_amp else contextlib.nullcontext()
+    batches = tqdm(worker_errors_as_one_line(loader), total=len(loader), desc=desc, unit="batch", leave=False,
+                   disable=not progress)
     with torch.no_grad(), autocast:
-        for x, y in tqdm(worker_errors_as_one_line(loader), total=len(loader), desc=desc, unit="batch", leave=False, disable=not progress):
+        for x, y in batches:
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             if criterion is not None and tta == "none":
                 logits = resize_logits(model(x), y)
@@ -102,28 +105,39 @@ def evaluate_scene(model: torch.nn.Module, card: ModelCard, scene: str | os.Path
     scene, labels = Path(scene), Path(labels)
     if not labels.is_file():
         raise RssegError(f"{labels}: label raster not found")
-    matrix = ConfusionMatrix(card.num_classes, card.ignore_index)
-    unpredicted = 0
     with tempfile.TemporaryDirectory(prefix="rsseg-eval-") as tmp:
         out = Path(tmp) / f"{scene.stem}_pred.tif"
         predict_scene(scene, out, model, card, overlap=overlap, batch_size=batch_size, tta=tta, device=device,
                       progress=progress, record=False)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", NotGeoreferencedWarning)
-            with rasterio.open(out) as pred_ds, rasterio.open(labels) as label_ds:
-                if (label_ds.height, label_ds.width) != (pred_ds.height, pred_ds.width):
-                    raise RssegError(f"{labels}: labels are {label_ds.height}×{label_ds.width}, the scene "
-                                     f"{pred_ds.height}×{pred_ds.width}")
-                for top in range(0, pred_ds.height, block_rows):
-                    window = Window(0, top, pred_ds.width, min(block_rows, pred_ds.height - top))
-                    pred = pred_ds.read(1, window=window)
-                    ref = read_label_window(label_ds, window, card)
-                    bad = (ref >= card.num_classes) & (ref != card.ignore_index)
-                    if bad.any():
-                        raise RssegError(f"{labels}: value {int(ref[bad][0])} is not a class id of the model "
-                                         f"(0..{card.num_classes - 1}) nor the ignore index {card.ignore_index}")
-                    missing = pred >= card.num_classes
-                    unpredicted += int((missing & (ref != card.ignore_index)).sum())
-                    ref = np.where(missing, card.ignore_index, ref)
-                    matrix.update(torch.from_numpy(pred.astype(np.int64)), torch.from_numpy(ref.astype(np.int64)))
+        return confusion_from_rasters(out, labels, card, block_rows)
+
+
+def confusion_from_rasters(prediction: str | os.PathLike, labels: str | os.PathLike, card: ModelCard,
+                           block_rows: int = 1024) -> tuple[ConfusionMatrix, int]:
+    """Compare a class-mask raster with a label raster of the same grid, block by block.
+
+    Labels are class ids or the card's class colours. Returns the confusion matrix and the
+    number of labelled pixels the prediction left as nodata.
+    """
+    labels = Path(labels)
+    matrix = ConfusionMatrix(card.num_classes, card.ignore_index)
+    unpredicted = 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        with rasterio.open(prediction) as pred_ds, rasterio.open(labels) as label_ds:
+            if (label_ds.height, label_ds.width) != (pred_ds.height, pred_ds.width):
+                raise RssegError(f"{labels}: labels are {label_ds.height}×{label_ds.width}, the scene "
+                                 f"{pred_ds.height}×{pred_ds.width}")
+            for top in range(0, pred_ds.height, block_rows):
+                window = Window(0, top, pred_ds.width, min(block_rows, pred_ds.height - top))
+                pred = pred_ds.read(1, window=window)
+                ref = read_label_window(label_ds, window, card)
+                bad = (ref >= card.num_classes) & (ref != card.ignore_index)
+                if bad.any():
+                    raise RssegError(f"{labels}: value {int(ref[bad][0])} is not a class id of the model "
+                                     f"(0..{card.num_classes - 1}) nor the ignore index {card.ignore_index}")
+                missing = pred >= card.num_classes
+                unpredicted += int((missing & (ref != card.ignore_index)).sum())
+                ref = np.where(missing, card.ignore_index, ref)
+                matrix.update(torch.from_numpy(pred.astype(np.int64)), torch.from_numpy(ref.astype(np.int64)))
     return matrix, unpredicted

@@ -10,7 +10,6 @@ import math
 import random
 import time
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -26,8 +25,7 @@ from rsseg.errors import RssegError
 from rsseg.io.atomic import atomic_output
 from rsseg.models import create_model, save_checkpoint
 from rsseg.models.encoders import TimmEncoder
-from rsseg.train.distributed import (ShardSampler, all_reduce_sum, barrier, broadcast_flag, cleanup,
-                                     init_distributed)
+from rsseg.train.distributed import ShardSampler, all_reduce_sum, barrier, cleanup, init_distributed
 from rsseg.train.evaluation import confusion_over_loader
 from rsseg.train.losses import SegmentationLoss
 from rsseg.train.metrics import compute_metrics, format_table, metric_value
@@ -206,7 +204,8 @@ class Trainer:
 
     def _save_model(self, name: str, epoch: int, metrics: dict) -> None:
         info = self.info
-        extra = {"dataset": info.name, "epoch": epoch + 1, "excluded_from_mean": list(info.excluded_from_mean), "select_metric": self.config["train"]["select_metric"],
+        extra = {"dataset": info.name, "epoch": epoch + 1, "excluded_from_mean": list(info.excluded_from_mean),
+                 "select_metric": self.config["train"]["select_metric"],
                  "metrics": {"all": metrics["all"], "papers": metrics["papers"]}, "config": self.config}
         save_checkpoint(self.model, self.run_dir / name, overwrite=True, class_names=list(info.class_names),
                         class_colors=list(info.class_colors), mean=list(info.mean), std=list(info.std),
@@ -221,7 +220,8 @@ class Trainer:
         epochs = int(self.config["train"]["epochs"])
         clip = float(self.config["optim"]["clip_grad"] or 0)
         autocast = (torch.autocast("cuda", dtype=torch.float16) if self.amp else contextlib.nullcontext)
-        bar = tqdm(worker_errors_as_one_line(loader), total=len(loader), desc=f"epoch {epoch + 1}/{epochs}", unit="batch", leave=False, disable=not self.progress)
+        bar = tqdm(worker_errors_as_one_line(loader), total=len(loader), desc=f"epoch {epoch + 1}/{epochs}",
+                   unit="batch", leave=False, disable=not self.progress)
         loss_sum, seen, start = 0.0, 0, time.perf_counter()
         for step, (x, y) in enumerate(bar):
             x = x.to(self.device, non_blocking=True)
@@ -318,6 +318,11 @@ def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def default_run_dir(config: dict) -> Path:
+    """``runs/<dataset folder>-<model>``."""
+    return Path("runs") / f"{Path(config['data']['root']).name}-{config['model']['name']}"
+
+
 def train(config: dict, run_dir: str | Path | None = None, *, resume: bool = False, overwrite: bool = False,
           progress: bool = True) -> dict:
     """Train (or resume) a run; returns the best epoch's record. See :class:`Trainer`.
@@ -325,6 +330,6 @@ def train(config: dict, run_dir: str | Path | None = None, *, resume: bool = Fal
     The run folder defaults to ``train.out``, else ``runs/<dataset folder>-<model>``.
     """
     if run_dir is None:
-        run_dir = config["train"]["out"] or Path("runs") / f"{Path(config['data']['root']).name}-{config['model']['name']}"
+        run_dir = config["train"]["out"] or default_run_dir(config)
     return Trainer(config, run_dir, resume=resume, overwrite=overwrite, progress=progress).fit()
 
