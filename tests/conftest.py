@@ -86,6 +86,33 @@ def card_for(model: nn.Module, name: str = "test_tiny_fcn", num_classes: int = 4
     return make_card(model.arch, **card)
 
 
+def run_cli(args: list[str], capsys) -> tuple[int, str]:
+    """Run ``rsseg ARGS`` in-process: exit code and stdout + stderr."""
+    from rsseg.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(args)
+        raise SystemExit(0)
+    captured = capsys.readouterr()
+    return exc.value.code, captured.out + captured.err
+
+
+def fit_steps(model: nn.Module, x: torch.Tensor, target: torch.Tensor, steps: int, lr: float = 1e-3) -> list[float]:
+    """Adam steps on one fixed batch through ``model.loss``; the loss of each step."""
+    import torch.nn.functional as F
+
+    model.train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    losses = []
+    for _ in range(steps):
+        optimizer.zero_grad()
+        loss, _ = model.loss(model(x), target, F.cross_entropy)
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    return losses
+
+
 @pytest.fixture
 def tiny():
     model = TinyFCN(4)

@@ -6,6 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from conftest import fit_steps
 from rsseg.models import create_model, list_models
 from rsseg.models.attention import SoftmaxAttention
 from rsseg.models.base import resize_logits
@@ -212,13 +213,5 @@ def test_eval_batch_consistency_and_loss_falls(name):
     target = torch.zeros(2, 64, 96, dtype=torch.long)
     target[:, :, 48:] = 1
     target[1, 32:] = 2
-    model.train()
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    losses = []
-    for _ in range(5):
-        optimizer.zero_grad()
-        total, _ = model.loss(model(x), target, F.cross_entropy)
-        total.backward()
-        optimizer.step()
-        losses.append(total.item())
+    losses = fit_steps(model, x, target, 5)
     assert losses[-1] < 0.8 * losses[0], losses

@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from click.testing import CliRunner
 
+from conftest import fit_steps
 from rsseg.cli import cli
 from rsseg.errors import RssegError
 from rsseg.models import create_model, list_models, load_checkpoint, save_checkpoint
@@ -127,14 +128,7 @@ def test_loss_decreases_on_fixed_batch(name):
     # 16×16 blocks of random classes; each class shifts one band, so the labels can be learnt.
     target = torch.randint(0, 3, (2, 4, 4)).repeat_interleave(16, 1).repeat_interleave(16, 2)
     x = 0.5 * torch.randn(2, 3, 64, 64) + F.one_hot(target, 3).permute(0, 3, 1, 2)
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    losses = []
-    for _ in range(10):
-        optimizer.zero_grad()
-        loss, _ = model.loss(model(x), target, F.cross_entropy)
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.item())
+    losses = fit_steps(model, x, target, 10)
     assert losses[-1] < 0.75 * losses[0], losses
 
 

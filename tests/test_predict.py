@@ -11,8 +11,7 @@ import pytest
 import rasterio
 import torch
 
-from conftest import CRS, TRANSFORM, ConstantModel, TinyFCN, card_for, random_scene, write_scene
-from rsseg.cli import main
+from conftest import CRS, ConstantModel, TinyFCN, card_for, random_scene, run_cli, write_scene
 from rsseg.io.mask_meta import read_class_table
 from rsseg.models import save_checkpoint
 from rsseg.tiling import axis_starts, predict_scene
@@ -199,26 +198,6 @@ def checkpoint(tmp_path):
     return path
 
 
-def cli(args: list[str], capsys) -> tuple[int, str]:
-    with pytest.raises(SystemExit) as exc:
-        main(args)
-        raise SystemExit(0)
-    captured = capsys.readouterr()
-    return exc.value.code, captured.err.strip()
-
-
-def test_cli_predict_writes_mask_probs_and_record(tmp_path, checkpoint, capsys):
-    scene = write_scene(tmp_path / "s.tif", random_scene(150, 170))
-    code, _ = cli(["predict", str(scene), "-o", str(tmp_path / "out.tif"), "--checkpoint", str(checkpoint),
-                   "--probs", str(tmp_path / "probs.tif"), "--batch-size", "2", "--quiet"], capsys)
-    assert code == 0
-    with rasterio.open(tmp_path / "probs.tif") as p:
-        sums = p.read().astype(int).sum(0)
-        assert p.count == 4 and abs(sums - 255).max() <= 4
-    code, err = cli(["predict", str(scene), "-o", str(tmp_path / "out.tif"), "--checkpoint", str(checkpoint)], capsys)
-    assert code == 1 and "exists" in err and "--overwrite" in err
-
-
 def _truncated(tmp_path: Path) -> Path:
     good = write_scene(tmp_path / "good.tif", random_scene(512, 512), tiled=True, blockxsize=256, blockysize=256,
                        compress="deflate")
@@ -249,7 +228,7 @@ def test_cli_bad_input_one_line_error_no_output(tmp_path, checkpoint, capsys, ca
         extra = ["--tile", "50"]
     out = tmp_path / "result.tif"
     before = set(tmp_path.iterdir())
-    code, err = cli(["predict", str(scene), "-o", str(out), "--checkpoint", str(ckpt), "--quiet", *extra], capsys)
+    code, err = run_cli(["predict", str(scene), "-o", str(out), "--checkpoint", str(ckpt), "--quiet", *extra], capsys)
     assert code != 0
     lines = err.splitlines()
     assert len(lines) == 1 and lines[0].startswith("Error:"), err

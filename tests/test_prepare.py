@@ -12,8 +12,7 @@ from rasterio.windows import Window
 from rasterio.windows import transform as window_transform
 from shapely.geometry import box
 
-from conftest import CRS, TRANSFORM, write_scene
-from rsseg.cli import main
+from conftest import CRS, TRANSFORM, run_cli, write_scene
 from rsseg.data.classes import ISPRS, UAVID
 from rsseg.data.patches import PatchDataset, read_dataset_info
 from rsseg.data.prepare import colors_to_index
@@ -40,14 +39,6 @@ def colorize(ids: np.ndarray, colors) -> np.ndarray:
 def read(path: Path) -> np.ndarray:
     with rasterio.open(path) as ds:
         return ds.read()
-
-
-def run_cli(args: list[str], capsys) -> tuple[int, str]:
-    with pytest.raises(SystemExit) as exc:
-        main(args)
-        raise SystemExit(0)
-    captured = capsys.readouterr()
-    return exc.value.code, captured.out + captured.err
 
 
 def check_split(out: Path, split: str, stem: str, image: np.ndarray, ids: np.ndarray, stride: int, patch: int = 64):

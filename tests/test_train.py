@@ -15,8 +15,7 @@ import rasterio
 import torch
 
 import rsseg.train.trainer as trainer_module
-from conftest import write_scene
-from rsseg.cli import main
+from conftest import run_cli, write_scene
 from rsseg.data.patches import PatchDataset, read_dataset_info
 from rsseg.data.prepare import prepare_generic
 from rsseg.errors import RssegError
@@ -78,14 +77,6 @@ def config(data: Path, *overrides: str, epochs: int = 3) -> dict:
                                "optim.lr=0.01", "optim.encoder_lr=0.01", "optim.warmup_epochs=0.2",
                                *overrides),
                         {"data": {"root": str(data), "tile": 64}, "train": {"epochs": epochs, "batch_size": 8}})
-
-
-def run_cli(args: list[str], capsys) -> tuple[int, str]:
-    with pytest.raises(SystemExit) as exc:
-        main(args)
-        raise SystemExit(0)
-    captured = capsys.readouterr()
-    return exc.value.code, captured.out + captured.err
 
 
 def test_train_converges_checkpoint_predicts_and_evaluates(patches, tmp_path, capsys):

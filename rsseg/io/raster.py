@@ -14,6 +14,13 @@ from rasterio.windows import Window
 
 from rsseg.errors import RssegError
 
+GDAL_CACHE_MB = 128  # GDAL's block cache defaults to 5 % of RAM and would grow with the scene
+
+
+def bounded_gdal_cache() -> rasterio.Env:
+    """A rasterio environment whose block cache stays small whatever the raster's size."""
+    return rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB)
+
 
 def open_raster(path: str | Path) -> rasterio.DatasetReader:
     """Open any raster GDAL reads; missing, unreadable or truncated files raise :class:`RssegError`."""

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Iterator
 
 import numpy as np
-import rasterio
 import torch
 from tqdm import tqdm
 
@@ -24,7 +23,7 @@ import rsseg
 from rsseg.errors import RssegError
 from rsseg.io.atomic import atomic_output, check_output
 from rsseg.io.mask_writer import ClassMaskWriter, to_cog
-from rsseg.io.raster import is_georeferenced, open_raster, plan_bands, read_window
+from rsseg.io.raster import bounded_gdal_cache, is_georeferenced, open_raster, plan_bands, read_window
 from rsseg.models.checkpoint import ModelCard
 from rsseg.tiling.blend import RowBandBlender
 from rsseg.tiling.grid import Tile, TileGrid
@@ -32,7 +31,6 @@ from rsseg.tiling.tta import tta_transforms
 from rsseg.tiling.weights import blend_window
 
 MULTIPLE = 32  # window sizes every registered architecture accepts
-GDAL_CACHE_MB = 128  # GDAL's block cache (default 5 % of RAM) would grow with the scene
 
 
 @dataclass
@@ -226,7 +224,7 @@ def predict_scene(scene: str | Path, out: str | Path, model: torch.nn.Module, ca
         torch.set_num_threads(len(os.sched_getaffinity(0)))
 
     with contextlib.ExitStack() as stack:
-        stack.enter_context(rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB))
+        stack.enter_context(bounded_gdal_cache())
         ds = stack.enter_context(open_raster(scene))
         plan = plan_bands(ds, scene, card.in_channels, bands if bands else card.bands,
                           input_scale if input_scale else card.input_scale)

@@ -11,12 +11,12 @@ from pathlib import Path
 from typing import Iterable
 
 import numpy as np
-import rasterio
 import shapely
 from tqdm import tqdm
 
 from rsseg.errors import RssegError
 from rsseg.io.atomic import check_output
+from rsseg.io.raster import bounded_gdal_cache
 from rsseg.vector.polygonize import Regions, polygonize_windows
 from rsseg.vector.simplify import simplify_coverage, valid_polygons
 from rsseg.vector.source import Georef, MaskSource
@@ -24,7 +24,6 @@ from rsseg.vector.write import LayerWriter, open_layers, resolve_format
 
 WINDOW_PIXELS = 1 << 24  # pixels per strip when window_rows is not given (16 MiB of uint8)
 CHUNK_FEATURES = 10_000  # polygons per write (bounds what waits in memory)
-GDAL_CACHE_MB = 64  # GDAL's block cache (default 5 % of RAM) would otherwise grow with the mask
 
 
 @dataclass
@@ -145,7 +144,7 @@ def vectorize_mask(mask_path: str | os.PathLike, out_path: str | os.PathLike, *,
             raise RssegError(f"{out_path}: {name} must not be negative (got {value})")
     check_output(out_path, overwrite)
     with contextlib.ExitStack() as stack:
-        stack.enter_context(rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB))
+        stack.enter_context(bounded_gdal_cache())
         src = MaskSource.open(mask_path, classes)
         stack.callback(src.close)
         probs = src.open_probs(probs_path) if probs_path is not None else None
