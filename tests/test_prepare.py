@@ -6,6 +6,7 @@ from pathlib import Path
 
 import geopandas as gpd
 import numpy as np
+import torch
 import pytest
 import rasterio
 from rasterio.windows import Window
@@ -243,3 +244,14 @@ def test_patch_dataset_bad_inputs_name_the_file(small_folder):
         PatchDataset(small_folder, "val")
     with pytest.raises(RssegError, match="split 'test' has no images folder"):
         PatchDataset(small_folder, "test")
+
+
+def test_pad_collate_pads_to_model_multiple_with_ignore():
+    from rsseg.data.patches import pad_collate
+
+    batch = [(torch.ones(3, 102, 256), torch.zeros(102, 256, dtype=torch.long)),
+             (torch.ones(3, 64, 70), torch.ones(64, 70, dtype=torch.long))]
+    images, masks = pad_collate(batch)
+    assert images.shape == (2, 3, 128, 256) and masks.shape == (2, 128, 256)
+    assert (masks[0, 102:] == 255).all() and (masks[0, :102] == 0).all()
+    assert (images[1, :, 64:] == 0).all() and (masks[1, :64, :70] == 1).all() and (masks[1, :, 70:] == 255).all()

@@ -179,11 +179,12 @@ def worker_errors_as_one_line(loader: Iterable) -> Iterator:
         raise RssegError(lines[-1].split("RssegError: ", 1)[-1]) from None
 
 
-def pad_collate(batch: list[tuple[torch.Tensor, torch.Tensor]], ignore_index: int = 255
+def pad_collate(batch: list[tuple[torch.Tensor, torch.Tensor]], ignore_index: int = 255, multiple: int = 32
                 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Stack patches, padding smaller ones at the bottom/right (image 0, mask ignore index)."""
-    h = max(x.shape[-2] for x, _ in batch)
-    w = max(x.shape[-1] for x, _ in batch)
+    """Stack patches, padding at the bottom/right (image 0, mask ignore index) to the largest
+    patch rounded up to ``multiple`` (the input size every registered model accepts)."""
+    h = -(-max(x.shape[-2] for x, _ in batch) // multiple) * multiple
+    w = -(-max(x.shape[-1] for x, _ in batch) // multiple) * multiple
     images = torch.zeros(len(batch), batch[0][0].shape[0], h, w)
     masks = torch.full((len(batch), h, w), ignore_index, dtype=torch.long)
     for i, (x, y) in enumerate(batch):
