@@ -148,6 +148,11 @@ def test_four_bands_local_weights_and_other_backbones(tmp_path):
         assert torch.equal(model.encoder.body.layer1[0].conv1.weight, reference)
         assert model.encoder.body.conv1.weight.shape[1] == 4
         assert model(torch.randn(1, 4, 64, 32)).shape == (1, 6, 64, 32)
+        assert "pretrained_weights" not in model.arch["kwargs"]
+    save_checkpoint(model, tmp_path / "m.pt")
+    weights.unlink()  # a model file must not need the pretraining file
+    loaded, _ = load_checkpoint(tmp_path / "m.pt")
+    assert torch.equal(loaded.encoder.body.layer1[0].conv1.weight, reference)
     # ConvNeXt's first feature map is at stride 4 (ResNet's at 2): stages are picked by stride.
     convnext = create_model("manet", 2, backbone="convnext_atto").eval()
     assert convnext(torch.randn(1, 3, 64, 64)).shape == (1, 2, 64, 64)

@@ -64,8 +64,11 @@ def get_entry(name: str) -> ModelEntry:
 def create_model(name: str, num_classes: int, in_channels: int = 3, **kwargs: Any) -> SegmentationModel:
     """Build a registered model; nothing is downloaded.
 
-    The constructor arguments are kept on ``model.arch`` so that a checkpoint can rebuild it.
+    The constructor arguments are kept on ``model.arch`` so that a checkpoint can rebuild it;
+    ``pretrained_weights`` is left out: a model file carries its weights and must not need the
+    pretraining file.
     """
     model = get_entry(name).builder(num_classes=num_classes, in_channels=in_channels, **kwargs)
-    model.arch = {"name": name, "num_classes": num_classes, "in_channels": in_channels, "kwargs": dict(kwargs)}
+    kept = {k: v for k, v in kwargs.items() if k != "pretrained_weights"}
+    model.arch = {"name": name, "num_classes": num_classes, "in_channels": in_channels, "kwargs": kept}
     return model

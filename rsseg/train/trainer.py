@@ -153,8 +153,6 @@ class Trainer:
         if kwargs.get("pretrained_weights") is None:
             kwargs.pop("pretrained_weights", None)
         model = create_model(self.config["model"]["name"], self.info.num_classes, self.info.in_channels, **kwargs)
-        # the checkpoint carries the trained weights; it must not point at the pretraining file
-        model.arch["kwargs"].pop("pretrained_weights", None)
         return model.to(self.device)
 
     def _wrap(self, model: nn.Module) -> nn.Module:
