@@ -15,9 +15,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from rsseg.models.attention import TaylorAttention
-from rsseg.models.base import SegmentationModel
+from rsseg.models.base import SegmentationModel, check_input_size
 from rsseg.models.blocks import ConvBNReLU
-from rsseg.models.decoders import check_input_size, strided_encoder
+from rsseg.models.encoders import strided_encoder
 from rsseg.models.registry import register_model
 
 

@@ -38,6 +38,13 @@ class SegmentationModel(nn.Module):
         return total, parts
 
 
+def check_input_size(x: torch.Tensor, multiple: int = 32) -> None:
+    """Raise ``ValueError`` unless the input's height and width are multiples of ``multiple``."""
+    h, w = x.shape[-2:]
+    if h % multiple or w % multiple:
+        raise ValueError(f"input height and width must be multiples of {multiple}, got {h}×{w}")
+
+
 def resize_logits(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Bilinearly resize logits to the target's spatial size when they differ."""
     if logits.shape[-2:] != target.shape[-2:]:

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from rsseg.errors import RssegError
-from rsseg.models.base import SegmentationModel
+from rsseg.models.base import SegmentationModel, check_input_size
 from rsseg.models.blocks import ConvBN, ConvBNReLU
 from rsseg.models.encoders import TimmEncoder
 
@@ -60,8 +60,7 @@ class ContextHeadModel(SegmentationModel):
         self.aux_weights = aux_weights
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
-        if x.shape[-2] % 8 or x.shape[-1] % 8:
-            raise ValueError(f"input height and width must be multiples of 8, got {x.shape[-2]}×{x.shape[-1]}")
+        check_input_size(x, 8)
         main, *aux = self.head(self.encoder(x), self.training)
         main = F.interpolate(main, size=x.shape[-2:], mode="bilinear", align_corners=False)
         return (main, *aux) if self.training else main

@@ -2,52 +2,19 @@
 
 :class:`DecoderBlock` and :class:`LinkNetHead` are the LinkNet-style decoder and final head of
 MANet and MAResU-Net; :class:`AttentionLinkNet` is their common wiring, parameterised by the
-attention block. :func:`strided_encoder` picks a timm backbone's feature maps by stride, so any
-timm backbone works, and :func:`check_input_size` states the input size constraint.
+attention block. Their encoders come from :func:`rsseg.models.encoders.strided_encoder`.
 """
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Callable
 
-import timm
 import torch
 from torch import nn
 
-from rsseg.errors import RssegError
-from rsseg.models.base import SegmentationModel
+from rsseg.models.base import SegmentationModel, check_input_size
 from rsseg.models.blocks import ConvBNReLU
 from rsseg.models.encoders import TimmEncoder
-
-SIZE_MULTIPLE = 32
-
-
-def check_input_size(x: torch.Tensor, multiple: int = SIZE_MULTIPLE) -> None:
-    """Raise ``ValueError`` unless the input's height and width are multiples of ``multiple``."""
-    h, w = x.shape[-2:]
-    if h % multiple or w % multiple:
-        raise ValueError(f"input height and width must be multiples of {multiple}, got {h}×{w}")
-
-
-def strided_encoder(backbone: str, in_channels: int, strides: Sequence[int],
-                    pretrained_weights: str | None = None) -> TimmEncoder:
-    """A :class:`TimmEncoder` returning the feature maps at ``strides`` (e.g. 4, 8, 16, 32).
-
-    The stage indices are read from the backbone's ``feature_info`` on the meta device, so
-    backbones whose first stage is at stride 2 (ResNet, EfficientNet) or 4 (ConvNeXt) both work.
-    """
-    try:
-        with torch.device("meta"):
-            info = timm.create_model(backbone, pretrained=False, features_only=True).feature_info
-    except RuntimeError as err:  # timm: unknown model name
-        raise RssegError(f"backbone {backbone!r}: {err}") from None
-    by_stride = {r: i for i, r in zip(info.out_indices, info.reduction())}
-    missing = [s for s in strides if s not in by_stride]
-    if missing:
-        raise RssegError(f"backbone {backbone!r} has no feature map at stride {missing}; "
-                         f"it has {sorted(by_stride)}")
-    return TimmEncoder(backbone, in_channels, out_indices=[by_stride[s] for s in strides],
-                       pretrained_weights=pretrained_weights)
 
 
 class DecoderBlock(nn.Sequential):

@@ -75,3 +75,24 @@ def load_encoder_weights(body: nn.Module, path: str, in_channels: int) -> None:
     if missing:
         raise RssegError(f"{path}: {len(missing)} backbone parameters missing, e.g. {missing[0]}")
     body.load_state_dict(matched, strict=False)
+
+
+def strided_encoder(backbone: str, in_channels: int, strides: Sequence[int],
+                    pretrained_weights: str | None = None) -> TimmEncoder:
+    """A :class:`TimmEncoder` returning the feature maps at ``strides`` (e.g. 4, 8, 16, 32).
+
+    The stage indices are read from the backbone's ``feature_info`` on the meta device, so
+    backbones whose first stage is at stride 2 (ResNet, EfficientNet) or 4 (ConvNeXt) both work.
+    """
+    try:
+        with torch.device("meta"):
+            info = timm.create_model(backbone, pretrained=False, features_only=True).feature_info
+    except RuntimeError as err:  # timm: unknown model name
+        raise RssegError(f"backbone {backbone!r}: {err}") from None
+    by_stride = {r: i for i, r in zip(info.out_indices, info.reduction())}
+    missing = [s for s in strides if s not in by_stride]
+    if missing:
+        raise RssegError(f"backbone {backbone!r} has no feature map at stride {missing}; "
+                         f"it has {sorted(by_stride)}")
+    return TimmEncoder(backbone, in_channels, out_indices=[by_stride[s] for s in strides],
+                       pretrained_weights=pretrained_weights)

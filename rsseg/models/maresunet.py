@@ -7,7 +7,8 @@ from torch import nn
 
 from rsseg.models.attention import TaylorAttention
 from rsseg.models.blocks import ChannelAttention
-from rsseg.models.decoders import AttentionLinkNet, strided_encoder
+from rsseg.models.decoders import AttentionLinkNet
+from rsseg.models.encoders import strided_encoder
 from rsseg.models.registry import register_model
 
 
