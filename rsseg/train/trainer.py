@@ -150,8 +150,6 @@ class Trainer:
 
     def _build_model(self) -> nn.Module:
         kwargs = {k: v for k, v in self.config["model"].items() if k != "name"}
-        if kwargs.get("pretrained_weights") is None:
-            kwargs.pop("pretrained_weights", None)
         model = create_model(self.config["model"]["name"], self.info.num_classes, self.info.in_channels, **kwargs)
         return model.to(self.device)
 
