@@ -83,7 +83,8 @@ def test_train_converges_checkpoint_predicts_and_evaluates(patches, tmp_path, ca
     run = tmp_path / "run"
     code, text = run_cli(["train", "--data", str(patches), "--model", "test_tiny_fcn", "--epochs", "6",
                           "--threads", "1", "--batch-size", "8", "--tile", "64", "--out", str(run), "--workers", "2", "--device", "cpu",
-                          "--set", "optim.lr=0.01", "--set", "optim.encoder_lr=0.01"], capsys)
+                          "--set", "optim.lr=0.01", "--set", "optim.encoder_lr=0.01",
+                          "--set", "data.samples_per_epoch=128"], capsys)
     assert code == 0, text
     assert "best mIoU" in text and f"-> {run / 'best.pt'}" in text
     for name in ("best.pt", "last.pt", "state.pt", "config.yaml", "log.csv", "log.json", "curves.png",

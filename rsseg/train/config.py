@@ -12,14 +12,16 @@ import yaml
 from rsseg.errors import RssegError
 
 DEFAULTS: dict[str, dict[str, Any]] = {
+    # samples_per_epoch: random crops per epoch (None: enough to cover the training patches once)
     "data": {"root": None, "tile": 512, "scale": [0.5, 1.5], "flips": True, "rot90": True, "workers": 2,
-             "val_split": "val"},
+             "val_split": "val", "samples_per_epoch": None},
     # every key besides ``name`` is a constructor argument of the model (backbone, ...)
     "model": {"name": "unet"},
     "optim": {"lr": 6e-4, "encoder_lr": 6e-5, "weight_decay": 0.01, "schedule": "cosine", "warmup_epochs": 1.0,
               "min_lr_ratio": 0.0, "poly_power": 0.9, "clip_grad": 1.0},
     "loss": {"label_smoothing": 0.05, "dice_weight": 1.0},
-    "train": {"epochs": 50, "batch_size": 8, "val_batch_size": None, "seed": 0, "amp": True, "device": "auto",
+    # epochs None: 50, or with max_minutes as many as the budget allows (the LR schedule ends with it)
+    "train": {"epochs": None, "max_minutes": None, "batch_size": 8, "val_batch_size": None, "seed": 0, "amp": True, "device": "auto",
               "threads": None, "select_metric": "mIoU", "out": None},
 }
 FREE_SECTIONS = ("model",)
