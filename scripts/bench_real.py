@@ -22,7 +22,6 @@ from pathlib import Path
 
 import numpy as np
 import rasterio
-from rasterio.features import rasterize
 from rasterio.windows import Window
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -43,15 +42,13 @@ def rsseg(*args: str) -> str:
 
 def building_labels(scene: Path, vector: Path, out: Path) -> Path:
     """The footprints rasterised on the scene grid: 1 building, 0 everything else."""
-    import geopandas as gpd
+    from rsseg.data.prepare import parse_classes, rasterize_vector
 
     with rasterio.open(scene) as ds:
         profile = ds.profile
-        shapes = gpd.read_file(vector).to_crs(ds.crs).geometry
-        mask = rasterize(((g, 1) for g in shapes if g is not None), out_shape=ds.shape, transform=ds.transform,
-                         fill=0, dtype="uint8")
-    profile.update(count=1, dtype="uint8", nodata=None, tiled=False)
-    profile.pop("blockxsize", None), profile.pop("blockysize", None)
+        mask = rasterize_vector(vector, parse_classes(CLASSES), "class", ds.shape, ds.transform, ds.crs,
+                                background=0, polygon_class=1)
+    profile.update(count=1, dtype="uint8", nodata=None)
     with rasterio.open(out, "w", **profile) as dst:
         dst.write(mask, 1)
     return out
@@ -63,8 +60,7 @@ def bottom_rows(path: Path, fraction: float, out: Path) -> Path:
         top = ds.height - round(ds.height * fraction)
         window = Window(0, top, ds.width, ds.height - top)
         profile = ds.profile
-        profile.update(height=window.height, transform=ds.window_transform(window), tiled=False)
-        profile.pop("blockxsize", None), profile.pop("blockysize", None)
+        profile.update(height=window.height, transform=ds.window_transform(window), blockysize=1)
         data = ds.read(window=window)
     with rasterio.open(out, "w", **profile) as dst:
         dst.write(data)

@@ -163,6 +163,22 @@ def test_resume_gives_the_weights_of_an_uninterrupted_run(patches, tmp_path, mon
         train(cfg, tmp_path / "killed", progress=False)
 
 
+def test_time_budget_ends_schedule_and_run_with_checkpoints(patches, tmp_path, monkeypatch):
+    ticks = iter(range(0, 10 ** 6, 2))  # a clock that advances 2 s each time the budget reads it
+    monkeypatch.setattr(trainer_module.TimeBudget, "clock", staticmethod(lambda: float(next(ticks))))
+    cfg = config(patches, "train.max_minutes=1", "optim.warmup_epochs=0")
+    cfg["train"]["epochs"] = None  # the budget alone decides
+    best = train(cfg, tmp_path / "run", progress=False)
+    history = json.loads((tmp_path / "run" / "log.json").read_text())
+    assert 1 < best["epochs_done"] == len(history) < 10
+    for name in ("best.pt", "last.pt", "state.pt"):
+        assert (tmp_path / "run" / name).is_file(), name
+    lrs = [h["lr"] for h in history]
+    assert lrs == sorted(lrs, reverse=True) and lrs[-1] < 0.02 * 0.01  # cosine schedule ended with the budget
+    with pytest.raises(RssegError, match="spent its train.max_minutes"):
+        train(cfg, tmp_path / "run", resume=True, progress=False)
+
+
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(patches, tmp_path, monkeypatch):
     class NanAfterFirstEpoch(SegmentationLoss):
         calls = 0

@@ -27,8 +27,8 @@ import click
               help="Continue the run in this folder where it stopped.")
 @click.option("--overwrite", is_flag=True, help="Start again in a non-empty run folder.")
 def train(config_path: Path | None, data: Path | None, model: str | None, epochs: int | None,
-          max_minutes: float | None, batch_size: int | None, tile: int | None, out: Path | None, device: str | None, workers: int | None,
-          threads: int | None, overrides: tuple[str, ...], resume: Path | None, overwrite: bool) -> None:
+          max_minutes: float | None, batch_size: int | None, tile: int | None, out: Path | None,
+          device: str | None, workers: int | None, threads: int | None, overrides: tuple[str, ...], resume: Path | None, overwrite: bool) -> None:
     """Train on a patch folder made by `rsseg prepare`; writes best.pt, last.pt, logs and plots.
 
     \b

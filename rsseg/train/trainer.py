@@ -93,15 +93,17 @@ class TimeBudget:
     validation and checkpoints still fit in the budget.
     """
 
+    clock = staticmethod(time.perf_counter)
+
     def __init__(self, minutes: float | None, spent: float = 0.0):
         self.seconds = 60.0 * float(minutes) if minutes else None
         self.spent = spent
         self.reserve = 0.0
-        self.started = time.perf_counter()
+        self.started = self.clock()
 
     def elapsed(self) -> float:
         """Seconds used so far, earlier sessions included."""
-        return self.spent + time.perf_counter() - self.started
+        return self.spent + self.clock() - self.started
 
     def fraction(self) -> float:
         """Share of the budget used (0 without a budget), the reserve counted as used."""
