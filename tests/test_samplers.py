@@ -11,6 +11,7 @@ import torch
 from rasterio.windows import Window
 
 from rsseg.data.patches import PatchDataset
+from rsseg.errors import RssegError
 from rsseg.data.prepare import prepare_generic
 from rsseg.data.samplers import RandomCropDataset
 
@@ -73,3 +74,9 @@ def test_default_samples_cover_the_training_area_once(patches):
     source = PatchDataset(patches, "train")
     assert len(RandomCropDataset(source, 128)) == 12 * 256 * 256 // 128 ** 2
     assert len(RandomCropDataset(source, 512)) == 12  # at least one crop per patch
+
+
+def test_polygon_class_must_be_a_class(tmp_path):
+    with pytest.raises(RssegError, match="--polygon-class 'roof': not one of the classes background, building"):
+        prepare_generic([SAMPLES / "spacenet_atlanta.tif"], [SAMPLES / "spacenet_atlanta_buildings.geojson"],
+                        "background,building", tmp_path / "p", polygon_class="roof")

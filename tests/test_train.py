@@ -259,3 +259,15 @@ def test_shipped_configs_resolve_to_registered_models(path):
     assert cfg["data"]["root"] == f"data/{dataset}" and cfg["train"]["out"] == f"runs/{dataset}-{path.stem}"
     assert cfg["model"]["pretrained"] is True  # ImageNet backbones, as in the papers
     assert cfg["optim"]["encoder_lr"] == pytest.approx(cfg["optim"]["lr"] / 10) and cfg["train"]["epochs"] == 1
+
+
+def test_cpu_defaults_without_a_config(tmp_path):
+    cpu = build_config(None, ("train.device=cpu",), {"data": {"root": "x"}})
+    assert (cpu["data"]["tile"], cpu["train"]["batch_size"]) == (256, 4)
+    assert cpu["model"] == {"name": "unet", "backbone": "efficientnet_lite0", "pretrained": True}
+    chosen = build_config(None, ("train.device=cpu", "model.name=abcnet", "data.tile=128"), {"data": {"root": "x"}})
+    assert chosen["model"] == {"name": "abcnet"} and chosen["data"]["tile"] == 128
+    gpu = build_config(None, ("train.device=cuda",), {"data": {"root": "x"}})
+    assert (gpu["data"]["tile"], gpu["train"]["batch_size"], gpu["model"]) == (512, 8, {"name": "unet"})
+    shipped = build_config(TESTS.parent / "configs" / "vaihingen" / "unet.yaml", ("train.device=cpu",))
+    assert shipped["data"]["tile"] == 512 and shipped["model"]["backbone"] == "resnet34"
