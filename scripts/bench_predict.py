@@ -130,7 +130,8 @@ def main() -> None:
         r = rows[-1]
         print(f"{r['scene']:>12} {r['model']:>14}: {r['seconds']:7.1f} s  {r['mpix_per_s']:6.2f} MPix/s  "
               f"peak RSS {r['peak_rss_mb']:6.0f} MB  overhead {r['overhead']:.2f} "
-              f"(model {r['model_seconds']:.1f} s in-run, {r['standalone_model_seconds']:.1f} s standalone)", flush=True)
+              f"(model {r['model_seconds']:.1f} s in-run, {r['standalone_model_seconds']:.1f} s standalone)",
+              flush=True)
     print("\n| scene (W×H) | model | windows | seconds | MPix/s | peak RSS (MB) | overhead |")
     print("|---|---|---|---|---|---|---|")
     for r in rows:

@@ -64,7 +64,8 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
     if args.batch_size < 2:
-        parser.error("--batch-size must be at least 2 (BatchNorm layers of pooled branches, e.g. DeepLabV3+ ASPP, cannot train on one patch)")
+        parser.error("--batch-size must be at least 2 (BatchNorm layers of pooled branches, "
+                     "e.g. DeepLabV3+ ASPP, cannot train on one patch)")
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)

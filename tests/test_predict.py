@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import rasterio
 import torch
-
 from conftest import CRS, ConstantModel, TinyFCN, card_for, random_scene, run_cli, write_scene
+
 from rsseg.io.mask_meta import read_class_table
 from rsseg.models import save_checkpoint
 from rsseg.tiling import axis_starts, predict_scene

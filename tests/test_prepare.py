@@ -6,19 +6,19 @@ from pathlib import Path
 
 import geopandas as gpd
 import numpy as np
-import torch
 import pytest
 import rasterio
+import torch
+from conftest import CRS, TRANSFORM, run_cli, write_scene
 from rasterio.windows import Window
 from rasterio.windows import transform as window_transform
 from shapely.geometry import box
 
-from conftest import CRS, TRANSFORM, run_cli, write_scene
 from rsseg.data.classes import ISPRS, UAVID
 from rsseg.data.patches import PatchDataset, read_dataset_info
-from rsseg.schema import colors_to_index
 from rsseg.errors import RssegError
 from rsseg.io.mask_meta import read_class_table
+from rsseg.schema import colors_to_index
 from rsseg.tiling.grid import axis_starts
 
 H, W = 100, 90

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 import rasterio
 import torch
+from conftest import run_cli, write_scene
 
 import rsseg.train.trainer as trainer_module
-from conftest import run_cli, write_scene
 from rsseg.data.patches import PatchDataset, read_dataset_info
 from rsseg.data.prepare import prepare_generic
 from rsseg.errors import RssegError
@@ -82,7 +82,8 @@ def config(data: Path, *overrides: str, epochs: int = 3) -> dict:
 def test_train_converges_checkpoint_predicts_and_evaluates(patches, tmp_path, capsys):
     run = tmp_path / "run"
     code, text = run_cli(["train", "--data", str(patches), "--model", "test_tiny_fcn", "--epochs", "6",
-                          "--threads", "1", "--batch-size", "8", "--tile", "64", "-o", str(run), "--workers", "2", "--device", "cpu",
+                          "--threads", "1", "--batch-size", "8", "--tile", "64", "-o", str(run), "--workers", "2",
+                          "--device", "cpu",
                           "--set", "optim.lr=0.01", "--set", "optim.encoder_lr=0.01"], capsys)
     assert code == 0, text
     assert "best mIoU" in text and f"-> {run / 'best.pt'}" in text

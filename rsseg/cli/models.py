@@ -7,7 +7,6 @@ from tqdm import tqdm
 
 from rsseg.cli import options as opt
 from rsseg.device import torch_threads
-
 from rsseg.models import list_models
 from rsseg.models.profile import ModelProfile, profile_model
 
@@ -31,7 +30,8 @@ def format_table(profiles: list[ModelProfile], markdown: bool = False) -> str:
 
 
 @click.command("models")
-@click.option("--size", type=opt.POSITIVE_INT, default=512, show_default=True, help="Side of the square test input (multiple of 32).")
+@click.option("--size", type=opt.POSITIVE_INT, default=512, show_default=True,
+              help="Side of the square test input (multiple of 32).")
 @click.option("--in-channels", type=opt.POSITIVE_INT, default=3, show_default=True, help="Input bands.")
 @click.option("--num-classes", type=click.IntRange(2, 255), default=6, show_default=True, help="Output classes.")
 @click.option("--timing/--no-timing", default=True, show_default=True, help="Measure CPU milliseconds per tile.")

@@ -53,8 +53,10 @@ class FiniteFloat(click.ParamType):
             self.fail(f"{value!r} is not a number", param, ctx)
         if not math.isfinite(number):
             self.fail(f"{value!r} is not a finite number", param, ctx)
-        rules = [(self.minimum, number >= (self.minimum or 0), ">="), (self.maximum, number <= (self.maximum or 0), "<="),
-                 (self.above, number > (self.above or 0), ">"), (self.below, number < (self.below or 0), "<")]
+        rules = [(self.minimum, number >= (self.minimum or 0), ">="),
+                 (self.maximum, number <= (self.maximum or 0), "<="),
+                 (self.above, number > (self.above or 0), ">"),
+                 (self.below, number < (self.below or 0), "<")]
         for bound, ok, sign in rules:
             if bound is not None and not ok:
                 self.fail(f"{value} is not {sign} {bound}", param, ctx)

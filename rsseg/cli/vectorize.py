@@ -15,8 +15,10 @@ from rsseg.vector.write import DRIVERS
 @click.argument("mask", type=click.Path(path_type=Path))
 @opt.output("Output file (.gpkg default, .shp, .geojson, .fgb).", required=True)
 @click.option("--classes", help="Comma-separated class ids or names (any case) to keep (default: all).")
-@click.option("--min-area", type=opt.NON_NEGATIVE_FLOAT, help="Drop regions smaller than this many m² (pixels without CRS).")
-@click.option("--simplify", type=opt.NON_NEGATIVE_FLOAT, help="Coverage simplification tolerance in map units (off by default).")
+@click.option("--min-area", type=opt.NON_NEGATIVE_FLOAT,
+              help="Drop regions smaller than this many m² (pixels without CRS).")
+@click.option("--simplify", type=opt.NON_NEGATIVE_FLOAT,
+              help="Coverage simplification tolerance in map units (off by default).")
 @click.option("--layer-per-class", is_flag=True, help="One GeoPackage layer per class.")
 @click.option("--format", "fmt", type=click.Choice(sorted(DRIVERS)), help="Output format (default: by suffix).")
 @click.option("--probs", type=opt.FILE, help="K-band uint8 probability raster: adds mean_prob.")

@@ -118,9 +118,11 @@ def read_card(path: str | os.PathLike) -> tuple[ModelCard, dict[str, torch.Tenso
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - whatever torch.load trips on, the file is at fault
         detail = str(err).strip().splitlines()[0][:100] if str(err).strip() else ""
-        raise RssegError(f"{path}: not an rsseg model file (torch.load failed: {type(err).__name__} {detail})") from None
+        raise RssegError(f"{path}: not an rsseg model file "
+                         f"(torch.load failed: {type(err).__name__} {detail})") from None
     if not isinstance(payload, dict) or payload.get(FORMAT_KEY) is None:
-        raise RssegError(f"{path}: not an rsseg model file (a plain state dict? save it with rsseg.models.save_checkpoint)")
+        raise RssegError(f"{path}: not an rsseg model file "
+                         "(a plain state dict? save it with rsseg.models.save_checkpoint)")
     if not isinstance(payload[FORMAT_KEY], int) or payload[FORMAT_KEY] > FORMAT_VERSION:
         raise RssegError(f"{path}: model file format {payload[FORMAT_KEY]} is newer than this rsseg understands")
     if not isinstance(payload.get("state_dict"), dict):

@@ -26,11 +26,11 @@ from rsseg.errors import RssegError
 from rsseg.io.atomic import atomic_output
 from rsseg.models import create_model, save_checkpoint
 from rsseg.models.encoders import TimmEncoder
+from rsseg.train.config import OptimConfig, TrainConfig
 from rsseg.train.distributed import ShardSampler, all_reduce_sum, barrier, cleanup, init_distributed
 from rsseg.train.evaluation import confusion_over_loader
 from rsseg.train.losses import SegmentationLoss
 from rsseg.train.metrics import compute_metrics, format_table, metric_value
-from rsseg.train.config import OptimConfig, TrainConfig
 from rsseg.train.plots import plot_confusion, plot_curves
 
 CONFIG_FILE = "config.yaml"
