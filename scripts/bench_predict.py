@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -28,6 +29,7 @@ from rasterio.transform import from_origin
 from rasterio.windows import Window
 from torch import nn
 
+from rsseg.device import torch_threads
 from rsseg.models.base import SegmentationModel
 from rsseg.models.checkpoint import make_card
 from rsseg.tiling import predict_scene
@@ -97,7 +99,8 @@ def run_one(width: int, height: int, model_name: str, tile: int, batch_size: int
     report = predict_scene(scene, workdir / f"mask_{width}x{height}.tif", model, card, batch_size=batch_size,
                            device="cpu", overwrite=True, progress=sys.stderr.isatty(), record=False)
     batches = -(-report.windows_run // batch_size)
-    forward = model_only_seconds(model, batches, batch_size, report.tile[0])
+    with torch_threads(len(os.sched_getaffinity(0))):  # the thread count predict_scene used on CPU
+        forward = model_only_seconds(model, batches, batch_size, report.tile[0])
     return {"scene": f"{width}x{height}", "model": model_name, "windows": report.windows,
             "seconds": report.seconds, "mpix_per_s": report.mpix_per_s, "peak_rss_mb": report.peak_rss_mb,
             "model_seconds": report.model_seconds, "overhead": report.seconds / report.model_seconds,

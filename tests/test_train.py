@@ -239,6 +239,6 @@ def test_shipped_configs_resolve_to_registered_models(path):
 
     cfg = build_config(path, ("train.epochs=1",))
     dataset = path.parent.name
-    assert cfg["model"]["name"] == path.stem and cfg["model"]["name"] in {m.name for m in list_models()}
-    assert cfg["data"]["root"] == f"data/{dataset}" and cfg["train"]["out"] == f"runs/{dataset}-{path.stem}"
-    assert cfg["optim"]["encoder_lr"] == pytest.approx(cfg["optim"]["lr"] / 10) and cfg["train"]["epochs"] == 1
+    assert cfg.model.name == path.stem and cfg.model.name in {m.name for m in list_models()}
+    assert cfg.data.root == f"data/{dataset}" and cfg.train.out == f"runs/{dataset}-{path.stem}"
+    assert cfg.optim.encoder_lr == pytest.approx(cfg.optim.lr / 10) and cfg.train.epochs == 1
