@@ -43,12 +43,13 @@ def prepare() -> None:
 @_out
 @_patch_options(1024, 512)
 @opt.overwrite
-def vaihingen(src: Path, output: Path, patch: int, stride: int, overwrite: bool) -> None:
+@opt.quiet
+def vaihingen(src: Path, output: Path, patch: int, stride: int, overwrite: bool, quiet: bool) -> None:
     """ISPRS Vaihingen (top/ + gts_for_participants/ [+ gts_eroded_for_participants/])."""
     from rsseg.data.prepare import prepare_vaihingen
 
     _check_sizes(patch, stride)
-    click.echo(prepare_vaihingen(src, output, patch, stride, overwrite).summary)
+    click.echo(prepare_vaihingen(src, output, patch, stride, overwrite, not quiet).summary)
 
 
 @prepare.command()
@@ -58,12 +59,13 @@ def vaihingen(src: Path, output: Path, patch: int, stride: int, overwrite: bool)
 @click.option("--variant", type=click.Choice(["RGB", "IRRG", "RGBIR"]), default="RGB", show_default=True,
               help="Which orthophotos: 2_Ortho_RGB, 3_Ortho_IRRG or 4_Ortho_RGBIR.")
 @opt.overwrite
-def potsdam(src: Path, output: Path, patch: int, stride: int, variant: str, overwrite: bool) -> None:
+@opt.quiet
+def potsdam(src: Path, output: Path, patch: int, stride: int, variant: str, overwrite: bool, quiet: bool) -> None:
     """ISPRS Potsdam (2_Ortho_RGB/ + 5_Labels_all/ [+ 5_Labels_all_noBoundary/])."""
     from rsseg.data.prepare import prepare_potsdam
 
     _check_sizes(patch, stride)
-    click.echo(prepare_potsdam(src, output, patch, stride, variant, overwrite).summary)
+    click.echo(prepare_potsdam(src, output, patch, stride, variant, overwrite, not quiet).summary)
 
 
 @prepare.command()
@@ -71,12 +73,13 @@ def potsdam(src: Path, output: Path, patch: int, stride: int, variant: str, over
 @_out
 @_patch_options(1024, 512)
 @opt.overwrite
-def uavid(src: Path, output: Path, patch: int, stride: int, overwrite: bool) -> None:
+@opt.quiet
+def uavid(src: Path, output: Path, patch: int, stride: int, overwrite: bool, quiet: bool) -> None:
     """UAVid (uavid_{train,val,test}/seqN/{Images,Labels}/NNNNNN.png)."""
     from rsseg.data.prepare import prepare_uavid
 
     _check_sizes(patch, stride)
-    click.echo(prepare_uavid(src, output, patch, stride, overwrite).summary)
+    click.echo(prepare_uavid(src, output, patch, stride, overwrite, not quiet).summary)
 
 
 @prepare.command()

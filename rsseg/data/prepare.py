@@ -204,19 +204,19 @@ def _find(src: Path, name: str) -> list[Path]:
     return sorted(p for p in src.rglob(name) if p.is_file())
 
 
-def _progress(items: list, desc: str) -> tqdm:
-    return tqdm(items, desc=desc, unit="tile", leave=False)
+def _progress(items: list, desc: str, progress: bool) -> tqdm:
+    return tqdm(items, desc=desc, unit="tile", leave=False, disable=not progress)
 
 
 def prepare_vaihingen(src: str | os.PathLike, out: str | os.PathLike, patch: int = 1024, stride: int = 512,
-                      overwrite: bool = False) -> PrepareResult:
+                      overwrite: bool = False, progress: bool = True) -> PrepareResult:
     """ISPRS Vaihingen: ``top/top_mosaic_09cm_area{N}.tif`` with full and eroded colour labels."""
     src = Path(src)
     tiles = [p for p in _find(src, "top_mosaic_09cm_area*.tif") if p.parent.name == "top"]
     if not tiles:
         raise RssegError(f"{src}: no Vaihingen tiles top/top_mosaic_09cm_area{{N}}.tif found")
     writer = PatchFolderWriter(Path(out), ISPRS, "vaihingen", patch, stride, overwrite, gsd=0.09)
-    for tile in _progress(tiles, "vaihingen"):
+    for tile in _progress(tiles, "vaihingen", progress):
         area = int(re.search(r"area(\d+)", tile.stem).group(1))
         split = next((s for s, areas in VAIHINGEN_SPLIT.items() if area in areas), "train")
         _add_isprs_tile(writer, split, tile, tile.name, tile.stem + "_noBoundary.tif", src)
@@ -224,7 +224,7 @@ def prepare_vaihingen(src: str | os.PathLike, out: str | os.PathLike, patch: int
 
 
 def prepare_potsdam(src: str | os.PathLike, out: str | os.PathLike, patch: int = 1024, stride: int = 512,
-                    variant: str = "RGB", overwrite: bool = False) -> PrepareResult:
+                    variant: str = "RGB", overwrite: bool = False, progress: bool = True) -> PrepareResult:
     """ISPRS Potsdam: ``2_Ortho_RGB`` (or IRRG/RGBIR) tiles with ``5_Labels_all`` labels."""
     src = Path(src)
     if variant not in POTSDAM_VARIANTS:
@@ -233,7 +233,7 @@ def prepare_potsdam(src: str | os.PathLike, out: str | os.PathLike, patch: int =
     if not tiles:
         raise RssegError(f"{src}: no Potsdam tiles {POTSDAM_VARIANTS[variant]}/top_potsdam_X_Y_{variant}.tif found")
     writer = PatchFolderWriter(Path(out), ISPRS, f"potsdam-{variant.lower()}", patch, stride, overwrite, gsd=0.05)
-    for tile in _progress(tiles, "potsdam"):
+    for tile in _progress(tiles, "potsdam", progress):
         tile_id = re.search(r"top_potsdam_(\d+_\d+)_", tile.name).group(1)
         if tile_id in POTSDAM_EXCLUDED:
             continue
@@ -258,7 +258,7 @@ def _add_isprs_tile(writer: PatchFolderWriter, split: str, tile: Path, label_nam
 
 
 def prepare_uavid(src: str | os.PathLike, out: str | os.PathLike, patch: int = 1024, stride: int = 512,
-                  overwrite: bool = False) -> PrepareResult:
+                  overwrite: bool = False, progress: bool = True) -> PrepareResult:
     """UAVid: ``uavid_{train,val,test}/seqN/{Images,Labels}/NNNNNN.png`` frames (test only if labelled)."""
     src = Path(src)
     writer = PatchFolderWriter(Path(out), UAVID, "uavid", patch, stride, overwrite)
@@ -266,7 +266,7 @@ def prepare_uavid(src: str | os.PathLike, out: str | os.PathLike, patch: int = 1
         frames = sorted((src / f"uavid_{split}").glob("seq*/Images/*.png"))
         if not frames and split != "test":
             raise RssegError(f"{src}: no frames uavid_{split}/seqN/Images/*.png found")
-        for frame in _progress(frames, f"uavid {split}"):
+        for frame in _progress(frames, f"uavid {split}", progress):
             label = frame.parent.parent / "Labels" / frame.name
             if not label.is_file():
                 tqdm.write(f"{frame}: no label {label}; skipped")
