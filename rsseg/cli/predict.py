@@ -59,9 +59,9 @@ def predict(scene: Path, output: Path | None, checkpoint: Path | None, tile: int
         click.echo(f"Using the bundled default model {DEFAULT_MODEL} (trained on synthetic "
                    f"scenes; pass --checkpoint for real maps)", err=True)
     output = output or Path.cwd() / f"{scene.stem}_mask.tif"
-    model, card = load_checkpoint(checkpoint, dev)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", UserWarning)
+        model, card = load_checkpoint(checkpoint, dev)
         report = predict_scene(scene, output, model, card, options, model_source=str(checkpoint))
     for w in caught:
         click.echo(f"Warning: {w.message}", err=True)

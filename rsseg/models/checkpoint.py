@@ -147,10 +147,8 @@ def card_from_dict(data: dict, version: int = FORMAT_VERSION) -> ModelCard:
         extra = dict(data.get("extra") or {})
         data["classes"].setdefault("excluded_from_mean", extra.pop("excluded_from_mean", ()))
         data["extra"] = extra
-    tile = data.get("tile_size", 512)
     return check_card(ModelCard(arch=data["arch"], classes=ClassSchema.from_dict(data["classes"]),
-                                input=InputSpec.from_dict(data["input"]),
-                                tile_size=int(tile) if isinstance(tile, (int, float)) and tile == int(tile) else tile,
+                                input=InputSpec.from_dict(data["input"]), tile_size=data.get("tile_size", 512),
                                 rsseg_version=str(data.get("rsseg_version", "")), extra=dict(data.get("extra") or {})))
 
 
