@@ -63,3 +63,12 @@ def cleanup() -> None:
     """Leave the process group if this process joined one."""
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def gather_objects(obj: object) -> list:
+    """Every rank's ``obj``, in rank order (``[obj]`` in a single process)."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return [obj]
+    out: list = [None] * dist.get_world_size()
+    dist.all_gather_object(out, obj)
+    return out

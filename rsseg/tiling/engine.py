@@ -29,6 +29,7 @@ from rsseg.io.mask_writer import ClassMaskWriter, quantize_probs, to_cog
 from rsseg.io.raster import bounded_gdal_cache, is_georeferenced, open_raster, plan_bands, read_window
 from rsseg.models.checkpoint import ModelCard
 from rsseg.tiling.blend import RowBandBlender
+from rsseg.tiling.distributed import contiguous_share
 from rsseg.tiling.grid import Tile, TileGrid
 from rsseg.tiling.journal import BAND_ROWS, Band, BandJournal, model_digest, run_key
 from rsseg.tiling.tta import tta_transforms
@@ -342,11 +343,6 @@ def finished_earlier(record_path: Path, key: str, outputs: list[Path]) -> bool:
         return json.loads(record_path.read_text()).get("key") == key
     except (OSError, ValueError):
         return False
-
-
-def contiguous_share(n: int, rank: int, world: int) -> slice:
-    """Rank ``rank``'s contiguous slice of ``n`` items split as evenly as possible over ``world`` ranks."""
-    return slice(n * rank // world, n * (rank + 1) // world)
 
 
 def _rank_note(env: DistEnv) -> str:
