@@ -28,15 +28,15 @@ def expand_inputs(args: list[str]) -> list[Path]:
 
 def _expand(arg: str, base: Path | None) -> list[Path]:
     """One argument (``base``: the folder of the list file it came from)."""
-    path = Path(arg) if base is None else base / arg
     if arg.startswith("@"):
-        listing = path.with_name(path.name[1:])
+        listing = Path(arg[1:]) if base is None else base / arg[1:]
         try:
             lines = listing.read_text().splitlines()
         except OSError as err:
             raise RssegError(f"{listing}: cannot read the list of scenes ({err.strerror})") from None
         paths = [line.strip() for line in lines]
         return [p for line in paths if line and not line.startswith("#") for p in _expand(line, listing.parent)]
+    path = Path(arg) if base is None else base / arg
     if any(c in arg for c in "*?["):
         matches = sorted(glob.glob(str(path)))
         if not matches:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import functools
 import json
@@ -274,8 +273,9 @@ def predict_scene(scene: str | Path, out: str | Path, model: torch.nn.Module, ca
                       outputs=["mask", "probs"] if probs_path else ["mask"], device=dev.type, amp=predictor.amp,
                       band_rows=band_rows, version=rsseg.__version__)
         if record and not overwrite and finished_earlier(record_path, key, outputs):
-            return PredictReport(**{k: v for k, v in json.loads(record_path.read_text()).items()
-                                    if k in PredictReport.__dataclass_fields__}, skipped=True)
+            earlier = json.loads(record_path.read_text())
+            return PredictReport(**{**{k: v for k, v in earlier.items() if k in PredictReport.__dataclass_fields__},
+                                    "skipped": True})
         for path in outputs:
             check_output(path, overwrite)
         if not is_georeferenced(ds):
@@ -300,16 +300,18 @@ def predict_scene(scene: str | Path, out: str | Path, model: torch.nn.Module, ca
                 report.resumed_row = journal.first_missing_row() if not env.enabled else share[0].y0
                 _say(f"resumed {scene.name} at row {journal.first_missing_row()} of {ds.height} "
                      f"({done} of {len(share)} bands done{_rank_note(env)})")
+            runs = _missing_runs(journal, share)
             windows = sum(len(grid_rows_for(grid, rows_per_group(grid, batch_size), run[0].y0, run[-1].y1))
-                          for run in _missing_runs(journal, share)) * len(grid.col_starts)
+                          for run in runs) * len(grid.col_starts)
             with tqdm(total=windows, unit="win", desc=f"predict {scene.name}", disable=not progress,
                       dynamic_ncols=True) as bar:
-                stream = _band_payloads(journal, share, functools.partial(compute, bar=bar), load=env.is_main)
-                if env.is_main:
-                    _write_outputs(ds, scene, journal, stream, env, card, cog, out, probs_path)
-                else:
-                    collections.deque(stream, maxlen=0)
-                    barrier()  # rank 0 waits for every band before it assembles
+                for run in runs:
+                    for band, arrays in compute(run, bar=bar):
+                        journal.save(band, arrays)
+            if env.enabled:
+                barrier()  # every band is in the journal
+            if env.is_main:
+                _write_outputs(ds, scene, journal, card, cog, out, probs_path)
         except Exception:
             if env.is_main:
                 journal.remove()
@@ -367,23 +369,6 @@ def _missing_runs(journal: BandJournal, bands: list[Band]) -> list[list[Band]]:
     return runs
 
 
-def _band_payloads(journal: BandJournal, bands: list[Band], compute, load: bool
-                   ) -> Iterator[tuple[Band, dict[str, np.ndarray] | None]]:
-    """Each band's arrays in order: read back when finished (if ``load``), else computed and saved."""
-    runs = {run[0].index: run for run in _missing_runs(journal, bands)}
-    i = 0
-    while i < len(bands):
-        run = runs.get(bands[i].index)
-        if run is None:
-            yield bands[i], journal.load(bands[i]) if load else None
-            i += 1
-            continue
-        for band, arrays in compute(run):
-            journal.save(band, arrays)
-            yield band, arrays
-        i += len(run)
-
-
 def _compute_bands(ds, bands: list[int], grid: TileGrid, batch_size: int, predictor: _Predictor, num_classes: int,
                    dev: torch.device, with_probs: bool, report: PredictReport, run: list[Band], bar: tqdm
                    ) -> Iterator[tuple[Band, dict[str, np.ndarray]]]:
@@ -439,7 +424,7 @@ def _predict_rows(ds, bands: list[int], grid: TileGrid, batch_size: int, predict
         run_before = report.windows_run
         finished_row = tiles[batch.consumed - 1].row if batch.consumed == len(tiles) else \
             tiles[batch.consumed].row - 1
-        end = min(grid.final_rows_after(finished_row), stop) if finished_row >= rows.start else start
+        end = min(grid.final_rows_after(finished_row), stop) if finished_row >= rows.start else blender.top
         while blender.top < end:
             y0 = blender.top
             p, classes = blender.pop_until(end, with_probs)
@@ -450,14 +435,17 @@ def _predict_rows(ds, bands: list[int], grid: TileGrid, batch_size: int, predict
         done = batch.consumed
 
 
-def _write_outputs(ds, scene: Path, journal: BandJournal, own: Iterator, env: DistEnv, card: ModelCard,
-                   cog: bool, out: Path, probs_path: Path | None) -> None:
-    """Stream every band into the mask (and probabilities) GeoTIFF inside the journal folder, then rename.
+def _write_outputs(ds, scene: Path, journal: BandJournal, card: ModelCard, cog: bool, out: Path,
+                   probs_path: Path | None) -> None:
+    """Write the journal's bands, in order, into the mask (and probabilities) GeoTIFF, then rename.
 
-    Rank 0's own bands come first; after the barrier, the other ranks' bands are read back.
-    The probabilities are renamed before the mask, so a mask under its final name means done.
+    Always the same single pass from the stored bands, so the files are byte-identical
+    whether the bands came from one run, a resumed one or several ranks. The probabilities
+    are renamed before the mask, so a mask under its final name means done.
     """
     folder = journal.folder
+    for stale in folder.glob("*.tif"):  # left by a killed assembly
+        stale.unlink()
     files = {"mask": (folder / "mask.tif", out, "MODE")}
     if probs_path is not None:
         files["probs"] = (folder / "probs.tif", probs_path, "AVERAGE")
@@ -465,13 +453,7 @@ def _write_outputs(ds, scene: Path, journal: BandJournal, own: Iterator, env: Di
                              card.class_colors, files["probs"][0] if probs_path else None,
                              tags={"RSSEG_SOURCE": scene.name, "RSSEG_VERSION": rsseg.__version__})
     try:
-        written = 0
-        for _, arrays in own:
-            writer.write(arrays["mask"], arrays.get("probs"))
-            written += 1
-        if env.enabled:
-            barrier()
-        for band in journal.bands[written:]:
+        for band in journal.bands:
             arrays = journal.load(band)
             writer.write(arrays["mask"], arrays.get("probs"))
         writer.close()
