@@ -178,14 +178,13 @@ def test_resume_is_byte_identical_and_options_restart(tmp_path, tiny, monkeypatc
     assert same_bytes(out, tmp_path / "ref.tif")
 
 
-def test_kill_9_at_several_points_then_resume_byte_identical(tmp_path):
+def test_kill_9_at_several_points_then_resume_byte_identical(tmp_path, capsys):
     scene = write_scene(tmp_path / "long.tif", random_scene(1600, 64))
     ckpt = save_model(tmp_path / "slow.pt", "test_slow_fcn")
     base = ["predict", str(scene), "--checkpoint", str(ckpt), "--batch-size", "1", "--threads", "1", "--quiet",
             "--probs", str(tmp_path / "p.tif"), "-o", str(tmp_path / "m.tif")]
-    reference = subprocess.run([sys.executable, str(ENTRY), *base[:-4], "--probs", str(tmp_path / "rp.tif"), "-o",
-                                str(tmp_path / "rm.tif")], capture_output=True, text=True)
-    assert reference.returncode == 0, reference.stdout + reference.stderr
+    code, text = run_cli([*base[:-4], "--probs", str(tmp_path / "rp.tif"), "-o", str(tmp_path / "rm.tif")], capsys)
+    assert code == 0, text
     journal = partial_dir(tmp_path / "m.tif")
     resumed = []
     for bands_before_kill in (1, 3):
@@ -222,14 +221,14 @@ def run_ranks(args: list[str], world: int = 2) -> list[str]:
     return outputs
 
 
-def test_two_ranks_byte_identical_to_one_process_for_a_list_and_a_split_scene(tmp_path):
+def test_two_ranks_byte_identical_to_one_process_for_a_list_and_a_split_scene(tmp_path, capsys):
     tiles = tile_grid(tmp_path, 1, 3, (96, 112))
     big = write_scene(tmp_path / "big.tif", random_scene(1100, 96, seed=2))
     ckpt = save_model(tmp_path / "m.pt")
     common = ["--checkpoint", str(ckpt), "--threads", "1", "--quiet", "--device", "cpu"]
-    one = subprocess.run([sys.executable, str(ENTRY), "predict", *map(str, tiles), str(big), "--out-dir",
-                          str(tmp_path / "one"), "--probs", *common], capture_output=True, text=True)
-    assert one.returncode == 0, one.stderr
+    code, text = run_cli(["predict", *map(str, tiles), str(big), "--out-dir", str(tmp_path / "one"), "--probs",
+                          *common], capsys)
+    assert code == 0, text
     outputs = run_ranks(["predict", *map(str, tiles), "--out-dir", str(tmp_path / "two"), "--probs", *common])
     assert "3 scenes: 3 done" in outputs[0]
     outputs = run_ranks(["predict", str(big), "--out-dir", str(tmp_path / "split"), "--probs", *common])
