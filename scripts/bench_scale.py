@@ -107,12 +107,13 @@ def main() -> None:
     print(f"CPU threads per rank: 1; machine load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     print("| work | 1 process (s) | 2 ranks (s) | speed-up | byte-identical |")
     print("|---|---|---|---|---|")
-    for label, inputs in ((f"list of 4 scenes {side}²", scenes), (f"one scene {width}×{height} split by rows", [one])):
+    for key, label, inputs in (("list", f"list of 4 scenes {side}²", scenes),
+                               ("one", f"one scene {width}×{height} split by rows", [one])):
         times = []
         for ranks in (1, 2):
-            out = work / f"out_{label[:4]}_{ranks}"
+            out = work / f"out_{key}_{ranks}"
             times.append(predict(wrapper, [*map(str, inputs), "--out-dir", str(out), "--probs"], ranks)[0])
-        same = same_outputs(work / f"out_{label[:4]}_1", work / f"out_{label[:4]}_2")
+        same = same_outputs(work / f"out_{key}_1", work / f"out_{key}_2")
         print(f"| {label} | {times[0]:.1f} | {times[1]:.1f} | {times[0] / times[1]:.2f}x | {same} |")
 
     print("\n| split scene (2 ranks) | peak RSS rank 0 (MB) | peak RSS rank 1 (MB) |")
@@ -122,7 +123,7 @@ def main() -> None:
         with_rss = predict(wrapper, [str(scene), "--out-dir", str(work / f"rss_{scene.stem}")], 2)[1]
         rss[scene.stem] = with_rss
         print(f"| {width}×{height * (2 if scene is tall else 1)} | {with_rss[0]:.0f} | {with_rss[1]:.0f} |")
-    print(f"peak RSS per rank, 2H ÷ H: " + ", ".join(f"rank {r} {rss['tall'][r] / rss['one'][r]:.2f}x" for r in (0, 1)))
+    print("peak RSS per rank, 2H ÷ H: " + ", ".join(f"rank {r} {rss['tall'][r] / rss['one'][r]:.2f}x" for r in (0, 1)))
 
     bands = -(-2 * height // 512)
     base = [str(tall), "--probs", "-o"]

@@ -8,8 +8,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-import conftest  # noqa: E402,F401 - registers the test models
-from rsseg.cli import main  # noqa: E402
+import conftest  # noqa: F401 - registers the test models
+
+from rsseg.cli import main
 
 if __name__ == "__main__":
     main(sys.argv[1:])

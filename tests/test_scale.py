@@ -12,13 +12,12 @@ import time
 from pathlib import Path
 
 import geopandas as gpd
-import numpy as np
 import pytest
 import rasterio
 import shapely
 from affine import Affine
+from conftest import TRANSFORM, TinyFCN, random_scene, run_cli, write_scene
 
-from conftest import TRANSFORM, TinyFCN, card_for, random_scene, run_cli, write_scene
 from rsseg.io.inputs import expand_inputs
 from rsseg.models import save_checkpoint
 from rsseg.tiling import predict_scene

@@ -50,7 +50,7 @@ class CatalogueRun:
 
 def run_catalogue(scenes: list[Path], names: Callable[[Path], SceneOutputs], predict_one: Callable,
                   env: DistEnv, out_dir: Path | None, vector_catalogue: Path | None, probs: bool,
-                  overwrite: bool, quiet: bool) -> None:
+                  quiet: bool) -> None:
     """Run ``predict_one(scene, outputs, split)`` on this rank's scenes, then (rank 0) the mosaic.
 
     Without ``out_dir`` (a single scene) an error simply propagates. Otherwise a scene that
@@ -90,7 +90,7 @@ def run_catalogue(scenes: list[Path], names: Callable[[Path], SceneOutputs], pre
     done = [e for e in everything if e["status"] == "done"]
     mosaic = None
     if env.is_main and out_dir is not None and done:
-        mosaic = _write_mosaic(out_dir, done, probs, vector_catalogue, overwrite, quiet)
+        mosaic = _write_mosaic(out_dir, done, probs, vector_catalogue, quiet)
         with atomic_output(out_dir / CATALOG, overwrite=True) as tmp:
             tmp.write_text(json.dumps({"scenes": everything, "mosaic": mosaic}, indent=2))
     if env.is_main and out_dir is not None:
@@ -102,9 +102,11 @@ def run_catalogue(scenes: list[Path], names: Callable[[Path], SceneOutputs], pre
                          + ", ".join(Path(e["scene"]).name for e in failed[:5]) + (" ..." if len(failed) > 5 else ""))
 
 
-def _write_mosaic(out_dir: Path, done: list[dict], probs: bool, vector: Path | None, overwrite: bool,
-                  quiet: bool) -> str | None:
-    """``mosaic.vrt`` over the masks (and ``mosaic_probs.vrt``), then the catalogue's polygons."""
+def _write_mosaic(out_dir: Path, done: list[dict], probs: bool, vector: Path | None, quiet: bool) -> str | None:
+    """``mosaic.vrt`` over the masks (and ``mosaic_probs.vrt``), then the catalogue's polygons.
+
+    They describe the whole catalogue, so each run replaces them.
+    """
     masks = [Path(e["mask"]) for e in done]
     try:
         with atomic_output(out_dir / MOSAIC, overwrite=True) as tmp:
@@ -118,7 +120,7 @@ def _write_mosaic(out_dir: Path, done: list[dict], probs: bool, vector: Path | N
     if vector is not None:
         from rsseg.vector import vectorize_mask
 
-        summary = vectorize_mask(out_dir / MOSAIC, vector, overwrite=overwrite, progress=not quiet,
+        summary = vectorize_mask(out_dir / MOSAIC, vector, overwrite=True, progress=not quiet,
                                  probs_path=out_dir / "mosaic_probs.vrt" if probs else None)
         click.echo(f"catalogue: {summary.summary_line()}")
     return str(out_dir / MOSAIC)

@@ -83,7 +83,7 @@ def predict(scenes: tuple[str, ...], out: Path | None, out_dir: Path | None, che
     def names(scene: Path) -> SceneOutputs:
         if out_dir is not None:
             return scene_outputs(scene, out_dir, probs is not None, vector is not None)
-        default = scene_outputs(scene, Path.cwd(), probs == FLAG, vector == FLAG)
+        default = scene_outputs(scene, out.parent if out else Path.cwd(), probs == FLAG, vector == FLAG)
         return SceneOutputs(out or default.mask, default.probs or (Path(probs) if probs else None),
                             default.vector or (Path(vector) if vector else None))
 
@@ -101,7 +101,7 @@ def predict(scenes: tuple[str, ...], out: Path | None, out_dir: Path | None, che
             if split is not None and not env.is_main:
                 return None
             lines = [report.summary_line()]
-            if outputs.vector is not None and not report.skipped:
+            if outputs.vector is not None and not (report.skipped and outputs.vector.exists()):
                 from rsseg.vector import vectorize_mask
 
                 lines.append(vectorize_mask(outputs.mask, outputs.vector, probs_path=outputs.probs,
@@ -109,7 +109,6 @@ def predict(scenes: tuple[str, ...], out: Path | None, out_dir: Path | None, che
             return "\n".join(lines)
 
         catalogue_vector = out_dir / "mosaic.gpkg" if out_dir is not None and vector and len(paths) > 1 else None
-        run_catalogue(paths, names, predict_one, env, out_dir, catalogue_vector, probs is not None,
-                      overwrite, quiet)
+        run_catalogue(paths, names, predict_one, env, out_dir, catalogue_vector, probs is not None, quiet)
     finally:
         cleanup()

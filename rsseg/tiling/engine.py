@@ -21,11 +21,17 @@ import torch
 from tqdm import tqdm
 
 import rsseg
+from rsseg.distributed import DistEnv, barrier
 from rsseg.errors import RssegError
 from rsseg.io.atomic import atomic_output, check_output
-from rsseg.distributed import DistEnv, barrier
 from rsseg.io.mask_writer import ClassMaskWriter, quantize_probs, to_cog
-from rsseg.io.raster import bounded_gdal_cache, is_georeferenced, open_raster, plan_bands, read_window
+from rsseg.io.raster import (
+    bounded_gdal_cache,
+    is_georeferenced,
+    open_raster,
+    plan_bands,
+    read_window,
+)
 from rsseg.models.checkpoint import ModelCard
 from rsseg.tiling.blend import RowBandBlender
 from rsseg.tiling.distributed import contiguous_share
