@@ -19,6 +19,7 @@ from affine import Affine
 from conftest import TRANSFORM, TinyFCN, random_scene, run_cli, write_scene
 
 from rsseg.io.inputs import expand_inputs
+from rsseg.io.vrt import write_mosaic_vrt
 from rsseg.models import save_checkpoint
 from rsseg.tiling import predict_scene
 from rsseg.tiling.journal import BandJournal, partial_dir
@@ -122,6 +123,19 @@ def test_bad_scene_is_reported_others_go_on_and_rerun_redoes_nothing(tmp_path, c
     code, text = run_cli(args, capsys)
     assert code == 0 and text.count("finished earlier") == 2, text
     assert (tmp_path / "out" / "tile_00_mask.tif").stat().st_mtime_ns == before
+
+
+def test_vrt_mosaic_of_scenes_is_one_scene(tmp_path, capsys):
+    tiles = tile_grid(tmp_path, 2, 2, (40, 48))
+    write_mosaic_vrt(tiles, tmp_path / "city.vrt")
+    ckpt = save_model(tmp_path / "m.pt")
+    (tmp_path / "out").mkdir()
+    code, text = run_cli(["predict", str(tmp_path / "city.vrt"), "--checkpoint", str(ckpt), "--quiet", "--probs",
+                          "-o", str(tmp_path / "out" / "city_mask.tif")], capsys)
+    assert code == 0, text
+    with rasterio.open(tmp_path / "out" / "city_mask.tif") as ds, rasterio.open(tmp_path / "city.vrt") as src:
+        assert ds.shape == (80, 96) == src.shape and ds.transform == TRANSFORM and (ds.read(1) < 4).all()
+    assert (tmp_path / "out" / "city_probs.tif").exists()  # --probs as a flag: beside the mask
 
 
 def test_several_scenes_need_out_dir(tmp_path, capsys):
