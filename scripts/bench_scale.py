@@ -132,9 +132,12 @@ def main() -> None:
     first = killed_at_half(wrapper, resume_args, work / ".rk_mask.tif.partial", bands)
     second = predict(wrapper, resume_args, 1)[0]
     same = all((work / f"ru_{k}.tif").read_bytes() == (work / f"rk_{k}.tif").read_bytes() for k in ("mask", "probs"))
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-c", "import torch, rasterio, rsseg.tiling, rsseg.cli.predict"], check=True)
+    startup = time.perf_counter() - start
     print(f"\nresume: uninterrupted {uninterrupted:.1f} s; killed at {bands // 2} of {bands} bands after {first:.1f} s "
           f"+ resumed run {second:.1f} s = {first + second:.1f} s -> {(first + second) / uninterrupted:.2f}x "
-          f"(target <= 1.1); byte-identical: {same}")
+          f"(target <= 1.1); byte-identical: {same}; one process start-up (imports) takes {startup:.1f} s")
 
     bench_vectorize = ROOT / "scripts" / "bench_vectorize.py"
     if bench_vectorize.is_file():

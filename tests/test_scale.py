@@ -150,8 +150,8 @@ class Killed(BaseException):
     """Stands in for a signal: not an Exception, so the journal is kept as after SIGKILL."""
 
 
-def interrupted_run(monkeypatch, after_bands: int, *args, **kw):
-    original = BandJournal.save
+def killing_save(original, after_bands: int):
+    """``BandJournal.save`` that stores ``after_bands`` bands, then raises :class:`Killed`."""
     saved = []
 
     def save(self, band, arrays):
@@ -159,11 +159,14 @@ def interrupted_run(monkeypatch, after_bands: int, *args, **kw):
             raise Killed
         original(self, band, arrays)
         saved.append(band)
+    return save
 
-    monkeypatch.setattr(BandJournal, "save", save)
-    with pytest.raises(Killed):
-        predict_scene(*args, **kw)
-    monkeypatch.setattr(BandJournal, "save", original)
+
+def interrupted_run(monkeypatch, after_bands: int, *args, **kw):
+    with monkeypatch.context() as m:
+        m.setattr(BandJournal, "save", killing_save(BandJournal.save, after_bands))
+        with pytest.raises(Killed):
+            predict_scene(*args, **kw)
 
 
 def test_resume_is_byte_identical_and_options_restart(tmp_path, tiny, monkeypatch):
@@ -234,7 +237,7 @@ def run_ranks(args: list[str], world: int = 2) -> list[str]:
     return outputs
 
 
-def test_two_ranks_byte_identical_to_one_process_for_a_list_and_a_split_scene(tmp_path, capsys):
+def test_two_ranks_byte_identical_to_one_process_for_a_list_and_a_split_scene(tmp_path, capsys, monkeypatch):
     tiles = tile_grid(tmp_path, 1, 3, (96, 112))
     big = write_scene(tmp_path / "big.tif", random_scene(1100, 96, seed=2))
     ckpt = save_model(tmp_path / "m.pt")
@@ -244,8 +247,13 @@ def test_two_ranks_byte_identical_to_one_process_for_a_list_and_a_split_scene(tm
     assert code == 0, text
     outputs = run_ranks(["predict", *map(str, tiles), "--out-dir", str(tmp_path / "two"), "--probs", *common])
     assert "3 scenes: 3 done" in outputs[0]
-    outputs = run_ranks(["predict", str(big), "--out-dir", str(tmp_path / "split"), "--probs", *common])
-    assert "1 scenes: 1 done" in outputs[0]
+    split_args = ["predict", str(big), "--out-dir", str(tmp_path / "split"), "--probs", *common]
+    with monkeypatch.context() as m:  # a single process killed after its first band...
+        m.setattr(BandJournal, "save", killing_save(BandJournal.save, 1))
+        with pytest.raises(Killed):
+            run_cli(split_args, capsys)
+    outputs = run_ranks(split_args)  # ...resumed by two ranks
+    assert "1 scenes: 1 done" in outputs[0] and "resumed big.tif at row 512 of 1100" in outputs[0]
     for t in tiles:
         for kind in ("mask", "probs"):
             assert same_bytes(tmp_path / "one" / f"{t.stem}_{kind}.tif", tmp_path / "two" / f"{t.stem}_{kind}.tif")

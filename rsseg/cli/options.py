@@ -10,7 +10,7 @@ class IntList(click.ParamType):
 
     name = "LIST"
 
-    def convert(self, value, param, ctx):
+    def convert(self, value, param, ctx):  # noqa: ANN001 - click's signature
         if isinstance(value, list):
             return value
         try:

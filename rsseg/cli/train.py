@@ -37,8 +37,7 @@ def train(config_path: Path | None, data: Path | None, model: str | None, epochs
     from rsseg.errors import RssegError
     from rsseg.train.config import build_config
     from rsseg.train.metrics import metric_value
-    from rsseg.train.trainer import CONFIG_FILE
-    from rsseg.train.trainer import train as run_training
+    from rsseg.train.trainer import CONFIG_FILE, train as run_training
 
     options = {("data", "root"): data, ("model", "name"): model, ("train", "epochs"): epochs,
                ("train", "batch_size"): batch_size, ("data", "tile"): tile, ("train", "out"): out,

@@ -36,7 +36,7 @@ from rsseg.models.checkpoint import ModelCard
 from rsseg.tiling.blend import RowBandBlender
 from rsseg.tiling.distributed import contiguous_share
 from rsseg.tiling.grid import Tile, TileGrid
-from rsseg.tiling.journal import BAND_ROWS, Band, BandJournal, model_digest, run_key
+from rsseg.tiling.journal import BAND_ROWS, Band, BandJournal, journal_key, model_digest, run_key
 from rsseg.tiling.tta import tta_transforms
 from rsseg.tiling.weights import blend_window
 
@@ -282,6 +282,8 @@ def predict_scene(scene: str | Path, out: str | Path, model: torch.nn.Module, ca
             earlier = json.loads(record_path.read_text())
             return PredictReport(**{**{k: v for k, v in earlier.items() if k in PredictReport.__dataclass_fields__},
                                     "skipped": True})
+        # a journal of this very run may have renamed some outputs before it was killed
+        overwrite = overwrite or journal_key(out) == key
         for path in outputs:
             check_output(path, overwrite)
         if not is_georeferenced(ds):

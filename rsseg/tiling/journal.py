@@ -49,6 +49,14 @@ def partial_dir(out: Path) -> Path:
     return out.with_name(f".{out.name}.partial")
 
 
+def journal_key(out: Path) -> str | None:
+    """The key of the journal beside ``out`` (``None`` without a readable one)."""
+    try:
+        return json.loads((partial_dir(out) / JOURNAL).read_text())["key"]
+    except (OSError, ValueError, KeyError):
+        return None
+
+
 @dataclass(frozen=True)
 class Band:
     """Scene rows ``[y0, y1)``."""
@@ -78,7 +86,7 @@ class BandJournal:
         """
         journal = cls(partial_dir(out), key, split_bands(height, band_rows))
         if create:
-            if restart or journal.stored_key() != key:
+            if restart or journal_key(out) != key:
                 journal.remove()
             journal.folder.mkdir(exist_ok=True)
             path = journal.folder / JOURNAL
@@ -87,12 +95,6 @@ class BandJournal:
                 tmp.write_text(json.dumps({"key": key, "height": height, "band_rows": band_rows}))
                 os.replace(tmp, path)
         return journal
-
-    def stored_key(self) -> str | None:
-        try:
-            return json.loads((self.folder / JOURNAL).read_text())["key"]
-        except (OSError, ValueError, KeyError):
-            return None
 
     def _path(self, band: Band) -> Path:
         return self.folder / f"rows-{band.y0:09d}-{band.y1:09d}.npz"
