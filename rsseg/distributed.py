@@ -9,6 +9,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from rsseg.device import resolve_device
+
 
 @dataclass(frozen=True)
 class DistEnv:
@@ -41,15 +43,12 @@ def init_distributed(device: str = "auto", backend: str | None = None,
     defaults to NCCL on CUDA and gloo on CPU.
     """
     env = DistEnv.from_environ()
-    use_cuda = torch.cuda.is_available() if device == "auto" else device.startswith("cuda")
-    if use_cuda:
-        index = env.local_rank if env.enabled or device in ("auto", "cuda") else int(device.split(":")[1])
-        torch.cuda.set_device(index)
-        dev = torch.device("cuda", index)
-    else:
-        dev = torch.device("cpu")
+    dev = resolve_device(device)
+    if dev.type == "cuda":
+        dev = torch.device("cuda", env.local_rank if env.enabled or dev.index is None else dev.index)
+        torch.cuda.set_device(dev)
     if env.enabled and not dist.is_initialized():
-        dist.init_process_group(backend or ("nccl" if use_cuda else "gloo"), timeout=timeout)
+        dist.init_process_group(backend or ("nccl" if dev.type == "cuda" else "gloo"), timeout=timeout)
     return env, dev
 
 

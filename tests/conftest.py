@@ -74,7 +74,7 @@ class ConstantModel(SegmentationModel):
 
 
 if "test_tiny_fcn" not in _REGISTRY:
-    register_model("test_tiny_fcn", paper="test model", default_backbone="-")(
+    register_model("test_tiny_fcn", paper="test model")(
         lambda num_classes, in_channels=3, seed=0: TinyFCN(num_classes, in_channels, seed=seed))
 
 
@@ -130,5 +130,5 @@ class SlowFCN(TinyFCN):
 
 
 if "test_slow_fcn" not in _REGISTRY:
-    register_model("test_slow_fcn", paper="test model", default_backbone="-")(
+    register_model("test_slow_fcn", paper="test model")(
         lambda num_classes, in_channels=3, seed=0: SlowFCN(num_classes, in_channels, seed=seed))

@@ -12,17 +12,18 @@ import sys
 import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
 import rsseg
+from rsseg.device import resolve_device, torch_threads
 from rsseg.distributed import DistEnv, barrier
-from rsseg.errors import RssegError
+from rsseg.errors import OptionError, RssegError
 from rsseg.io.atomic import atomic_output, check_output
 from rsseg.io.mask_writer import ClassMaskWriter, quantize_probs, to_cog
 from rsseg.io.raster import (
@@ -37,7 +38,7 @@ from rsseg.tiling.blend import RowBandBlender
 from rsseg.tiling.distributed import contiguous_share
 from rsseg.tiling.grid import Tile, TileGrid
 from rsseg.tiling.journal import BAND_ROWS, Band, BandJournal, journal_key, model_digest, run_key
-from rsseg.tiling.tta import tta_transforms
+from rsseg.tiling.tta import TTA_MODES, tta_probs, tta_transforms
 from rsseg.tiling.weights import blend_window
 
 MULTIPLE = 32  # window sizes every registered architecture accepts
@@ -87,16 +88,6 @@ class PredictReport:
 
     def to_json(self) -> dict:
         return {**asdict(self), "mpix_per_s": self.mpix_per_s}
-
-
-def resolve_device(device: str) -> torch.device:
-    """``auto`` picks CUDA when present."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise RssegError(f"device {device}: CUDA is not available on this machine")
-    return dev
 
 
 def peak_rss_mb() -> float:
@@ -192,114 +183,170 @@ class _Predictor:
     def __init__(self, model: torch.nn.Module, card: ModelCard, scale: float, device: torch.device,
                  tta: str, square: bool, amp: bool):
         self.model, self.device = model, device
-        mean = torch.tensor(card.mean, device=device).view(1, -1, 1, 1)
-        std = torch.tensor(card.std, device=device).view(1, -1, 1, 1)
+        mean = torch.tensor(card.input.mean, device=device).view(1, -1, 1, 1)
+        std = torch.tensor(card.input.std, device=device).view(1, -1, 1, 1)
         self.gain, self.bias = 1 / (scale * std), -mean / std  # (raw / scale - mean) / std
-        self.transforms = tta_transforms(tta, square)
+        try:
+            self.views = tta_transforms(tta, square)
+        except ValueError as err:
+            raise OptionError("tta", tta, str(err)) from None
         self.amp = amp and device.type == "cuda"
         self.calls = 0
         self.seconds = 0.0  # the model's own forward time
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        start = time.perf_counter()
+        logits = self.model(x)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        self.seconds += time.perf_counter() - start
+        self.calls += 1
+        if not isinstance(logits, torch.Tensor) or logits.shape[-2:] != x.shape[-2:]:
+            raise RssegError("model did not return B×K×H×W logits at window size (is it in eval mode?)")
+        return logits
 
     def __call__(self, pixels: np.ndarray, valid: np.ndarray) -> torch.Tensor:
         x = torch.from_numpy(pixels).to(self.device, non_blocking=True).float()
         x = torch.addcmul(self.bias, x, self.gain)
         if not valid.all():
             x = x * torch.from_numpy(valid).to(self.device)[:, None]  # invalid pixels -> band mean
-        probs = None
         with torch.inference_mode(), torch.autocast("cuda", enabled=self.amp):
-            for forward, inverse in self.transforms:
-                start = time.perf_counter()
-                logits = self.model(forward(x))
-                if self.device.type == "cuda":
-                    torch.cuda.synchronize(self.device)
-                self.seconds += time.perf_counter() - start
-                self.calls += 1
-                if not isinstance(logits, torch.Tensor) or logits.shape[-2:] != x.shape[-2:]:
-                    raise RssegError("model did not return B×K×H×W logits at window size (is it in eval mode?)")
-                p = inverse(torch.softmax(logits.float(), 1))
-                probs = p if probs is None else probs.add_(p)
-        return probs / len(self.transforms) if len(self.transforms) > 1 else probs
+            return tta_probs(self._forward, x, self.views)
 
 
-def predict_scene(scene: str | Path, out: str | Path, model: torch.nn.Module, card: ModelCard, *,
-                  tile: int | None = None, overlap: float = 0.5, stride: int | None = None,
-                  batch_size: int = 4, tta: str = "none", bands: list[int] | None = None,
-                  probs: str | Path | None = None, cog: bool = False, device: str = "auto",
-                  overwrite: bool = False, progress: bool = True, input_scale: float | None = None,
-                  threads: int | None = None, amp: bool = True, record: bool = True,
-                  model_source: str | None = None, restart: bool = False, split: DistEnv | None = None,
-                  band_rows: int = BAND_ROWS) -> PredictReport:
+@dataclass(frozen=True)
+class PredictOptions:
+    """How :func:`predict_scene` runs; every field has a default.
+
+    Args:
+        tile: window side in pixels, a multiple of 32 (``None``: the model's ``tile_size``).
+        overlap: fraction of a window shared with its neighbour, in [0, 1).
+        stride: window step in pixels; replaces ``overlap`` when given.
+        batch_size: windows per model call.
+        tta: test-time augmentation, one of :data:`rsseg.tiling.tta.TTA_MODES`.
+        bands: 1-based scene bands feeding the model (``None``: the card's, else the first ones).
+        probs: also write per-class probabilities (uint8, p·255) to this GeoTIFF.
+        cog: write Cloud-Optimized GeoTIFFs.
+        device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
+        overwrite: replace existing outputs.
+        progress: show a progress bar.
+        input_scale: divide raw values by this (``None``: the card's ``input.scale``).
+        threads: torch CPU threads during the call (``None``: every available core on CPU);
+            the previous count is restored afterwards.
+        amp: float16 autocast on CUDA.
+        record: write the run record ``OUT.json`` beside the mask.
+        model_source: where the model came from, for the run record.
+        restart: ignore the resume journal of an unfinished run of this output; start afresh.
+        band_rows: rows per band of the resume journal (and per unit of work between ranks).
+    """
+
+    tile: int | None = None
+    overlap: float = 0.5
+    stride: int | None = None
+    batch_size: int = 4
+    tta: str = "none"
+    bands: tuple[int, ...] | None = None
+    probs: str | Path | None = None
+    cog: bool = False
+    device: str = "auto"
+    overwrite: bool = False
+    progress: bool = True
+    input_scale: float | None = None
+    threads: int | None = None
+    amp: bool = True
+    record: bool = True
+    model_source: str | None = None
+    restart: bool = False
+    band_rows: int = BAND_ROWS
+
+    def __post_init__(self) -> None:
+        if self.bands is not None:
+            object.__setattr__(self, "bands", tuple(self.bands) or None)
+        checks = [("tile", self.tile is None or (self.tile > 0 and self.tile % MULTIPLE == 0),
+                   f"must be a positive multiple of {MULTIPLE}"),
+                  ("overlap", 0 <= self.overlap < 1, "must be in [0, 1)"),
+                  ("stride", self.stride is None or self.stride >= 1, "must be at least 1"),
+                  ("batch_size", self.batch_size >= 1, "must be at least 1"),
+                  ("tta", self.tta in TTA_MODES, f"choose from {', '.join(TTA_MODES)}"),
+                  ("bands", self.bands is None or min(self.bands) >= 1, "band numbers start at 1"),
+                  ("input_scale", self.input_scale is None or (math.isfinite(self.input_scale)
+                                                               and self.input_scale > 0), "must be finite and > 0"),
+                  ("threads", self.threads is None or self.threads >= 1, "must be at least 1"),
+                  ("band_rows", self.band_rows >= 1, "must be at least 1")]
+        for name, ok, problem in checks:
+            if not ok:
+                raise OptionError(name, getattr(self, name), problem)
+
+
+def predict_scene(scene: str | Path, out: str | Path, model: torch.nn.Module, card: ModelCard,
+                  options: PredictOptions | None = None, split: DistEnv | None = None,
+                  **changes: Any) -> PredictReport:
     """Segment ``scene`` window by window into a georeferenced class mask at ``out``.
 
-    Softmax probabilities of overlapping windows are blended with a smooth positive weight
-    in a rolling band of rows, so memory depends on window height × scene width, never on
-    scene height. Finished bands of rows go to a journal beside the output (see
-    :mod:`rsseg.tiling.journal`): a rerun after a kill resumes from them, unless ``restart``.
-    With ``split`` (several ranks), each rank computes its own range of bands and rank 0
-    assembles them. Outputs appear under their final names only when complete; a finished
-    identical run (same key in its record) is not redone.
+    ``options`` (default :class:`PredictOptions`) with any of its fields replaced by ``changes``,
+    e.g. ``predict_scene(scene, out, model, card, tile=256, tta="flip")``. Softmax probabilities
+    of overlapping windows are blended with a smooth positive weight in a rolling band of rows,
+    so memory depends on window height × scene width, never on scene height. Finished bands of
+    rows go to a journal beside the output (see :mod:`rsseg.tiling.journal`): a rerun after a
+    kill resumes from them, unless ``restart``. With ``split`` (several ranks), each rank
+    computes its own range of bands and rank 0 assembles them. Outputs appear under their final
+    names only when complete; a finished identical run (same key in its record) is not redone.
     """
+    opts = replace(options or PredictOptions(), **changes)
+    dev = resolve_device(opts.device)
+    threads = opts.threads or (len(os.sched_getaffinity(0)) if dev.type == "cpu" else None)
+    with torch_threads(threads):
+        return _predict(Path(scene), Path(out), model, card, opts, dev, split or DistEnv())
+
+
+def _predict(scene: Path, out: Path, model: torch.nn.Module, card: ModelCard, opts: PredictOptions,
+             dev: torch.device, env: DistEnv) -> PredictReport:
     started = time.perf_counter()
-    scene, out = Path(scene), Path(out)
-    probs_path = Path(probs) if probs else None
+    probs_path = Path(opts.probs) if opts.probs else None
     record_path = out.with_suffix(".json")
-    env = split or DistEnv()
-    tile = tile or card.tile_size
-    if tile % MULTIPLE:
-        raise RssegError(f"--tile {tile}: must be a multiple of {MULTIPLE}")
-    if not 0 <= overlap < 1:
-        raise RssegError(f"--overlap {overlap}: must be in [0, 1)")
-    if batch_size < 1:
-        raise RssegError(f"--batch-size {batch_size}: must be at least 1")
-    outputs = [p for p in (out, probs_path, record_path if record else None) if p is not None]
-    dev = resolve_device(device)
-    if threads:
-        torch.set_num_threads(threads)
-    elif dev.type == "cpu":
-        torch.set_num_threads(len(os.sched_getaffinity(0)))
+    tile = opts.tile or card.tile_size
+    outputs = [p for p in (out, probs_path, record_path if opts.record else None) if p is not None]
 
     with contextlib.ExitStack() as stack:
         stack.enter_context(bounded_gdal_cache())
         ds = stack.enter_context(open_raster(scene))
-        plan = plan_bands(ds, scene, card.in_channels, bands if bands else card.bands,
-                          input_scale if input_scale else card.input_scale)
+        plan = plan_bands(ds, scene, card.in_channels, list(opts.bands or card.input.bands or []) or None,
+                          opts.input_scale or card.input.scale)
+        if not is_georeferenced(ds):
+            warnings.warn(f"{scene}: no georeference; outputs carry no CRS (pixel coordinates)", stacklevel=3)
         tile_h, tile_w = window_shape(tile, ds.height, ds.width)
-        step = stride or max(1, round(tile * (1 - overlap)))
+        step = opts.stride or max(1, round(tile * (1 - opts.overlap)))
         if step > tile:
-            raise RssegError(f"--stride {step}: larger than the tile ({tile}) would leave gaps")
+            raise OptionError("stride", step, f"larger than the tile ({tile}) would leave gaps")
         grid = TileGrid.build(ds.height, ds.width, tile_h, tile_w, min(step, tile_h), min(step, tile_w))
-        try:
-            predictor = _Predictor(model.to(dev).eval(), card, plan.input_scale, dev,
-                                   tta, tile_h == tile_w, amp)
-        except ValueError as err:
-            raise RssegError(f"--tta {tta}: {err}") from None
+        predictor = _Predictor(model.to(dev).eval(), card, plan.input_scale, dev, opts.tta, tile_h == tile_w,
+                               opts.amp)
         key = run_key(scene=str(scene.resolve()), size=scene.stat().st_size, mtime=scene.stat().st_mtime_ns,
                       model=model_digest(model), card=asdict(card), tile=(tile_h, tile_w), stride=grid_stride(grid),
-                      batch_size=batch_size, tta=tta, bands=plan.bands, input_scale=plan.input_scale,
+                      batch_size=opts.batch_size, tta=opts.tta, bands=plan.bands, input_scale=plan.input_scale,
                       outputs=["mask", "probs"] if probs_path else ["mask"], device=dev.type, amp=predictor.amp,
-                      band_rows=band_rows, version=rsseg.__version__)
-        if record and not overwrite and finished_earlier(record_path, key, outputs):
+                      band_rows=opts.band_rows, version=rsseg.__version__)
+        if opts.record and not opts.overwrite and finished_earlier(record_path, key, outputs):
             earlier = json.loads(record_path.read_text())
             return PredictReport(**{**{k: v for k, v in earlier.items() if k in PredictReport.__dataclass_fields__},
                                     "skipped": True})
         # a journal of this very run may have renamed some outputs before it was killed
-        overwrite = overwrite or journal_key(out) == key
+        overwrite = opts.overwrite or journal_key(out) == key
         for path in outputs:
             check_output(path, overwrite)
-        if not is_georeferenced(ds):
-            warnings.warn(f"{scene}: no georeference; outputs carry no CRS (pixel coordinates)", stacklevel=2)
         report = PredictReport(str(scene), str(out), str(probs_path) if probs_path else None, ds.width, ds.height,
-                               (tile_h, tile_w), grid_stride(grid), batch_size, tta, plan.bands, str(dev),
-                               windows=len(grid), key=key,
-                               model={"source": model_source, **card.arch, "class_names": card.class_names})
+                               (tile_h, tile_w), grid_stride(grid), opts.batch_size, opts.tta, plan.bands,
+                               str(dev), windows=len(grid), key=key,
+                               model={"source": opts.model_source, **card.arch,
+                                      "class_names": list(card.classes.names)})
         if dev.type == "cuda":
             torch.cuda.reset_peak_memory_stats(dev)
 
-        journal = BandJournal.open(out, key, ds.height, restart, create=env.is_main, band_rows=band_rows)
+        journal = BandJournal.open(out, key, ds.height, opts.restart, create=env.is_main, band_rows=opts.band_rows)
         if env.enabled:
             barrier()
         try:
-            compute = functools.partial(_compute_bands, ds, plan.bands, grid, batch_size, predictor, card.num_classes,
+            compute = functools.partial(_compute_bands, ds, plan.bands, grid, opts.batch_size, predictor, card.num_classes,
                                         dev, probs_path is not None, report)
             share = journal.bands[contiguous_share(len(journal.bands), env.rank, env.world_size)] \
                 if env.enabled else journal.bands
@@ -309,9 +356,9 @@ def predict_scene(scene: str | Path, out: str | Path, model: torch.nn.Module, ca
                 _say(f"resumed {scene.name} at row {journal.first_missing_row()} of {ds.height} "
                      f"({done} of {len(share)} bands done{_rank_note(env)})")
             runs = _missing_runs(journal, share)
-            windows = sum(len(grid_rows_for(grid, rows_per_group(grid, batch_size), run[0].y0, run[-1].y1))
+            windows = sum(len(grid_rows_for(grid, rows_per_group(grid, opts.batch_size), run[0].y0, run[-1].y1))
                           for run in runs) * len(grid.col_starts)
-            with tqdm(total=windows, unit="win", desc=f"predict {scene.name}", disable=not progress,
+            with tqdm(total=windows, unit="win", desc=f"predict {scene.name}", disable=not opts.progress,
                       dynamic_ncols=True) as bar:
                 for run in runs:
                     for band, arrays in compute(run, bar=bar):
@@ -319,7 +366,7 @@ def predict_scene(scene: str | Path, out: str | Path, model: torch.nn.Module, ca
             if env.enabled:
                 barrier()  # every band is in the journal
             if env.is_main:
-                _write_outputs(ds, scene, journal, card, cog, out, probs_path)
+                _write_outputs(ds, scene, journal, card, opts.cog, out, probs_path)
         except Exception:
             if env.is_main:
                 journal.remove()
@@ -331,7 +378,7 @@ def predict_scene(scene: str | Path, out: str | Path, model: torch.nn.Module, ca
         if dev.type == "cuda":
             report.peak_cuda_mb = torch.cuda.max_memory_allocated(dev) / 2**20
         if env.is_main:
-            if record:
+            if opts.record:
                 with atomic_output(record_path, overwrite) as tmp:
                     tmp.write_text(json.dumps(report.to_json(), indent=2))
             journal.remove()
@@ -457,8 +504,9 @@ def _write_outputs(ds, scene: Path, journal: BandJournal, card: ModelCard, cog: 
     files = {"mask": (folder / "mask.tif", out, "MODE")}
     if probs_path is not None:
         files["probs"] = (folder / "probs.tif", probs_path, "AVERAGE")
-    writer = ClassMaskWriter(files["mask"][0], ds.width, ds.height, ds.crs, ds.transform, card.class_names,
-                             card.class_colors, files["probs"][0] if probs_path else None,
+    writer = ClassMaskWriter(files["mask"][0], ds.width, ds.height, ds.crs, ds.transform,
+                             list(card.classes.names), list(card.classes.colors),
+                             files["probs"][0] if probs_path else None,
                              tags={"RSSEG_SOURCE": scene.name, "RSSEG_VERSION": rsseg.__version__})
     try:
         for band in journal.bands:
