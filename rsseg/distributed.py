@@ -29,7 +29,7 @@ class DistEnv:
         return self.world_size > 1
 
     @classmethod
-    def from_environ(cls) -> "DistEnv":
+    def from_environ(cls) -> DistEnv:
         """What ``torchrun`` (or SLURM through it) put in the environment; one process otherwise."""
         return cls(int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1")),
                    int(os.environ.get("LOCAL_RANK", "0")))

@@ -11,8 +11,9 @@ class RowBandBlender:
     """``Σ w·p`` and ``Σ w`` for the rows that windows still touch, never the whole scene.
 
     Buffers of ``capacity`` rows hold scene rows ``[top, top + capacity - offset)`` starting at
-    buffer row ``offset`` (``top`` starts at 0, or lower for a run covering part of the scene). :meth:`add` accumulates a window; :meth:`pop_until` returns the
-    finished rows above a scene row and releases them. Live rows are moved back to the start
+    buffer row ``offset``; ``top`` starts at 0, or further down for a run over part of the scene.
+    :meth:`add` accumulates a window; :meth:`pop_until` returns the finished rows above a scene
+    row and releases them. Live rows are moved back to the start
     of the buffers only when a window would run past their end, in place, without allocation.
     """
 

@@ -346,8 +346,8 @@ def _predict(scene: Path, out: Path, model: torch.nn.Module, card: ModelCard, op
         if env.enabled:
             barrier()
         try:
-            compute = functools.partial(_compute_bands, ds, plan.bands, grid, opts.batch_size, predictor, card.num_classes,
-                                        dev, probs_path is not None, report)
+            compute = functools.partial(_compute_bands, ds, plan.bands, grid, opts.batch_size, predictor,
+                                        card.num_classes, dev, probs_path is not None, report)
             share = journal.bands[contiguous_share(len(journal.bands), env.rank, env.world_size)] \
                 if env.enabled else journal.bands
             done = sum(journal.done(b) for b in share)

@@ -79,7 +79,7 @@ class BandJournal:
 
     @classmethod
     def open(cls, out: Path, key: str, height: int, restart: bool = False, create: bool = True,
-             band_rows: int = BAND_ROWS) -> "BandJournal":
+             band_rows: int = BAND_ROWS) -> BandJournal:
         """The journal of ``out``: kept if its key matches, else (or with ``restart``) emptied.
 
         ``create=False`` only attaches to a folder another process prepares.
