@@ -87,6 +87,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workdir", type=Path, default=Path("bench_scale_out"))
     parser.add_argument("--quick", action="store_true", help="smaller scenes (a smoke run)")
+    parser.add_argument("--side", type=int, help="side of each listed scene (default 512; 256 with --quick)")
+    parser.add_argument("--width", type=int, help="width of the split scenes (default 512; 256 with --quick)")
+    parser.add_argument("--height", type=int, help="height H of the split scene (default 2048; 1024 with --quick)")
     parser.add_argument("--vectorize-size", type=int, default=4096, help="mask side for bench_vectorize.py")
     args = parser.parse_args()
     work = args.workdir
@@ -95,6 +98,7 @@ def main() -> None:
     wrapper = work / "rsseg_rss.py"
     wrapper.write_text(WRAPPER)
     side, width, height = (256, 256, 1024) if args.quick else (512, 512, 2048)
+    side, width, height = args.side or side, args.width or width, args.height or height
 
     scenes = [work / f"list_{i}.tif" for i in range(4)]
     for i, s in enumerate(scenes):

@@ -22,20 +22,24 @@ MOSAIC = "mosaic.vrt"
 CATALOG = "catalog.json"
 
 
+SUFFIXES = {"mask": "_mask.tif", "probs": "_probs.tif", "confidence": "_confidence.tif",
+            "vector": "_polygons.gpkg"}  # <scene stem> + suffix, in --out-dir and for flag outputs
+
+
 @dataclass(frozen=True)
 class SceneOutputs:
-    """Where one scene's outputs go."""
+    """Where one scene's outputs go (``None``: not asked for)."""
 
     mask: Path
     probs: Path | None = None
     vector: Path | None = None
+    confidence: Path | None = None
 
 
-def scene_outputs(scene: Path, folder: Path, probs: bool, vector: bool) -> SceneOutputs:
-    """``FOLDER/<stem>_mask.tif`` and, when asked, ``<stem>_probs.tif`` and ``<stem>_polygons.gpkg``."""
-    stem = scene.stem
-    return SceneOutputs(folder / f"{stem}_mask.tif", folder / f"{stem}_probs.tif" if probs else None,
-                        folder / f"{stem}_polygons.gpkg" if vector else None)
+def scene_outputs(scene: Path, folder: Path, **asked: bool) -> SceneOutputs:
+    """``FOLDER/<stem>_mask.tif`` and the outputs ``asked`` for (``probs=True``...), named by :data:`SUFFIXES`."""
+    return SceneOutputs(folder / f"{scene.stem}{SUFFIXES['mask']}",
+                        **{kind: folder / f"{scene.stem}{SUFFIXES[kind]}" for kind, wanted in asked.items() if wanted})
 
 
 @dataclass

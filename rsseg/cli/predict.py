@@ -79,8 +79,9 @@ def predict(scenes: tuple[str, ...], output: Path | None, out_dir: Path | None, 
 
     def names(scene: Path) -> SceneOutputs:
         if out_dir is not None:
-            return scene_outputs(scene, out_dir, probs is not None, vector is not None)
-        default = scene_outputs(scene, output.parent if output else Path.cwd(), probs == FLAG, vector == FLAG)
+            return scene_outputs(scene, out_dir, probs=probs is not None, vector=vector is not None)
+        default = scene_outputs(scene, output.parent if output else Path.cwd(), probs=probs == FLAG,
+                                vector=vector == FLAG)
         return SceneOutputs(output or default.mask, default.probs or (Path(probs) if probs else None),
                             default.vector or (Path(vector) if vector else None))
 
