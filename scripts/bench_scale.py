@@ -90,7 +90,7 @@ def main() -> None:
     parser.add_argument("--side", type=int, help="side of each listed scene (default 512; 256 with --quick)")
     parser.add_argument("--width", type=int, help="width of the split scenes (default 512; 256 with --quick)")
     parser.add_argument("--height", type=int, help="height H of the split scene (default 2048; 1024 with --quick)")
-    parser.add_argument("--vectorize-size", type=int, default=4096, help="mask side for bench_vectorize.py")
+    parser.add_argument("--vectorize-size", type=int, default=16384, help="mask side for bench_vectorize.py")
     args = parser.parse_args()
     work = args.workdir
     shutil.rmtree(work, ignore_errors=True)
