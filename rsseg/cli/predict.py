@@ -68,6 +68,10 @@ def predict(scenes: tuple[str, ...], output: Path | None, out_dir: Path | None, 
         raise click.UsageError("with --out-dir, give --probs and --vector without a path")
     if len(paths) == 1 and out_dir is None and not paths[0].exists():
         raise RssegError(f"{paths[0]}: file not found")
+    options = PredictOptions(tile=tile, overlap=0.5 if overlap is None else overlap, stride=stride,
+                             batch_size=batch_size, tta=tta, bands=tuple(bands) if bands else None, cog=cog,
+                             overwrite=overwrite, progress=not quiet, input_scale=input_scale, threads=threads,
+                             restart=restart)
     if checkpoint is None:
         if not DEFAULT_MODEL.is_file():
             raise RssegError(f"no --checkpoint given and no default model at {DEFAULT_MODEL}")
@@ -85,10 +89,6 @@ def predict(scenes: tuple[str, ...], output: Path | None, out_dir: Path | None, 
         return SceneOutputs(output or default.mask, default.probs or (Path(probs) if probs else None),
                             default.vector or (Path(vector) if vector else None))
 
-    options = PredictOptions(tile=tile, overlap=0.5 if overlap is None else overlap, stride=stride,
-                             batch_size=batch_size, tta=tta, bands=tuple(bands) if bands else None, cog=cog,
-                             overwrite=overwrite, progress=not quiet, input_scale=input_scale, threads=threads,
-                             model_source=str(checkpoint), restart=restart)
     env, dev = init_distributed(device, backend="gloo", timeout=BARRIER_TIMEOUT)
     try:
         with warnings.catch_warnings(record=True) as caught:
@@ -99,7 +99,8 @@ def predict(scenes: tuple[str, ...], output: Path | None, out_dir: Path | None, 
 
         def predict_one(scene: Path, outputs: SceneOutputs, split) -> str | None:
             report = predict_scene(scene, outputs.mask, model, card, options, split=split, probs=outputs.probs,
-                                   device=str(dev), progress=options.progress and env.is_main)
+                                   device=str(dev), progress=options.progress and env.is_main,
+                                   model_source=str(checkpoint))
             if split is not None and not env.is_main:
                 return None
             lines = [report.summary_line()]
