@@ -190,6 +190,9 @@ def test_resume_is_byte_identical_and_options_restart(tmp_path, tiny, monkeypatc
     changed = predict_scene(scene, out, model, card, probs=probs, overwrite=True, **{**kw, "batch_size": 2})
     assert changed.resumed_row is None  # another batch size: another key, the scene starts afresh
     interrupted_run(monkeypatch, 2, scene, out, model, card, probs=probs, overwrite=True, **kw)
+    other = TinyFCN(4, seed=1)  # another model: another key
+    assert predict_scene(scene, out, other, card, probs=probs, overwrite=True, **kw).resumed_row is None
+    interrupted_run(monkeypatch, 2, scene, out, model, card, probs=probs, overwrite=True, **kw)
     assert predict_scene(scene, out, model, card, probs=probs, overwrite=True, restart=True, **kw).resumed_row is None
     assert same_bytes(out, tmp_path / "ref.tif")
 
