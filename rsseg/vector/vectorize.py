@@ -176,6 +176,7 @@ def vectorize_mask(mask_path: str | os.PathLike, out_path: str | os.PathLike, *,
         pending, removed = _Pending(), 0
         for regions in polygonize_windows(src.ds, src.valid, rows, probs, bar.update):
             removed += pending.add(regions, georef, min_area, keep_pixels=simplify is not None)
+            del regions  # a compact region's rings are not needed while its WKB is written
             if simplify is None and len(pending) >= CHUNK_FEATURES:
                 layers.write(*pending.take())
         if len(pending):
