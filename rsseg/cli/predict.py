@@ -26,6 +26,8 @@ from rsseg.errors import RssegError
 @click.option("--bands", type=IntList(), help="1-based scene bands feeding the model, e.g. 3,2,1.")
 @click.option("--input-scale", type=float, help="Divide raw values by this (default: the model's).")
 @click.option("--probs", type=click.Path(path_type=Path), help="Also write per-class probabilities (uint8).")
+@click.option("--confidence", type=click.Path(path_type=Path),
+              help="Also write confidence bands (uint8): top-class probability, margin, entropy, TTA disagreement.")
 @click.option("--vector", type=click.Path(path_type=Path), help="Also write polygons (gpkg/shp/geojson/fgb).")
 @click.option("--cog", is_flag=True, help="Write Cloud-Optimized GeoTIFFs.")
 @click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:N or auto.")
@@ -34,12 +36,12 @@ from rsseg.errors import RssegError
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def predict(scene: Path, out: Path | None, checkpoint: Path | None, tile: int | None, overlap: float | None,
             stride: int | None, batch_size: int, tta: str, bands: list[int] | None, input_scale: float | None,
-            probs: Path | None, vector: Path | None, cog: bool, device: str, threads: int | None,
+            probs: Path | None, confidence: Path | None, vector: Path | None, cog: bool, device: str, threads: int | None,
             overwrite: bool, quiet: bool) -> None:
     """Segment SCENE window by window with overlap blending.
 
     Writes a class mask with the scene's CRS and transform (nodata 255), a JSON record of
-    the run beside it, and optionally probabilities and polygons.
+    the run beside it, and optionally probabilities, confidence bands and polygons.
     """
     from rsseg.models import load_checkpoint
     from rsseg.models.default import DEFAULT_MODEL
@@ -63,7 +65,7 @@ def predict(scene: Path, out: Path | None, checkpoint: Path | None, tile: int | 
         report = predict_scene(scene, out, model, card, tile=tile, overlap=0.5 if overlap is None else overlap,
                                stride=stride, batch_size=batch_size, tta=tta, bands=bands, probs=probs, cog=cog,
                                device=device, overwrite=overwrite, progress=not quiet, input_scale=input_scale,
-                               threads=threads, model_source=str(checkpoint))
+                               threads=threads, model_source=str(checkpoint), confidence=confidence)
     for w in caught:
         click.echo(f"Warning: {w.message}", err=True)
     click.echo(report.summary_line())

@@ -26,6 +26,7 @@ from rsseg.io.mask_writer import ClassMaskWriter, to_cog
 from rsseg.io.raster import bounded_gdal_cache, is_georeferenced, open_raster, plan_bands, read_window
 from rsseg.models.checkpoint import ModelCard
 from rsseg.tiling.blend import RowBandBlender
+from rsseg.tiling.confidence import band_names, confidence_bands, view_disagreement
 from rsseg.tiling.grid import Tile, TileGrid
 from rsseg.tiling.tta import tta_transforms
 from rsseg.tiling.weights import blend_window
@@ -57,6 +58,7 @@ class PredictReport:
     peak_rss_mb: float = 0.0
     peak_cuda_mb: float | None = None
     model: dict = field(default_factory=dict)
+    confidence: str | None = None
     rsseg_version: str = rsseg.__version__
 
     @property
@@ -156,15 +158,20 @@ def _prefetch(it: Iterator[_Batch]) -> Iterator[_Batch]:
 
 
 class _Predictor:
-    """Normalises raw windows, runs the model (with TTA) and returns softmax probabilities."""
+    """Normalises raw windows, runs the model (with TTA) and returns softmax probabilities.
+
+    With ``disagreement`` (and TTA) one channel follows the K probabilities: the share of
+    augmented views whose top class differs from that of their average.
+    """
 
     def __init__(self, model: torch.nn.Module, card: ModelCard, scale: float, device: torch.device,
-                 tta: str, square: bool, amp: bool):
+                 tta: str, square: bool, amp: bool, disagreement: bool = False):
         self.model, self.device = model, device
         mean = torch.tensor(card.mean, device=device).view(1, -1, 1, 1)
         std = torch.tensor(card.std, device=device).view(1, -1, 1, 1)
         self.gain, self.bias = 1 / (scale * std), -mean / std  # (raw / scale - mean) / std
         self.transforms = tta_transforms(tta, square)
+        self.disagreement = disagreement and len(self.transforms) > 1
         self.amp = amp and device.type == "cuda"
         self.calls = 0
         self.seconds = 0.0  # the model's own forward time
@@ -175,6 +182,7 @@ class _Predictor:
         if not valid.all():
             x = x * torch.from_numpy(valid).to(self.device)[:, None]  # invalid pixels -> band mean
         probs = None
+        view_classes = []
         with torch.inference_mode(), torch.autocast("cuda", enabled=self.amp):
             for forward, inverse in self.transforms:
                 start = time.perf_counter()
@@ -186,8 +194,15 @@ class _Predictor:
                 if not isinstance(logits, torch.Tensor) or logits.shape[-2:] != x.shape[-2:]:
                     raise RssegError("model did not return B×K×H×W logits at window size (is it in eval mode?)")
                 p = inverse(torch.softmax(logits.float(), 1))
+                if self.disagreement:
+                    view_classes.append(p.argmax(1).to(torch.uint8))
                 probs = p if probs is None else probs.add_(p)
-        return probs / len(self.transforms) if len(self.transforms) > 1 else probs
+            if len(self.transforms) == 1:
+                return probs
+            probs /= len(self.transforms)
+            if self.disagreement:
+                probs = torch.cat([probs, view_disagreement(view_classes, probs)[:, None]], 1)
+        return probs
 
 
 def predict_scene(scene: str | Path, out: str | Path, model: torch.nn.Module, card: ModelCard, *,
@@ -196,16 +211,18 @@ def predict_scene(scene: str | Path, out: str | Path, model: torch.nn.Module, ca
                   probs: str | Path | None = None, cog: bool = False, device: str = "auto",
                   overwrite: bool = False, progress: bool = True, input_scale: float | None = None,
                   threads: int | None = None, amp: bool = True, record: bool = True,
-                  model_source: str | None = None) -> PredictReport:
+                  model_source: str | None = None, confidence: str | Path | None = None) -> PredictReport:
     """Segment ``scene`` window by window into a georeferenced class mask at ``out``.
 
     Softmax probabilities of overlapping windows are blended with a smooth positive weight
     in a rolling band of rows, so memory depends on window height × scene width, never on
-    scene height. Outputs appear under their final names only when complete.
+    scene height. Outputs appear under their final names only when complete. ``confidence``
+    writes per-pixel confidence bands (see :mod:`rsseg.tiling.confidence`) in the same pass.
     """
     started = time.perf_counter()
     scene, out = Path(scene), Path(out)
     probs_path = Path(probs) if probs else None
+    confidence_path = Path(confidence) if confidence else None
     record_path = out.with_suffix(".json")
     tile = tile or card.tile_size
     if tile % MULTIPLE:
@@ -214,7 +231,7 @@ def predict_scene(scene: str | Path, out: str | Path, model: torch.nn.Module, ca
         raise RssegError(f"--overlap {overlap}: must be in [0, 1)")
     if batch_size < 1:
         raise RssegError(f"--batch-size {batch_size}: must be at least 1")
-    for path in (out, probs_path, record_path if record else None):
+    for path in (out, probs_path, confidence_path, record_path if record else None):
         if path is not None:
             check_output(path, overwrite)
     dev = resolve_device(device)
@@ -238,10 +255,11 @@ def predict_scene(scene: str | Path, out: str | Path, model: torch.nn.Module, ca
         report = PredictReport(str(scene), str(out), str(probs_path) if probs_path else None, ds.width, ds.height,
                                (tile_h, tile_w), (min(step, tile_h), min(step, tile_w)), batch_size, tta,
                                plan.bands, str(dev), windows=len(grid),
-                               model={"source": model_source, **card.arch, "class_names": card.class_names})
+                               model={"source": model_source, **card.arch, "class_names": card.class_names},
+                               confidence=str(confidence_path) if confidence_path else None)
         try:
             predictor = _Predictor(model.to(dev).eval(), card, plan.input_scale, dev,
-                                   tta, tile_h == tile_w, amp)
+                                   tta, tile_h == tile_w, amp, disagreement=confidence_path is not None)
         except ValueError as err:
             raise RssegError(f"--tta {tta}: {err}") from None
         if dev.type == "cuda":
@@ -249,13 +267,16 @@ def predict_scene(scene: str | Path, out: str | Path, model: torch.nn.Module, ca
 
         mask_tmp = stack.enter_context(atomic_output(out, overwrite))
         probs_tmp = stack.enter_context(atomic_output(probs_path, overwrite)) if probs_path else None
+        conf_tmp = stack.enter_context(atomic_output(confidence_path, overwrite)) if confidence_path else None
         staging = Path(stack.enter_context(tempfile.TemporaryDirectory(dir=out.parent, prefix=".rsseg-"))) if cog else None
         writer = ClassMaskWriter(staging / "mask.tif" if cog else mask_tmp, ds.width, ds.height,
                                  ds.crs, ds.transform, card.class_names, card.class_colors,
                                  (staging / "probs.tif" if cog else probs_tmp) if probs_path else None,
-                                 tags={"RSSEG_SOURCE": scene.name, "RSSEG_VERSION": rsseg.__version__})
+                                 tags={"RSSEG_SOURCE": scene.name, "RSSEG_VERSION": rsseg.__version__},
+                                 confidence_path=(staging / "confidence.tif" if cog else conf_tmp) if confidence_path else None,
+                                 confidence_bands=band_names(predictor.disagreement))
         try:
-            _run(ds, plan.bands, grid, batch_size, predictor, writer, card.num_classes, dev, probs_path is not None, report, progress)
+            _run(ds, plan.bands, grid, batch_size, predictor, writer, card.num_classes, dev, report, progress)
             writer.close()
         except BaseException:
             writer.abort()
@@ -264,6 +285,8 @@ def predict_scene(scene: str | Path, out: str | Path, model: torch.nn.Module, ca
             to_cog(staging / "mask.tif", mask_tmp, "MODE")
             if probs_path:
                 to_cog(staging / "probs.tif", probs_tmp, "AVERAGE")
+            if confidence_path:
+                to_cog(staging / "confidence.tif", conf_tmp, "AVERAGE")
 
         report.model_calls = predictor.calls
         report.model_seconds = predictor.seconds
@@ -278,12 +301,13 @@ def predict_scene(scene: str | Path, out: str | Path, model: torch.nn.Module, ca
 
 
 def _run(ds, bands: list[int], grid: TileGrid, batch_size: int, predictor: _Predictor,
-         writer: ClassMaskWriter, num_classes: int, dev: torch.device, with_probs: bool, report: PredictReport,
+         writer: ClassMaskWriter, num_classes: int, dev: torch.device, report: PredictReport,
          progress: bool) -> None:
-    """Read, predict, blend and write, batch by batch."""
+    """Read, predict, blend and write (classes, probabilities, confidence), batch by batch."""
     stride_y = grid.row_starts[1] - grid.row_starts[0] if len(grid.row_starts) > 1 else 0
     capacity = min(grid.height, grid.tile_h + (math.ceil(batch_size / len(grid.col_starts)) - 1) * stride_y)
-    blender = RowBandBlender(num_classes, grid.width, capacity, dev)
+    blender = RowBandBlender(num_classes, grid.width, capacity, dev, extra=int(predictor.disagreement))
+    with_probs = writer.probs is not None or writer.confidence is not None
     weight = blend_window(grid.tile_h, grid.tile_w).to(dev)
     tiles = list(grid)
     done = 0
@@ -305,6 +329,10 @@ def _run(ds, bands: list[int], grid: TileGrid, batch_size: int, predictor: _Pred
                 end = grid.final_rows_after(finished_row)
                 while blender.top < end:
                     p, classes = blender.pop_until(end, with_probs)
-                    writer.write(classes.numpy(), p.numpy() if p is not None else None)
+                    conf = None
+                    if writer.confidence is not None:
+                        conf = confidence_bands(p[:num_classes], p[num_classes] if predictor.disagreement else None)
+                    writer.write(classes.numpy(), p[:num_classes].numpy() if writer.probs is not None else None,
+                                 conf.numpy() if conf is not None else None)
             bar.update(batch.consumed - done)
             done = batch.consumed
