@@ -94,7 +94,7 @@ def main() -> None:
     parser.add_argument("--classes", default="all", help="'all' or comma-separated ids, e.g. 1,2,3")
     parser.add_argument("--workdir", type=Path, default=Path("bench_vectorize_out"))
     parser.add_argument("--json", action="store_true",
-                        help="print one JSON line (memory_ratio, peak RSS of each path, equal_output) instead of the table")
+                        help="print one JSON line (memory_ratio, peak RSS of each path, equal_output), not the table")
     parser.add_argument("--child", choices=["windowed", "whole"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     classes = None if args.classes == "all" else [int(c) for c in args.classes.split(",")]
@@ -130,7 +130,8 @@ def main() -> None:
     for mode, r in results.items():
         print(f"| {mode} | {r['polygons']} | {r['seconds']:.1f} | {r['polygons'] / r['seconds']:,.0f} "
               f"| {r['peak_rss_mb']:.0f} |")
-    print(f"windowed/whole: time {w['seconds'] / h['seconds']:.2f}x, peak RSS {w['peak_rss_mb'] / h['peak_rss_mb']:.2f}x "
+    print(f"windowed/whole: time {w['seconds'] / h['seconds']:.2f}x, "
+          f"peak RSS {w['peak_rss_mb'] / h['peak_rss_mb']:.2f}x "
           f"(before the run: {w['import_rss_mb']:.0f} MB)")
 
 

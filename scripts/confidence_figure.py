@@ -39,7 +39,8 @@ def colour(values: np.ndarray, valid: np.ndarray) -> np.ndarray:
 def colour_bar(width: int, height: int, font: ImageFont.ImageFont) -> Image.Image:
     """A horizontal viridis bar from 0 to 1 with end labels."""
     image = Image.new("RGB", (width, height), BACKGROUND)
-    ramp = colour(np.tile(np.linspace(0, 1, width - 2 * GAP), (height // 4, 1)), np.ones((height // 4, width - 2 * GAP), bool))
+    values = np.tile(np.linspace(0, 1, width - 2 * GAP), (height // 4, 1))
+    ramp = colour(values, np.ones(values.shape, bool))
     image.paste(Image.fromarray(ramp), (GAP, height // 3))
     draw = ImageDraw.Draw(image)
     draw.text((GAP, height // 3 + height // 4 + 4), "0", fill=(0, 0, 0), font=font)
@@ -82,9 +83,11 @@ def main() -> None:
     with open_raster(LABELS) as ds:
         labels = ds.read(1, out_shape=shape, resampling=Resampling.nearest)
     valid = classes != NODATA
-    errors = np.where(((classes != labels) & valid)[..., None], np.array([220, 30, 30], np.uint8), (rgb * 0.5 + 127).astype(np.uint8))
+    faded = (rgb * 0.5 + 127).astype(np.uint8)
+    errors = np.where(((classes != labels) & valid)[..., None], np.array([220, 30, 30], np.uint8), faded)
     panels = [("scene", rgb), ("predicted classes", overlay(rgb, classes, colors, 0.6)),
-              ("wrong vs labels (red)", errors)] + [(name.replace("_", " "), colour(b, valid)) for name, b in zip(names, bands)]
+              ("wrong vs labels (red)", errors)]
+    panels += [(name.replace("_", " "), colour(b, valid)) for name, b in zip(names, bands)]
 
     font = ImageFont.load_default(size=16)
     h, w = shape

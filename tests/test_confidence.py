@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import rasterio
 import torch
+from conftest import CRS, TinyFCN, card_for, random_scene, run_cli, write_scene
 from torch import nn
 
-from conftest import CRS, TinyFCN, card_for, random_scene, run_cli, write_scene
 from rsseg.models import save_checkpoint
 from rsseg.models.base import SegmentationModel
 from rsseg.tiling import predict_scene

@@ -61,7 +61,8 @@ class RowBandBlender:
         n = min(row - self.top, self.capacity - self.offset)
         rows = slice(self.offset, self.offset + n)
         wsum = self.wsum[rows]
-        classes = self.acc[:self.num_classes, rows].max(0).indices.to(torch.uint8)  # max(0) is ~5x faster than argmax(0)
+        # max(0) is ~5x faster than argmax(0)
+        classes = self.acc[:self.num_classes, rows].max(0).indices.to(torch.uint8)
         classes[wsum <= 0] = NODATA
         probs = self.acc[:, rows] / wsum.clamp_min(1e-12) if with_probs else None
         classes = classes.cpu()

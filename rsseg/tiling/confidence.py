@@ -40,7 +40,7 @@ def confidence_bands(probs: torch.Tensor, disagreement: torch.Tensor | None = No
 
 
 def view_disagreement(view_classes: list[torch.Tensor], mean_probs: torch.Tensor) -> torch.Tensor:
-    """Share of views (each B × H × W top classes) whose top class differs from that of ``mean_probs`` (B × K × H × W)."""
+    """Share of the views (each B×H×W top classes) whose top class differs from that of ``mean_probs`` (B×K×H×W)."""
     top = mean_probs.argmax(1)
     differ = torch.zeros(top.shape, dtype=torch.float32, device=top.device)
     for classes in view_classes:
