@@ -54,12 +54,14 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=Path("confidence_demo_out"))
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "confidence_demo.jpg")
     parser.add_argument("--panel", type=int, default=384, help="panel size in pixels")
-    parser.add_argument("--quality", type=int, default=80, help="JPEG quality")
+    parser.add_argument("--quality", type=int, default=70, help="JPEG quality")
+    parser.add_argument("--no-predict", action="store_true", help="draw from the rasters already in --workdir")
     args = parser.parse_args()
     args.workdir.mkdir(parents=True, exist_ok=True)
     mask, confidence = args.workdir / "demo_scene_mask.tif", args.workdir / "demo_scene_confidence.tif"
-    subprocess.run([sys.executable, "-m", "rsseg.cli", "predict", str(SCENE), "-o", str(mask), "--confidence",
-                    str(confidence), "--tta", "flip", "--overwrite", "--quiet"], check=True)
+    if not args.no_predict:
+        subprocess.run([sys.executable, "-m", "rsseg.cli", "predict", str(SCENE), "-o", str(mask), "--confidence",
+                        str(confidence), "--tta", "flip", "--overwrite", "--quiet"], check=True)
 
     with open_raster(mask) as ds:  # full resolution for the error figures
         predicted = ds.read(1)
