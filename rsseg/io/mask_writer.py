@@ -32,13 +32,13 @@ def geotiff_profile(width: int, height: int, count: int, crs: CRS | None, transf
                 compress="deflate", bigtiff="IF_SAFER", **extra)
 
 
-def to_uint8(values: np.ndarray) -> np.ndarray:
-    """Values in [0, 1] as uint8 (value × 255, rounded)."""
-    return np.rint(np.clip(values, 0, 1) * 255).astype(np.uint8)
+def quantize_probs(probs: np.ndarray) -> np.ndarray:
+    """Probabilities (or confidence values) 0..1 as stored: uint8, p·255 rounded."""
+    return np.rint(np.clip(probs, 0, 1) * 255).astype(np.uint8)
 
 
 class _ScaledRaster:
-    """A multi-band uint8 raster of values in [0, 1] (× 255) with an internal validity mask."""
+    """A multi-band uint8 raster of values in [0, 1] stored × 255, with an internal validity mask."""
 
     def __init__(self, path: Path, width: int, height: int, crs: CRS | None, transform: Affine,
                  descriptions: list[str], tags: dict[str, str]):
@@ -47,9 +47,6 @@ class _ScaledRaster:
         self.ds.descriptions = tuple(descriptions)
         self.ds.update_tags(**tags)
         self.rows: list[np.ndarray] = []
-
-    def append(self, values: np.ndarray) -> None:
-        self.rows.append(to_uint8(values))
 
     def flush(self, window: Window, valid: np.ndarray) -> None:
         self.ds.write(np.concatenate(self.rows, 1), window=window)
@@ -85,11 +82,14 @@ class ClassMaskWriter:
         self._buffered = 0
 
     def write(self, classes: np.ndarray, probs: np.ndarray | None = None, confidence: np.ndarray | None = None) -> None:
-        """Append the next finished rows: classes n×W (uint8), probabilities K×n×W and confidence C×n×W (0..1)."""
+        """Append the next finished rows: classes n×W, probabilities K×n×W and confidence C×n×W.
+
+        Probabilities and confidence are uint8, see :func:`quantize_probs`.
+        """
         self._rows.append(classes)
         for raster, values in ((self.probs, probs), (self.confidence, confidence)):
             if raster is not None:
-                raster.append(values)
+                raster.rows.append(values)
         self._buffered += classes.shape[0]
         end = self._y0 + self._buffered
         if end == self.height or end // self.block > self._y0 // self.block:
