@@ -11,6 +11,23 @@ from rsseg.cli.options import IntList
 from rsseg.errors import RssegError
 
 
+def check_predict_outputs(scene: Path, checkpoint: Path, out: Path, probs: Path | None, vector: Path | None,
+                          overwrite: bool) -> None:
+    """Every output of ``predict`` checked before the model is even loaded (see :func:`check_outputs`)."""
+    from rsseg.io.outputs import check_outputs
+    from rsseg.io.raster import open_raster, require_map_grid
+    from rsseg.tiling.engine import run_record_path
+    from rsseg.vector.write import resolve_format
+
+    if vector is not None:
+        resolve_format(vector, None)
+    check_outputs({"-o": out, "--probs": probs, "the run record": run_record_path(out), "--vector": vector},
+                  [scene, checkpoint], overwrite)
+    if vector is not None:
+        with open_raster(scene) as ds:
+            require_map_grid(ds, scene, "--vector polygons")
+
+
 @click.command()
 @click.argument("scene", type=click.Path(path_type=Path))
 @click.option("-o", "--output", "out", type=click.Path(path_type=Path),
@@ -57,6 +74,7 @@ def predict(scene: Path, out: Path | None, checkpoint: Path | None, tile: int | 
         click.echo(f"Using the bundled default model {DEFAULT_MODEL} (trained on synthetic "
                    f"scenes; pass --checkpoint for real maps)", err=True)
     out = out or Path.cwd() / f"{scene.stem}_mask.tif"
+    check_predict_outputs(scene, checkpoint, out, probs, vector, overwrite)
     model, card = load_checkpoint(checkpoint, resolve_device(device))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", UserWarning)

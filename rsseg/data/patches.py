@@ -15,7 +15,7 @@ import yaml
 from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 from torch.utils.data import Dataset
 
-from rsseg.errors import RssegError
+from rsseg.errors import RssegError, reason
 from rsseg.io.atomic import atomic_output
 
 DATASET_YAML = "dataset.yaml"
@@ -89,7 +89,7 @@ def read_raster(path: Path) -> np.ndarray:
             with rasterio.open(path) as ds:
                 return ds.read()
     except (RasterioIOError, OSError) as err:
-        raise RssegError(f"{path}: unreadable patch ({str(err).splitlines()[0][:160]})") from None
+        raise RssegError(f"{path}: unreadable patch ({reason(err)})") from None
 
 
 def list_pairs(root: Path, split: str) -> list[tuple[Path, Path]]:

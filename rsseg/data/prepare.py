@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from rsseg.data.classes import CLASS_TABLES, ISPRS, UAVID, ClassTable
 from rsseg.data.patches import DATASET_YAML, SPLITS, DatasetInfo, write_dataset_info
-from rsseg.errors import RssegError
+from rsseg.errors import RssegError, reason
 from rsseg.io.atomic import atomic_output
 from rsseg.io.mask_meta import write_class_table
 from rsseg.tiling.grid import axis_starts
@@ -62,7 +62,7 @@ def _read(path: Path) -> tuple[np.ndarray, Affine | None, CRS | None]:
                 georef = ds.crs is not None or not ds.transform.is_identity
                 return ds.read(), (ds.transform if georef else None), ds.crs
     except (RasterioIOError, OSError) as err:
-        raise RssegError(f"{path}: unreadable raster ({str(err).splitlines()[0][:160]})") from None
+        raise RssegError(f"{path}: unreadable raster ({reason(err)})") from None
 
 
 def colors_to_index(rgb: np.ndarray, colors: Sequence[tuple[int, int, int]], ignore_index: int = 255,
@@ -336,7 +336,7 @@ def rasterize_vector(path: Path, table: ClassTable, class_field: str, shape: tup
     try:
         frame = gpd.read_file(path)
     except Exception as err:  # noqa: BLE001 - any reading failure is the file's fault
-        raise RssegError(f"{path}: unreadable vector file ({str(err).splitlines()[0][:160]})") from None
+        raise RssegError(f"{path}: unreadable vector file ({reason(err)})") from None
     if class_field not in frame.columns:
         raise RssegError(f"{path}: no attribute {class_field!r} (has {', '.join(map(str, frame.columns))}); "
                          "use --class-field")

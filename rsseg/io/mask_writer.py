@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -10,9 +11,11 @@ import rasterio.shutil
 from affine import Affine
 from rasterio.crs import CRS
 from rasterio.enums import Resampling
+from rasterio.errors import NotGeoreferencedWarning
 from rasterio.windows import Window
 
 from rsseg.io.mask_meta import NODATA, write_class_table
+from rsseg.io.raster import write_georeference
 
 
 def overview_factors(width: int, height: int, smallest: int = 256) -> list[int]:
@@ -41,20 +44,25 @@ class ClassMaskWriter:
 
     def __init__(self, path: Path, width: int, height: int, crs: CRS | None, transform: Affine,
                  class_names: list[str], class_colors: list[tuple[int, int, int]],
-                 probs_path: Path | None = None, tags: dict | None = None):
+                 probs_path: Path | None = None, tags: dict | None = None, georef: dict | None = None):
         profile = geotiff_profile(width, height, 1, crs, transform, nodata=NODATA)
         self.block = profile["blockysize"]
         self.height = height
-        self.mask = rasterio.open(path, "w", **profile)
+        with warnings.catch_warnings():  # a scene without georeference was reported already
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            self.mask = rasterio.open(path, "w", **profile)
         write_class_table(self.mask, class_names, class_colors)
+        write_georeference(self.mask, georef)
         if tags:
             self.mask.update_tags(**tags)
         self.probs = None
         if probs_path is not None:
-            with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True):
+            with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True), warnings.catch_warnings():
+                warnings.simplefilter("ignore", NotGeoreferencedWarning)
                 self.probs = rasterio.open(probs_path, "w", **geotiff_profile(
                     width, height, len(class_names), crs, transform))
             self.probs.descriptions = tuple(class_names)
+            write_georeference(self.probs, georef)
             self.probs.update_tags(RSSEG_PROBABILITY_SCALE="255")
         self._rows: list[np.ndarray] = []
         self._probs: list[np.ndarray] = []

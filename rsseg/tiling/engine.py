@@ -7,7 +7,6 @@ import json
 import math
 import os
 import resource
-import tempfile
 import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
@@ -21,9 +20,11 @@ from tqdm import tqdm
 
 import rsseg
 from rsseg.errors import RssegError
-from rsseg.io.atomic import atomic_output, check_output
+from rsseg.io.atomic import atomic_output, scratch_dir
 from rsseg.io.mask_writer import ClassMaskWriter, to_cog
-from rsseg.io.raster import bounded_gdal_cache, is_georeferenced, open_raster, plan_bands, read_window
+from rsseg.io.outputs import check_outputs
+from rsseg.io.raster import (bounded_gdal_cache, check_value_range, georeference, is_georeferenced, open_raster,
+                              plan_bands, read_window)
 from rsseg.models.checkpoint import ModelCard
 from rsseg.tiling.blend import RowBandBlender
 from rsseg.tiling.grid import Tile, TileGrid
@@ -190,6 +191,11 @@ class _Predictor:
         return probs / len(self.transforms) if len(self.transforms) > 1 else probs
 
 
+def run_record_path(out: str | Path) -> Path:
+    """The JSON record of a prediction run, beside its mask: ``OUT-STEM.json``."""
+    return Path(out).with_suffix(".json")
+
+
 def predict_scene(scene: str | Path, out: str | Path, model: torch.nn.Module, card: ModelCard, *,
                   tile: int | None = None, overlap: float = 0.5, stride: int | None = None,
                   batch_size: int = 4, tta: str = "none", bands: list[int] | None = None,
@@ -206,7 +212,7 @@ def predict_scene(scene: str | Path, out: str | Path, model: torch.nn.Module, ca
     started = time.perf_counter()
     scene, out = Path(scene), Path(out)
     probs_path = Path(probs) if probs else None
-    record_path = out.with_suffix(".json")
+    record_path = run_record_path(out)
     tile = tile or card.tile_size
     if tile % MULTIPLE:
         raise RssegError(f"--tile {tile}: must be a multiple of {MULTIPLE}")
@@ -214,9 +220,8 @@ def predict_scene(scene: str | Path, out: str | Path, model: torch.nn.Module, ca
         raise RssegError(f"--overlap {overlap}: must be in [0, 1)")
     if batch_size < 1:
         raise RssegError(f"--batch-size {batch_size}: must be at least 1")
-    for path in (out, probs_path, record_path if record else None):
-        if path is not None:
-            check_output(path, overwrite)
+    check_outputs({"-o": out, "--probs": probs_path, "the run record": record_path if record else None},
+                  [scene], overwrite)
     dev = resolve_device(device)
     if threads:
         torch.set_num_threads(threads)
@@ -228,7 +233,8 @@ def predict_scene(scene: str | Path, out: str | Path, model: torch.nn.Module, ca
         ds = stack.enter_context(open_raster(scene))
         plan = plan_bands(ds, scene, card.in_channels, bands if bands else card.bands,
                           input_scale if input_scale else card.input_scale)
-        if not is_georeferenced(ds):
+        check_value_range(ds, scene, plan.bands, plan.input_scale, scale_given=bool(input_scale))
+        if not is_georeferenced(ds) and georeference(ds) is None:
             warnings.warn(f"{scene}: no georeference; outputs carry no CRS (pixel coordinates)", stacklevel=2)
         tile_h, tile_w = window_shape(tile, ds.height, ds.width)
         step = stride or max(1, round(tile * (1 - overlap)))
@@ -249,11 +255,12 @@ def predict_scene(scene: str | Path, out: str | Path, model: torch.nn.Module, ca
 
         mask_tmp = stack.enter_context(atomic_output(out, overwrite))
         probs_tmp = stack.enter_context(atomic_output(probs_path, overwrite)) if probs_path else None
-        staging = Path(stack.enter_context(tempfile.TemporaryDirectory(dir=out.parent, prefix=".rsseg-"))) if cog else None
+        staging = Path(stack.enter_context(scratch_dir(out))) if cog else None
         writer = ClassMaskWriter(staging / "mask.tif" if cog else mask_tmp, ds.width, ds.height,
                                  ds.crs, ds.transform, card.class_names, card.class_colors,
                                  (staging / "probs.tif" if cog else probs_tmp) if probs_path else None,
-                                 tags={"RSSEG_SOURCE": scene.name, "RSSEG_VERSION": rsseg.__version__})
+                                 tags={"RSSEG_SOURCE": scene.name, "RSSEG_VERSION": rsseg.__version__},
+                                 georef=georeference(ds))
         try:
             _run(ds, plan.bands, grid, batch_size, predictor, writer, card.num_classes, dev, probs_path is not None, report, progress)
             writer.close()
