@@ -31,12 +31,8 @@ def evaluate(checkpoint: Path, data: Path | None, split: str, scenes: tuple[Path
     rsseg evaluate --checkpoint runs/vaihingen-manet/best.pt --data data/vaihingen --split test --tta flip
     rsseg evaluate --checkpoint best.pt --scene area2.tif --labels area2_labels.tif
     """
-    import torch
-
     from rsseg.errors import RssegError
-    from rsseg.io.atomic import atomic_output
     from rsseg.io.outputs import check_outputs
-    from rsseg.models import load_checkpoint
     from rsseg.train.evaluation import evaluate_patches, evaluate_scene
     from rsseg.train.metrics import ConfusionMatrix, compute_metrics, format_table
 
@@ -46,6 +42,10 @@ def evaluate(checkpoint: Path, data: Path | None, split: str, scenes: tuple[Path
         raise RssegError(f"{checkpoint}: one --labels per --scene ({len(scenes)} scenes, {len(labels)} labels)")
     json_path = json_path or checkpoint.with_name(f"{checkpoint.stem}_eval.json")
     check_outputs({"--json": json_path}, [checkpoint, *scenes, *labels], overwrite)
+    import torch
+
+    from rsseg.io.atomic import atomic_output
+    from rsseg.models import load_checkpoint
     dev = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
     model, card = load_checkpoint(checkpoint, dev)
     unpredicted = 0

@@ -14,9 +14,8 @@ from rsseg.errors import RssegError
 def check_predict_outputs(scene: Path, checkpoint: Path, out: Path, probs: Path | None, vector: Path | None,
                           overwrite: bool) -> None:
     """Every output of ``predict`` checked before the model is even loaded (see :func:`check_outputs`)."""
-    from rsseg.io.outputs import check_outputs
+    from rsseg.io.outputs import check_outputs, run_record_path
     from rsseg.io.raster import open_raster, require_map_grid
-    from rsseg.tiling.engine import run_record_path
     from rsseg.vector.write import resolve_format
 
     if vector is not None:
@@ -58,16 +57,13 @@ def predict(scene: Path, out: Path | None, checkpoint: Path | None, tile: int | 
     Writes a class mask with the scene's CRS and transform (nodata 255), a JSON record of
     the run beside it, and optionally probabilities and polygons.
     """
-    from rsseg.models import load_checkpoint
-    from rsseg.models.default import DEFAULT_MODEL
-    from rsseg.tiling import predict_scene
-    from rsseg.tiling.engine import resolve_device
-
     if overlap is not None and stride is not None:
         raise click.UsageError("give --overlap or --stride, not both")
     if not scene.exists():
         raise RssegError(f"{scene}: file not found")
     if checkpoint is None:
+        from rsseg.models.default import DEFAULT_MODEL
+
         if not DEFAULT_MODEL.is_file():
             raise RssegError(f"no --checkpoint given and no default model at {DEFAULT_MODEL}")
         checkpoint = DEFAULT_MODEL
@@ -75,6 +71,10 @@ def predict(scene: Path, out: Path | None, checkpoint: Path | None, tile: int | 
                    f"scenes; pass --checkpoint for real maps)", err=True)
     out = out or Path.cwd() / f"{scene.stem}_mask.tif"
     check_predict_outputs(scene, checkpoint, out, probs, vector, overwrite)
+    from rsseg.models import load_checkpoint
+    from rsseg.tiling import predict_scene
+    from rsseg.tiling.engine import resolve_device
+
     model, card = load_checkpoint(checkpoint, resolve_device(device))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", UserWarning)

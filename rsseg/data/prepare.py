@@ -132,12 +132,12 @@ class PatchFolderWriter:
 
     def __post_init__(self) -> None:
         self.out = Path(self.out)
+        check_outputs({"--out": self.out}, self.inputs, overwrite=True, folders=["--out"])
         if self.out.is_dir():
             if not (self.out / DATASET_YAML).is_file() and any(self.out.iterdir()):
                 raise RssegError(f"{self.out}: output folder exists and is not a patch folder; choose another")
             if (self.out / DATASET_YAML).is_file() and not self.overwrite:
                 raise RssegError(f"{self.out}: patch folder exists (use --overwrite to replace it)")
-        check_outputs({"--out": self.out}, self.inputs, overwrite=True, folders=["--out"])
         self.root = self.out  # where patches go: a temporary folder while writing
         self._claim: OutputClaim | None = None
 

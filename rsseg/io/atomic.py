@@ -118,10 +118,11 @@ def claim_conflicts(final: Path, own: str | None = None) -> int | None:
 class OutputClaim:
     """The right to write ``final``: a locked lock file, a temporary path, and the rename when done."""
 
-    def __init__(self, final: Path):
+    def __init__(self, final: Path, suffix: str | None = None):
         self.final = final
         self.prefix = f"{_name_key(final)}{os.getpid()}-{secrets.token_hex(4)}"
-        self.tmp = final.with_name(self.prefix + ".tmp" + final.suffix)
+        self.suffix = final.suffix if suffix is None else suffix
+        self.tmp = final.with_name(self.prefix + ".tmp" + self.suffix)
         self.lock = final.with_name(self.prefix + ".lock")
         self._fd: int | None = None
 
@@ -141,13 +142,22 @@ class OutputClaim:
         return _groups(self.final).get(self.prefix, [])
 
     def outputs(self) -> list[tuple[Path, Path]]:
-        """(temporary, final) pairs: the temporary output and its sidecars (same literal prefix)."""
+        """(temporary, final) pairs: the temporary output and its sidecars (same literal prefix).
+
+        A sidecar of ``TMP.SUFFIX`` is named after the output: ``TMP.SUFFIX.aux.xml`` becomes
+        ``NAME.aux.xml``, ``TMP.shx`` (beside ``TMP.shp``) becomes ``STEM.shx``.
+        """
         start = self.prefix + ".tmp"
-        pairs = []
+        pairs = [(self.tmp, self.final)]
         for path in self._own():
-            rest = path.name[len(start):] if path.name.startswith(start) else None
-            if rest is not None and (path == self.tmp or rest.startswith(".")):
-                pairs.append((path, self.final.with_name(self.final.stem + rest)))
+            rest = path.name[len(start):] if path.name.startswith(start) else ""
+            if path == self.tmp or not rest.startswith("."):
+                continue
+            if self.suffix and rest.startswith(self.suffix + "."):
+                name = self.final.name + rest[len(self.suffix):]
+            else:
+                name = self.final.stem + rest
+            pairs.append((path, self.final.with_name(name)))
         return pairs
 
     def commit(self, overwrite: bool) -> None:
@@ -178,16 +188,18 @@ class OutputClaim:
 
 
 @contextlib.contextmanager
-def atomic_output(path: str | os.PathLike, overwrite: bool = False, folder: bool = False) -> Iterator[Path]:
+def atomic_output(path: str | os.PathLike, overwrite: bool = False, folder: bool = False,
+                  suffix: str | None = None) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it (and sidecars) to ``path`` on success.
 
     Sidecar files written next to the temporary file with the same name before its suffix
     (``.shx``, ``.dbf``, ``.prj`` of a Shapefile, ``.aux.xml``) are renamed along with it; a
     temporary folder replaces a folder. On any error or interruption every temporary file is
     removed, so no half-written output is left behind. ``folder``: the output is a folder
-    (created by the caller at the temporary path).
+    (created by the caller at the temporary path). ``suffix``: of the temporary path, when the
+    writer needs one the output name lacks (GDAL picks some formats by suffix).
     """
-    claim = OutputClaim(check_output(path, overwrite, folder))
+    claim = OutputClaim(check_output(path, overwrite, folder), suffix)
     claim.acquire()
     try:
         yield claim.tmp

@@ -24,6 +24,11 @@ def _inside(path: Path, folder: Path) -> bool:
     return path.resolve().is_relative_to(folder.resolve())
 
 
+def run_record_path(out: str | os.PathLike) -> Path:
+    """The JSON record of a prediction run, beside its mask: ``OUT-STEM.json``."""
+    return Path(out).with_suffix(".json")
+
+
 def check_writable(path: Path) -> None:
     """Refuse a file name the file system cannot hold or a folder this process cannot write in."""
     folder = path.parent

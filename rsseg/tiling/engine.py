@@ -22,7 +22,7 @@ import rsseg
 from rsseg.errors import RssegError
 from rsseg.io.atomic import atomic_output, scratch_dir
 from rsseg.io.mask_writer import ClassMaskWriter, to_cog
-from rsseg.io.outputs import check_outputs
+from rsseg.io.outputs import check_outputs, run_record_path
 from rsseg.io.raster import (bounded_gdal_cache, check_value_range, georeference, is_georeferenced, open_raster,
                               plan_bands, read_window)
 from rsseg.models.checkpoint import ModelCard
@@ -189,11 +189,6 @@ class _Predictor:
                 p = inverse(torch.softmax(logits.float(), 1))
                 probs = p if probs is None else probs.add_(p)
         return probs / len(self.transforms) if len(self.transforms) > 1 else probs
-
-
-def run_record_path(out: str | Path) -> Path:
-    """The JSON record of a prediction run, beside its mask: ``OUT-STEM.json``."""
-    return Path(out).with_suffix(".json")
 
 
 def predict_scene(scene: str | Path, out: str | Path, model: torch.nn.Module, card: ModelCard, *,

@@ -24,6 +24,7 @@ from tqdm import tqdm
 from rsseg.data.patches import PatchDataset, pad_collate, read_dataset_info, worker_errors_as_one_line
 from rsseg.data.transforms import TrainAugment
 from rsseg.errors import RssegError, reason
+from rsseg.interrupts import Terminated, signals_deferred
 from rsseg.io.atomic import TAG, atomic_output
 from rsseg.models import create_model, save_checkpoint
 from rsseg.models.encoders import TimmEncoder
@@ -140,11 +141,9 @@ class Trainer:
         self.criterion = SegmentationLoss(self.info.ignore_index, float(config["loss"]["label_smoothing"]),
                                           float(config["loss"]["dice_weight"]))
         self.start_epoch, self.best, self.history = 0, -math.inf, []
+        self.resumed = resume
         if resume:
             self._load_state()
-        elif self.env.is_main:
-            self._start_run_dir()
-        barrier()
 
     # -- setup -------------------------------------------------------------------------------------
     def _check_run_dir(self, resume: bool, overwrite: bool) -> None:
@@ -168,14 +167,15 @@ class Trainer:
 
     def _start_run_dir(self) -> None:
         """Create the run folder (or clear a previous run's files) and write the config."""
-        if not self.run_dir.exists():
-            self.run_dir.mkdir(parents=True)
-            self.created.append(self.run_dir)
+        with signals_deferred():
+            if not self.run_dir.exists():
+                self.run_dir.mkdir(parents=True)
+                self.created.append(self.run_dir)
+            self.created.append(self.run_dir / CONFIG_FILE)
         for name in RESULT_FILES:
             (self.run_dir / name).unlink(missing_ok=True)
         with atomic_output(self.run_dir / CONFIG_FILE, overwrite=True) as tmp:
             tmp.write_text(yaml.safe_dump(self.config, sort_keys=False))
-        self.created.append(self.run_dir / CONFIG_FILE)
 
     def discard_created(self) -> None:
         """Remove what this run created (a run that failed before finishing an epoch leaves nothing)."""
@@ -315,6 +315,9 @@ class Trainer:
             raise RssegError(f"{self.run_dir}: run already finished {epochs} epochs (raise train.epochs to go on)")
         started = time.perf_counter()
         try:
+            if self.env.is_main and not self.resumed:
+                self._start_run_dir()
+            barrier()
             for epoch in range(self.start_epoch, epochs):
                 t0 = time.perf_counter()
                 train_loss, speed = self.train_epoch(epoch)
@@ -336,9 +339,12 @@ class Trainer:
                                    f"{val_loss:.4f}  {select} {100 * score:.2f}{'  (best)' if improved else ''}"
                                    f"  {speed:.1f} patches/s")
                 barrier()
-        except BaseException:
+        except BaseException as err:
             if self.env.is_main and not (self.run_dir / STATE_FILE).is_file():
                 self.discard_created()  # nothing to resume: leave the folder as it was
+            elif self.env.is_main and isinstance(err, (KeyboardInterrupt, Terminated)):
+                tqdm.write(f"{self.run_dir}: kept at its last finished epoch; continue with "
+                           f"rsseg train --resume {self.run_dir}")
             raise
         finally:
             cleanup()
