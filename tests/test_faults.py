@@ -25,10 +25,10 @@ import numpy as np
 import pytest
 import rasterio
 import torch
+from conftest import random_scene, write_scene
 from rasterio.control import GroundControlPoint
 from rasterio.transform import Affine
 
-from conftest import random_scene, write_scene
 from rsseg.data.prepare import prepare_generic
 from rsseg.io.mask_meta import NODATA, write_class_table
 from rsseg.models import create_model, save_checkpoint
@@ -101,8 +101,10 @@ def read_mask(path: Path) -> np.ndarray:
         return ds.read(1)
 
 
-def write_class_mask(path: Path, mask: np.ndarray, crs="EPSG:32632",
-                     transform=Affine(0.5, 0, 500000, 0, -0.5, 5000000)) -> Path:
+UTM = Affine(0.5, 0, 500000, 0, -0.5, 5000000)
+
+
+def write_class_mask(path: Path, mask: np.ndarray, crs: str | None = "EPSG:32632", transform: Affine = UTM) -> Path:
     with rasterio.open(path, "w", driver="GTiff", width=mask.shape[1], height=mask.shape[0], count=1,
                        dtype="uint8", crs=crs, transform=transform, nodata=NODATA, tiled=True) as ds:
         ds.write(mask, 1)

@@ -10,7 +10,7 @@ import warnings
 import click
 
 from rsseg import __version__
-from rsseg.errors import RssegError
+from rsseg.errors import OptionError, RssegError
 from rsseg.interrupts import Terminated, install_stop_handlers
 
 # command name -> "module:attribute"
@@ -76,9 +76,12 @@ def main(argv: list[str] | None = None) -> None:
     except Terminated as stop:
         click.echo(f"Stopped by {stop}; unfinished outputs removed.", err=True)
         sys.exit(stop.exit_code)
-    except click.ClickException as err:
-        err.show()
+    except click.ClickException as err:  # usage errors too: one line, like every other error
+        click.echo(f"Error: {err.format_message()}", err=True)
         sys.exit(err.exit_code)
+    except OptionError as err:
+        click.echo(f"Error: {err.as_flag()}", err=True)
+        sys.exit(1)
     except RssegError as err:
         click.echo(f"Error: {err}", err=True)
         sys.exit(1)
