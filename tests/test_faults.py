@@ -67,6 +67,17 @@ def rsseg(*args, cwd: Path | None = None) -> Run:
     return Run(proc.returncode, out, err)
 
 
+def rsseg_all(cases: list[list], width: int = 4) -> list[Run]:
+    """Several ``rsseg`` runs, ``width`` at a time (independent refusals need not wait for each other)."""
+    runs: list[Run] = []
+    for i in range(0, len(cases), width):
+        procs = [start(*args) for args in cases[i:i + width]]
+        for proc in procs:
+            out, err = proc.communicate(timeout=600)
+            runs.append(Run(proc.returncode, out, err))
+    return runs
+
+
 def leftovers(*folders: Path) -> list[str]:
     """rsseg temporaries (files, folders, locks) anywhere under ``folders``."""
     return [str(p) for f in folders if f.exists() for p in f.rglob(f"*{TAG}*")]
@@ -182,7 +193,7 @@ def copy_run(run: Path, here: Path) -> Path:
 def train_args(data: Path, out: Path, epochs: int = 1) -> list:
     return ["train", "--data", data, "--model", "abcnet", "--set", "model.backbone=mobilenetv3_small_050",
             "--epochs", epochs, "--batch-size", 2, "--tile", 64, "--device", "cpu", "--workers", 0,
-            "--threads", 1, "--out", out]
+            "--threads", 1, "-o", out]
 
 
 # -- 1. security: no code runs from a crafted file ------------------------------------------------------
@@ -206,7 +217,7 @@ def test_crafted_pickle_runs_no_code(world, trained, kind):
             run = rsseg("predict", world.scene, "--checkpoint", here / "evil.pt", "-o", here / "m.tif")
         else:
             run = rsseg("evaluate", "--checkpoint", here / "evil.pt", "--scene", world.scene, "--labels",
-                        world.labels, "--json", here / "e.json")
+                        world.labels, "-o", here / "e.json")
         refused(run, "evil.pt")
         assert not (here / "m.tif").exists() and not (here / "e.json").exists()
     assert not marker.exists()
@@ -260,10 +271,10 @@ def test_vectorize_odd_output_names(world, name, fmt):
 def test_evaluate_and_prepare_odd_names(world):
     here = world.folder("odd_eval")
     ok(rsseg("evaluate", "--checkpoint", world.model, "--scene", world.scene, "--labels", world.labels,
-             "--json", here / "e[1]"))
+             "-o", here / "e[1]"))
     assert "mIoU" in json.loads((here / "e[1]").read_text())["all"]
     ok(rsseg("prepare", "generic", "--image", world.scene, "--labels", world.labels, "--classes", CLASSES,
-             "--out", here / "p[1]*", "--patch", 64, "--stride", 64))
+             "-o", here / "p[1]*", "--patch", 64, "--stride", 64))
     assert (here / "p[1]*" / "dataset.yaml").is_file()
     assert not leftovers(here)
 
@@ -340,11 +351,11 @@ def test_prepare_interrupted(world, sig):
     here = world.folder(f"sig_prepare_{sig.name}")
     out = here / "patches"
     ok(rsseg("prepare", "generic", "--image", world.scene, "--labels", world.labels, "--classes", CLASSES,
-             "--out", out, "--patch", 64, "--stride", 64))
+             "-o", out, "--patch", 64, "--stride", 64))
     before = digest(out)
     big_labels = write_scene(here / "big_labels.tif", np.zeros((1, BIG, BIG), np.uint8))
     args = ["prepare", "generic", "--image", world.big, "--labels", big_labels, "--classes", CLASSES,
-            "--out", out, "--patch", 32, "--stride", 32, "--overwrite"]
+            "-o", out, "--patch", 32, "--stride", 32, "--overwrite"]
     interrupt(args, lambda: any(p.name.endswith(".tmp") for p in here.iterdir()), sig)
     assert digest(out) == before
     if sig == signal.SIGKILL:
@@ -425,15 +436,15 @@ def test_outputs_coinciding_with_inputs_or_each_other(world):
         ([*base, "-o", here / "x.json"], "run record"),
         ([*base, "-o", here / "m.tif", "--vector", here / "m.json"], "both"),
         (["vectorize", world.mask, "-o", world.mask, "--format", "gpkg", "--overwrite"], "input"),
-        (["evaluate", "--checkpoint", world.model, "--scene", scene, "--labels", world.labels, "--json",
+        (["evaluate", "--checkpoint", world.model, "--scene", scene, "--labels", world.labels, "-o",
           world.labels, "--overwrite"], "input"),
-        (["prepare", "generic", "--image", scene, "--labels", world.labels, "--classes", CLASSES, "--out", here,
+        (["prepare", "generic", "--image", scene, "--labels", world.labels, "--classes", CLASSES, "-o", here,
           "--overwrite"], "input"),
         ([*train_args(world.patches, world.patches)], "patch folder"),
     ]
     before = digest(world.root / "scene.tif", world.model, world.mask, world.labels, world.patches, scene)
-    for args, words in cases:
-        refused(rsseg(*args), words)
+    for run, (_, words) in zip(rsseg_all([args for args, _ in cases]), cases):
+        refused(run, words)
     assert digest(world.root / "scene.tif", world.model, world.mask, world.labels, world.patches, scene) == before
     assert sorted(p.name for p in here.iterdir()) == ["link.tif", "scene.tif"]
 
@@ -453,11 +464,11 @@ def test_outputs_checked_before_any_work(world):
         (["predict", world.scene, "--checkpoint", world.model, "-o", here / ("n" * 300 + ".tif")], "long"),
         (["predict", world.scene, "--checkpoint", world.model, "-o", here / "a_folder"], "folder"),
         (["vectorize", world.mask, "-o", here / ("v" * 300 + ".gpkg")], "long"),
-        (["evaluate", "--checkpoint", world.model, "--scene", world.scene, "--labels", world.labels, "--json",
+        (["evaluate", "--checkpoint", world.model, "--scene", world.scene, "--labels", world.labels, "-o",
           here / "missing" / "e.json"], "does not exist"),
     ]
-    for args, words in cases:
-        refused(rsseg(*args), words)
+    for run, (_, words) in zip(rsseg_all([args for args, _ in cases]), cases):
+        refused(run, words)
     assert (here / "taken.gpkg").read_bytes() == b"keep me"
     assert sorted(p.name for p in here.iterdir()) == ["a_folder", "taken.gpkg"]
 
@@ -503,12 +514,12 @@ def test_failed_prepare_leaves_nothing_and_keeps_the_old_folder(world):
     broken.write_bytes(world.scene.read_bytes()[:2000])
     args = ["prepare", "generic", "--image", world.scene, "--labels", world.labels, "--classes", CLASSES,
             "--patch", 64, "--stride", 64]
-    refused(rsseg(*args[:-4], "--image", broken, "--labels", world.labels, *args[-4:], "--out", here / "p"),
+    refused(rsseg(*args[:-4], "--image", broken, "--labels", world.labels, *args[-4:], "-o", here / "p"),
             "broken.tif")
     assert not (here / "p").exists()
-    ok(rsseg(*args, "--out", here / "p"))
+    ok(rsseg(*args, "-o", here / "p"))
     before = digest(here / "p")
-    refused(rsseg(*args[:-4], "--image", broken, "--labels", world.labels, *args[-4:], "--out", here / "p",
+    refused(rsseg(*args[:-4], "--image", broken, "--labels", world.labels, *args[-4:], "-o", here / "p",
                   "--overwrite"), "broken.tif")
     assert digest(here / "p") == before
     assert not leftovers(here)
@@ -520,7 +531,7 @@ def test_labels_not_overlapping_the_image_are_refused(world):
     here = world.folder("overlap")
     far = write_scene(here / "far_labels.tif", np.ones((1, 96, 96), np.uint8),
                       transform=Affine(0.09, 0, 900000.0, 0, -0.09, 5400000.0))
-    refused(rsseg("prepare", "generic", "--image", world.scene, "--labels", far, "--classes", CLASSES, "--out",
+    refused(rsseg("prepare", "generic", "--image", world.scene, "--labels", far, "--classes", CLASSES, "-o",
                   here / "p"), "no pixel")
     assert not (here / "p").exists() and not leftovers(here)
 
@@ -601,3 +612,81 @@ def test_concurrent_runs_never_both_succeed(world, overwrite):
     refused(second, "another rsseg run")
     assert read_mask(here / "m.tif").shape == (BIG, BIG)
     assert not leftovers(here)
+
+
+# -- 4. model cards checked on load -------------------------------------------------------------------
+
+def tampered_model(world: World, name: str, **changes) -> Path:
+    """The test model file with its stored card changed (``section__field`` or a top-level field)."""
+    payload = torch.load(world.model, weights_only=True)
+    for key, value in changes.items():
+        section, _, field = key.partition("__")
+        target = payload["card"][section] if field else payload["card"]
+        target[field or section] = value
+    path = world.root / f"{name}.pt"
+    torch.save(payload, path)
+    return path
+
+
+CARDS = {
+    "five_names_six_classes": ({"classes__names": list("abc"), "classes__colors": [[0, 0, 0]] * 3}, "4 classes"),
+    "input_scale_zero": ({"input__scale": 0}, "input scale"),
+    "classes_not_a_record": ({"classes": "six"}, "invalid model card"),
+    "mean_std_lengths": ({"input__mean": [0.5]}, "band means"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CARDS))
+def test_broken_model_card_refused(world, case):
+    changes, words = CARDS[case]
+    here = world.folder(f"card_{case}")
+    model = tampered_model(world, case, **changes)
+    refused(rsseg("predict", world.scene, "--checkpoint", model, "-o", here / "m.tif"), "invalid model card", words)
+    refused(rsseg("evaluate", "--checkpoint", model, "--scene", world.scene, "--labels", world.labels, "-o",
+                  here / "e.json"), words)
+    assert not list(here.iterdir())
+
+
+def test_unknown_card_field_is_a_one_line_warning(world):
+    here = world.folder("card_unknown")
+    model = tampered_model(world, "future", future_field=1)
+    run = rsseg("predict", world.scene, "--checkpoint", model, "-o", here / "m.tif", "--quiet")
+    ok(run)
+    assert [line for line in run.err.splitlines() if "future_field" in line][0].startswith("Warning:")
+    assert "UserWarning" not in run.err
+
+
+# -- 9. ranges checked at the command-line edge -----------------------------------------------------------
+
+def range_cases(world: World, here: Path) -> dict[str, tuple[list, str]]:
+    uint32 = np.zeros((1, 16, 16), dtype=np.uint32)
+    uint32[0, 4:8, 4:8] = 2**31 + 5
+    big_ids = write_scene(here / "ids.tif", uint32)
+    predict = ["predict", world.scene, "--checkpoint", world.model, "-o", here / "m.tif"]
+    train = train_args(world.patches, here / "run")
+    return {
+        "predict --stride -5": ([*predict, "--stride", -5], "--stride"),
+        "predict --threads -1": ([*predict, "--threads", -1], "--threads"),
+        "predict --device foo": ([*predict, "--device", "foo"], "--device"),
+        "predict --input-scale -1": ([*predict, "--input-scale", -1], "--input-scale"),
+        "predict --input-scale nan": ([*predict, "--input-scale", "nan"], "--input-scale"),
+        "train --batch-size 0": ([*train, "--batch-size", 0], "--batch-size"),
+        "train --tile 0": ([*train, "--tile", 0], "--tile"),
+        "train --set optim.lr=fast": ([*train, "--set", "optim.lr=fast"], "optim.lr"),
+        "prepare --val-fraction -0.5": (["prepare", "generic", "--image", world.scene, "--labels", world.labels,
+                                         "--classes", CLASSES, "-o", here / "p", "--val-fraction", -0.5],
+                                        "--val-fraction"),
+        "vectorize --window-rows -5": (["vectorize", world.mask, "-o", here / "v.gpkg", "--window-rows", -5],
+                                       "--window-rows"),
+        "vectorize uint32 ids >= 2**31": (["vectorize", big_ids, "-o", here / "v.gpkg"], "class id"),
+        "models --size 0": (["models", "--size", 0], "--size"),
+    }
+
+
+def test_ranges_refused_at_the_cli_edge(world):
+    here = world.folder("ranges")
+    cases = range_cases(world, here)
+    for (name, (_, words)), run in zip(cases.items(), rsseg_all([args for args, _ in cases.values()])):
+        assert run.code in (1, 2), name
+        refused(run, words, code=run.code)
+    assert sorted(p.name for p in here.iterdir()) == ["ids.tif"]

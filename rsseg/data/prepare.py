@@ -115,7 +115,7 @@ class PatchFolderWriter:
 
     def __post_init__(self) -> None:
         self.out = Path(self.out)
-        check_outputs({"--out": self.out}, self.inputs, overwrite=True, folders=["--out"])
+        check_outputs({"-o": self.out}, self.inputs, overwrite=True, folders=["-o"])
         if self.out.is_dir():
             if not (self.out / DATASET_YAML).is_file() and any(self.out.iterdir()):
                 raise RssegError(f"{self.out}: output folder exists and is not a patch folder; choose another")

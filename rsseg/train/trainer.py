@@ -184,7 +184,7 @@ class Trainer:
         state = self.run_dir / STATE_FILE
         data = Path(self.config.data.root)
         if self.run_dir.exists() and data.exists() and os.path.samefile(self.run_dir, data):
-            raise RssegError(f"{self.run_dir}: the run folder is the patch folder; choose another --out")
+            raise RssegError(f"{self.run_dir}: the run folder is the patch folder; choose another -o")
         if resume:
             if not state.is_file():
                 raise RssegError(f"{state}: no training state to resume from")
