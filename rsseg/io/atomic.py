@@ -31,6 +31,12 @@ _OWNER = re.compile(r"(\d+)-([0-9a-z_]+)")
 def check_output(path: str | os.PathLike, overwrite: bool, folder: bool = False) -> Path:
     """Refuse an existing output unless ``overwrite``, a folder in a file's place, or a missing parent folder."""
     path = Path(path)
+    try:
+        path.lstat()
+    except FileNotFoundError:
+        pass
+    except OSError as err:
+        raise RssegError(f"{str(path)[:80]}…: {err.strerror}") from None
     if path.is_dir() != folder and path.exists():
         raise RssegError(f"{path}: is a file, not a folder" if folder else f"{path}: is a folder, not an output file")
     if path.exists() and not overwrite:

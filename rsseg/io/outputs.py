@@ -39,7 +39,7 @@ def check_writable(path: Path) -> None:
     size = len(path.name.encode())
     if size > limit:
         raise RssegError(f"{path.name[:40]}…: file name is {size} bytes, longer than the {limit} allowed in {folder}")
-    if not os.access(folder, os.W_OK | os.X_OK):
+    if folder.is_dir() and not os.access(folder, os.W_OK | os.X_OK):
         raise RssegError(f"{path}: output folder {folder} is not writable")
 
 
@@ -58,8 +58,8 @@ def check_outputs(outputs: Mapping[str, Path | None], inputs: Iterable[Path | No
         if path is None:
             continue
         path = Path(path)
-        check_output(path, overwrite, folder=label in folders)
         check_writable(path)
+        check_output(path, overwrite, folder=label in folders)
         for source in given:
             if _same(path, source) or (label in folders and path.exists() and _inside(source, path)):
                 raise RssegError(f"{path}: {label} would overwrite the input {source}")
