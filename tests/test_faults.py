@@ -462,13 +462,13 @@ def test_outputs_checked_before_any_work(world):
         ([*base, "--vector", here / "taken.gpkg"], "exists"),
         ([*base, "--probs", here / "missing" / "p.tif"], "does not exist"),
         (["predict", world.scene, "--checkpoint", world.model, "-o", here / ("n" * 300 + ".tif")], "long"),
-        (["predict", world.scene, "--checkpoint", world.model, "-o", here / "a_folder"], "folder"),
+        (["predict", world.scene, "--checkpoint", world.model, "-o", here / "a_folder"], "director"),
         (["vectorize", world.mask, "-o", here / ("v" * 300 + ".gpkg")], "long"),
         (["evaluate", "--checkpoint", world.model, "--scene", world.scene, "--labels", world.labels, "-o",
           here / "missing" / "e.json"], "does not exist"),
     ]
     for run, (_, words) in zip(rsseg_all([args for args, _ in cases]), cases):
-        refused(run, words)
+        refused(run, words, code=2 if "is a directory" in run.err else 1)  # click's own check for -o FILE
     assert (here / "taken.gpkg").read_bytes() == b"keep me"
     assert sorted(p.name for p in here.iterdir()) == ["a_folder", "taken.gpkg"]
 
