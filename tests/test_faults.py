@@ -78,9 +78,13 @@ def rsseg_all(cases: list[list], width: int = 4) -> list[Run]:
     return runs
 
 
-def leftovers(*folders: Path) -> list[str]:
-    """rsseg temporaries (files, folders, locks) anywhere under ``folders``."""
-    return [str(p) for f in folders if f.exists() for p in f.rglob(f"*{TAG}*")]
+def leftovers(*folders: Path, journal: bool = True) -> list[str]:
+    """rsseg temporaries (files, folders, locks) anywhere under ``folders``, and predict's resume
+    journals (``.NAME.partial``) unless ``journal=False``."""
+    found = [p for f in folders if f.exists() for p in f.rglob(f"*{TAG}*")]
+    if journal:
+        found += [p for f in folders if f.exists() for p in f.rglob(".*.partial")]
+    return [str(p) for p in found]
 
 
 def refused(run: Run, *words: str, code: int = 1) -> None:
@@ -324,8 +328,9 @@ def test_predict_interrupted(world, sig):
     interrupt(args, claimed(here), sig)
     assert out.read_bytes() == b"previous output"
     assert not (here / "probs.tif").exists()
-    if sig != signal.SIGKILL:
-        assert not leftovers(here)
+    if sig != signal.SIGKILL:  # only the resume journal of finished bands is kept, for the rerun
+        assert not leftovers(here, journal=False)
+        assert [p.name for p in here.iterdir() if p.name.startswith(".")] in ([], [".mask.tif.partial"])
     else:
         assert leftovers(here)
         ok(rsseg(*args))

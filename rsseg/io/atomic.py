@@ -16,7 +16,6 @@ import os
 import re
 import secrets
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Iterator
 
@@ -215,7 +214,12 @@ def atomic_output(path: str | os.PathLike, overwrite: bool = False, folder: bool
         raise
 
 
-def scratch_dir(near: str | os.PathLike) -> tempfile.TemporaryDirectory:
-    """A temporary folder beside ``near``, named so that a rerun removes it if this process is killed."""
-    near = Path(near)
-    return tempfile.TemporaryDirectory(dir=near.parent, prefix=f"{_name_key(near)}{os.getpid()}-")
+@contextlib.contextmanager
+def output_lock(path: str | os.PathLike) -> Iterator[None]:
+    """Hold the lock of output ``path`` (no temporary file): refuse it while another live run holds it."""
+    claim = OutputClaim(Path(path))
+    claim.acquire()
+    try:
+        yield
+    finally:
+        claim.discard()
