@@ -346,7 +346,8 @@ def _predict(scene: Path, out: Path, model: torch.nn.Module, card: ModelCard, op
         if dev.type == "cuda":
             torch.cuda.reset_peak_memory_stats(dev)
 
-        stack.enter_context(output_lock(out))  # one run at a time on these outputs
+        if env.is_main:  # one run at a time on these outputs (ranks of one run share them)
+            stack.enter_context(output_lock(out))
         journal = BandJournal.open(out, key, ds.height, opts.restart, create=env.is_main, band_rows=opts.band_rows)
         if env.enabled:
             barrier()
