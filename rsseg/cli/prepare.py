@@ -94,6 +94,8 @@ def uavid(src: Path, output: Path, patch: int, stride: int, overwrite: bool, qui
 @click.option("--palette", help="Labels are RGB colours: a preset name or 'r,g,b;r,g,b;...' per class.")
 @click.option("--class-field", default="class", show_default=True,
               help="Attribute of vector labels holding the class name or id.")
+@click.option("--polygon-class", help="Vector labels: every polygon is this class (no class attribute needed).")
+@click.option("--background", help="Vector labels: class of pixels under no polygon (default: ignored).")
 @click.option("--bands", type=opt.IntList(minimum=1), help="1-based scene bands to keep, e.g. 1,2,3.")
 @click.option("--val-fraction", type=opt.FRACTION, default=0.2, show_default=True,
               help="Bottom strip of each scene used for validation.")
@@ -101,9 +103,14 @@ def uavid(src: Path, output: Path, patch: int, stride: int, overwrite: bool, qui
               help="Strip below validation used for testing.")
 @opt.overwrite
 def generic(images: tuple[Path, ...], labels: tuple[Path, ...], classes: str, output: Path, patch: int, stride: int,
-            palette: str | None, class_field: str, bands: list[int] | None, val_fraction: float,
-            test_fraction: float, overwrite: bool) -> None:
-    """Your own GeoTIFF(s) with label rasters or vector labels."""
+            palette: str | None, class_field: str, polygon_class: str | None, background: str | None,
+            bands: list[int] | None, val_fraction: float, test_fraction: float, overwrite: bool) -> None:
+    """Your own GeoTIFF(s) with label rasters or vector labels.
+
+    \b
+    rsseg prepare generic --image tile.tif --labels buildings.gpkg --classes background,building \\
+        --polygon-class building --background background --output patches
+    """
     from rsseg.data.prepare import prepare_generic
     from rsseg.errors import RssegError
 
@@ -115,4 +122,4 @@ def generic(images: tuple[Path, ...], labels: tuple[Path, ...], classes: str, ou
         if not path.exists():
             raise RssegError(f"{path}: file not found")
     click.echo(prepare_generic(images, labels, classes, output, patch, stride, palette, class_field, bands,
-                               val_fraction, test_fraction, overwrite).summary)
+                               val_fraction, test_fraction, overwrite, background, polygon_class).summary)

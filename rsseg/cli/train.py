@@ -13,7 +13,9 @@ from rsseg.cli import options as opt
 @click.option("--config", "config_path", type=opt.FILE, help="YAML config, e.g. configs/vaihingen/manet.yaml.")
 @click.option("--data", type=opt.FOLDER, help="Patch folder (data.root).")
 @click.option("--model", help="Registered model name (model.name), see `rsseg models`.")
-@click.option("--epochs", type=opt.POSITIVE_INT, help="train.epochs")
+@click.option("--epochs", type=opt.POSITIVE_INT, help="train.epochs (default 50, or as many as --max-minutes allows).")
+@click.option("--max-minutes", type=opt.POSITIVE_FLOAT,
+              help="train.max_minutes: stop when this time is spent; the LR schedule ends with it.")
 @click.option("--batch-size", type=opt.POSITIVE_INT, help="train.batch_size (per process).")
 @click.option("--tile", type=click.IntRange(min=32), help="data.tile: training crop size.")
 @opt.output("Run folder (train.out; default: runs/<dataset>-<model>).", folder=True)
@@ -26,13 +28,15 @@ from rsseg.cli import options as opt
 @opt.overwrite
 @opt.quiet
 def train(config_path: Path | None, data: Path | None, model: str | None, epochs: int | None,
-          batch_size: int | None, tile: int | None, output: Path | None, device: str | None, workers: int | None,
-          threads: int | None, overrides: tuple[str, ...], resume: Path | None, overwrite: bool, quiet: bool) -> None:
+          max_minutes: float | None, batch_size: int | None, tile: int | None, output: Path | None,
+          device: str | None, workers: int | None, threads: int | None, overrides: tuple[str, ...],
+          resume: Path | None, overwrite: bool, quiet: bool) -> None:
     """Train on a patch folder made by `rsseg prepare`; writes best.pt, last.pt, logs and plots.
 
     \b
     rsseg train --config configs/vaihingen/manet.yaml
     rsseg train --data patches/ --model unet --epochs 30 --batch-size 8 --tile 256 -o runs/demo
+    rsseg train --data patches/ --max-minutes 15 -o runs/quick
     torchrun --nproc_per_node 4 --no-python rsseg train --config configs/potsdam/abcnet.yaml
     """
     from rsseg.errors import RssegError
@@ -41,6 +45,7 @@ def train(config_path: Path | None, data: Path | None, model: str | None, epochs
     from rsseg.train.trainer import train as run_training
 
     options = {("data", "root"): data, ("model", "name"): model, ("train", "epochs"): epochs,
+               ("train", "max_minutes"): max_minutes,
                ("train", "batch_size"): batch_size, ("data", "tile"): tile, ("train", "out"): output,
                ("train", "device"): device, ("data", "workers"): workers, ("train", "threads"): threads}
     updates: dict = {}

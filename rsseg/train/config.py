@@ -36,11 +36,16 @@ class DataConfig:
     rot90: bool = True
     workers: int = _opt(2, minimum=0)
     val_split: str = _opt("val", choices=("train", "val", "test"))
+    #: random crops per epoch (None: as many as cover the training patches once)
+    samples_per_epoch: int | None = _opt(None, minimum=1)
 
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """``model``: a registered name; every other key is a constructor argument (backbone, ...)."""
+    """``model``: a registered name; every other key is a constructor argument (backbone, ...).
+
+    ``pretrained: true`` starts the backbone from ImageNet, ``pretrained_weights: PATH`` from a file.
+    """
 
     name: str = "unet"
     kwargs: dict[str, Any] = _opt({})
@@ -51,6 +56,7 @@ class OptimConfig:
     """``optim``: AdamW with warm-up then cosine or poly decay."""
 
     lr: float = _opt(6e-4, above=0)
+    #: a pretrained backbone's learning rate (a random backbone trains at ``lr``)
     encoder_lr: float = _opt(6e-5, minimum=0)
     weight_decay: float = _opt(0.01, minimum=0)
     schedule: str = _opt("cosine", choices=("cosine", "poly"))
@@ -70,9 +76,12 @@ class LossConfig:
 
 @dataclass(frozen=True)
 class TrainSection:
-    """``train``: epochs, batches, seed, device and what selects the best epoch."""
+    """``train``: epochs or a time budget, batches, seed, device and what selects the best epoch."""
 
-    epochs: int = _opt(50, minimum=1)
+    #: None: 50 epochs, or with ``max_minutes`` as many as the budget allows
+    epochs: int | None = _opt(None, minimum=1)
+    #: stop when this many minutes are spent; the learning-rate schedule ends with the budget
+    max_minutes: float | None = _opt(None, above=0)
     batch_size: int = _opt(8, minimum=1)
     val_batch_size: int | None = _opt(None, minimum=1)
     seed: int = 0
@@ -104,6 +113,10 @@ class TrainConfig:
 SECTIONS: dict[str, type] = {"data": DataConfig, "model": ModelConfig, "optim": OptimConfig, "loss": LossConfig,
                              "train": TrainSection}
 DEFAULTS: dict[str, dict[str, Any]] = TrainConfig(*(cls() for cls in SECTIONS.values())).to_dict()
+# ``rsseg train`` without a config file on a machine without a GPU: small crops and batches, and
+# a U-Net without a chosen backbone gets the offline pretrained EfficientNet-Lite0.
+CPU_DEFAULTS: dict[str, dict[str, Any]] = {"data": {"tile": 256}, "train": {"batch_size": 4}}
+CPU_MODEL = {"backbone": "efficientnet_lite0", "pretrained": True}
 
 
 def merge(base: dict, update: dict, where: str = "") -> dict:
@@ -144,16 +157,19 @@ def build_config(path: str | os.PathLike | None = None, overrides: Sequence[str]
                  updates: dict | None = None) -> TrainConfig:
     """Defaults ← config file ← ``updates`` (from CLI options) ← ``--set`` overrides, checked once.
 
-    Every value is checked for its type, range and choices here, before any data is read.
+    Without a config file, training on the CPU starts from :data:`CPU_DEFAULTS` instead of the
+    defaults alone. Every value is checked for its type, range and choices here, before any data is read.
     """
     config: dict = {}
     source = str(path) if path else "--set"
+    user = merge(updates or {}, {})
+    for item in overrides:
+        user = merge(user, parse_override(item))
     if path:
         config = read_yaml(Path(path))
-    if updates:
-        config = merge(config, updates)
-    for item in overrides:
-        config = merge(config, parse_override(item))
+    else:
+        config = _cpu_defaults(user)
+    config = merge(config, user)
     for section, values in config.items():
         if section not in SECTIONS:
             raise RssegError(f"{source}: unknown section {section!r} (known: {', '.join(SECTIONS)})")
@@ -169,6 +185,22 @@ def build_config(path: str | os.PathLike | None = None, overrides: Sequence[str]
     if result.data.scale[0] > result.data.scale[1]:
         raise RssegError(f"{source}: data.scale {list(result.data.scale)} must be [low, high] with low <= high")
     return result
+
+
+def _cpu_defaults(user: dict) -> dict:
+    """:data:`CPU_DEFAULTS` when ``user``'s ``train.device`` means the CPU here, else nothing."""
+    train, model = user.get("train"), user.get("model")
+    device = str(train.get("device", "auto")) if isinstance(train, dict) else "auto"
+    if device == "auto":
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device != "cpu":
+        return {}
+    chosen = model if isinstance(model, dict) else {}
+    if chosen.get("name", "unet") == "unet" and "backbone" not in chosen:
+        return merge(CPU_DEFAULTS, {"model": CPU_MODEL})
+    return copy.deepcopy(CPU_DEFAULTS)
 
 
 def _section(source: str, key: str, cls: type, values: dict) -> Any:
