@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 import torch.nn.functional as F
 
@@ -11,16 +13,19 @@ class TrainAugment:
 
     The crop is taken in the source at size ``tile / scale`` and resized to ``tile``, so a
     scale of 0.5 shows twice the area. Parts of a crop falling outside the patch are padded
-    with 0 (the normalised mean) in the image and the ignore index in the mask.
+    with 0 (the normalised mean) in the image and the ignore index in the mask. ``photometric``
+    (e.g. :class:`rsseg.data.photometric.Photometric`) then changes the image's look.
     """
 
     def __init__(self, tile: int, scale: tuple[float, float] = (0.5, 1.5), flips: bool = True,
-                 rot90: bool = True, ignore_index: int = 255):
+                 rot90: bool = True, ignore_index: int = 255,
+                 photometric: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None):
         self.tile = tile
         self.scale = scale
         self.flips = flips
         self.rot90 = rot90
         self.ignore_index = ignore_index
+        self.photometric = photometric
 
     def _uniform(self, generator: torch.Generator, lo: float, hi: float) -> float:
         return lo + (hi - lo) * float(torch.rand((), generator=generator))
@@ -52,4 +57,6 @@ class TrainAugment:
             k = self._randint(generator, 4)
             if k:
                 image, mask = torch.rot90(image, k, (-2, -1)), torch.rot90(mask, k, (-2, -1))
+        if self.photometric is not None:
+            image = self.photometric(image.contiguous(), generator)
         return image.contiguous(), mask.contiguous()

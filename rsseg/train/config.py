@@ -12,8 +12,8 @@ import yaml
 from rsseg.errors import RssegError
 
 DEFAULTS: dict[str, dict[str, Any]] = {
-    "data": {"root": None, "tile": 512, "scale": [0.5, 1.5], "flips": True, "rot90": True, "workers": 2,
-             "val_split": "val"},
+    "data": {"root": None, "tile": 512, "scale": [0.5, 1.5], "flips": True, "rot90": True, "photometric": 0.0,
+             "workers": 2, "val_split": "val"},
     # every key besides ``name`` is a constructor argument of the model (backbone, ...)
     "model": {"name": "unet"},
     "optim": {"lr": 6e-4, "encoder_lr": 6e-5, "weight_decay": 0.01, "schedule": "cosine", "warmup_epochs": 1.0,

@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
 from rsseg.data.patches import PatchDataset, pad_collate, read_dataset_info, worker_errors_as_one_line
+from rsseg.data.photometric import Photometric
 from rsseg.data.transforms import TrainAugment
 from rsseg.errors import RssegError
 from rsseg.io.atomic import atomic_output
@@ -105,8 +106,10 @@ class Trainer:
         self.seed = int(train_cfg["seed"])
         _seed_everything(self.seed)
         self.info = read_dataset_info(data_cfg["root"])
+        strength = float(data_cfg["photometric"] or 0)
+        photometric = Photometric(self.info.mean, self.info.std, strength) if strength > 0 else None
         augment = TrainAugment(int(data_cfg["tile"]), tuple(data_cfg["scale"]), bool(data_cfg["flips"]),
-                               bool(data_cfg["rot90"]), self.info.ignore_index)
+                               bool(data_cfg["rot90"]), self.info.ignore_index, photometric)
         self.train_set = PatchDataset(data_cfg["root"], "train", augment, seed=self.seed, info=self.info)
         self.val_set = PatchDataset(data_cfg["root"], data_cfg["val_split"], info=self.info)
         self.batch_size = int(train_cfg["batch_size"])
