@@ -97,6 +97,7 @@ class ABCNet(SegmentationModel):
 
 @register_model("abcnet", paper="ABCNet (Li et al., 2021)", default_backbone="resnet18")
 def build(num_classes: int, in_channels: int = 3, backbone: str = "resnet18",
-          pretrained_weights: str | None = None, aux_weights: Sequence[float] = (0.4, 0.4)) -> ABCNet:
-    """ABCNet; ``aux_weights`` weight the stride-8 and stride-16 auxiliary losses."""
-    return ABCNet(num_classes, in_channels, backbone, pretrained_weights, aux_weights)
+          pretrained_weights: str | None = None, aux_weights: Sequence[float] = (0.4, 0.4),
+          channels: int = 128) -> ABCNet:
+    """ABCNet; ``aux_weights`` weight the stride-8 and stride-16 auxiliary losses; ``channels``: decoder width."""
+    return ABCNet(num_classes, in_channels, backbone, pretrained_weights, aux_weights, channels)
