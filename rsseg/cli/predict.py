@@ -24,6 +24,9 @@ from rsseg.errors import RssegError
 @click.option("--tta", type=click.Choice(["none", "flip", "d4"]), default="none", show_default=True,
               help="Test-time augmentation, averaged in probability space (d4: square tiles only).")
 @click.option("--bands", type=IntList(), help="1-based scene bands feeding the model, e.g. 3,2,1.")
+@click.option("--gsd", default="auto", show_default=True,
+              help="auto: resample windows to the model's ground sample distance where the scene's differs by "
+                   "more than 1.25x; native: never; METRES: the scene's metres per pixel (resampled as auto).")
 @click.option("--input-scale", type=float, help="Divide raw values by this (default: the model's).")
 @click.option("--probs", type=click.Path(path_type=Path), help="Also write per-class probabilities (uint8).")
 @click.option("--vector", type=click.Path(path_type=Path), help="Also write polygons (gpkg/shp/geojson/fgb).")
@@ -33,7 +36,7 @@ from rsseg.errors import RssegError
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def predict(scene: Path, out: Path | None, checkpoint: Path | None, tile: int | None, overlap: float | None,
-            stride: int | None, batch_size: int, tta: str, bands: list[int] | None, input_scale: float | None,
+            stride: int | None, batch_size: int, tta: str, bands: list[int] | None, gsd: str, input_scale: float | None,
             probs: Path | None, vector: Path | None, cog: bool, device: str, threads: int | None,
             overwrite: bool, quiet: bool) -> None:
     """Segment SCENE window by window with overlap blending.
@@ -45,6 +48,7 @@ def predict(scene: Path, out: Path | None, checkpoint: Path | None, tile: int | 
     from rsseg.models.default import DEFAULT_MODEL
     from rsseg.tiling import predict_scene
     from rsseg.tiling.engine import resolve_device
+    from rsseg.tiling.gsd import parse_gsd
 
     if overlap is not None and stride is not None:
         raise click.UsageError("give --overlap or --stride, not both")
@@ -56,6 +60,7 @@ def predict(scene: Path, out: Path | None, checkpoint: Path | None, tile: int | 
         checkpoint = DEFAULT_MODEL
         click.echo(f"Using the bundled default model {DEFAULT_MODEL} (trained on synthetic "
                    f"scenes; pass --checkpoint for real maps)", err=True)
+    gsd_mode = parse_gsd(gsd)
     out = out or Path.cwd() / f"{scene.stem}_mask.tif"
     model, card = load_checkpoint(checkpoint, resolve_device(device))
     with warnings.catch_warnings(record=True) as caught:
@@ -63,10 +68,12 @@ def predict(scene: Path, out: Path | None, checkpoint: Path | None, tile: int | 
         report = predict_scene(scene, out, model, card, tile=tile, overlap=0.5 if overlap is None else overlap,
                                stride=stride, batch_size=batch_size, tta=tta, bands=bands, probs=probs, cog=cog,
                                device=device, overwrite=overwrite, progress=not quiet, input_scale=input_scale,
-                               threads=threads, model_source=str(checkpoint))
+                               threads=threads, model_source=str(checkpoint), gsd=gsd_mode)
     for w in caught:
         click.echo(f"Warning: {w.message}", err=True)
     click.echo(report.summary_line())
+    if report.unfamiliar_line():
+        click.echo(report.unfamiliar_line())
     if vector is not None:
         from rsseg.vector import vectorize_mask
 

@@ -27,10 +27,12 @@ from rsseg.io.raster import bounded_gdal_cache, is_georeferenced, open_raster, p
 from rsseg.models.checkpoint import ModelCard
 from rsseg.tiling.blend import RowBandBlender
 from rsseg.tiling.grid import Tile, TileGrid
+from rsseg.tiling.gsd import GsdPlan, model_shape, plan_gsd, resize, scene_window
 from rsseg.tiling.tta import tta_transforms
 from rsseg.tiling.weights import blend_window
 
 MULTIPLE = 32  # window sizes every registered architecture accepts
+FAMILIAR_CONFIDENCE = 0.6  # mean top-class probability below this: the scene is unlike the training data
 
 
 @dataclass
@@ -56,6 +58,8 @@ class PredictReport:
     model_seconds: float = 0.0
     peak_rss_mb: float = 0.0
     peak_cuda_mb: float | None = None
+    gsd: dict = field(default_factory=dict)  # scene / model GSD (metres) and the window resampling factor
+    mean_top_probability: float | None = None  # over valid pixels of all windows run
     model: dict = field(default_factory=dict)
     rsseg_version: str = rsseg.__version__
 
@@ -65,9 +69,24 @@ class PredictReport:
 
     def summary_line(self) -> str:
         cuda = f", peak CUDA {self.peak_cuda_mb:.0f} MB" if self.peak_cuda_mb is not None else ""
-        return (f"{Path(self.scene).name}: {self.width}x{self.height} px, {self.windows} windows "
+        gsd = f", {self.gsd['text']}" if self.gsd.get("text") else ""
+        return (f"{Path(self.scene).name}: {self.width}x{self.height} px{gsd}, {self.windows} windows "
                 f"({self.windows_skipped} skipped), {self.seconds:.1f} s, {self.mpix_per_s:.2f} MPix/s, "
                 f"peak RSS {self.peak_rss_mb:.0f} MB{cuda} -> {self.mask}")
+
+    def unfamiliar_line(self) -> str | None:
+        """One line when the scene looks unlike what the model was trained on, else ``None``."""
+        reasons = []
+        if self.mean_top_probability is not None and self.mean_top_probability < FAMILIAR_CONFIDENCE:
+            reasons.append(f"mean top-class probability {self.mean_top_probability:.2f} < {FAMILIAR_CONFIDENCE}")
+        if self.gsd.get("outside"):
+            lo, hi = self.gsd["model"]
+            span = f"{lo:g}-{hi:g} m" if lo != hi else f"{lo:g} m"
+            reasons.append(f"scene GSD {self.gsd['scene']:.3g} m far from the trained {span}")
+        if not reasons:
+            return None
+        return (f"Note: {Path(self.scene).name} looks unlike this model's training data ({'; '.join(reasons)}); "
+                "check the map, or fine-tune on a few labelled tiles")
 
     def to_json(self) -> dict:
         return {**asdict(self), "mpix_per_s": self.mpix_per_s}
@@ -159,8 +178,9 @@ class _Predictor:
     """Normalises raw windows, runs the model (with TTA) and returns softmax probabilities."""
 
     def __init__(self, model: torch.nn.Module, card: ModelCard, scale: float, device: torch.device,
-                 tta: str, square: bool, amp: bool):
+                 tta: str, square: bool, amp: bool, model_input: tuple[int, int] | None = None):
         self.model, self.device = model, device
+        self.model_input = model_input  # windows resampled to this shape for the model (GSD), else None
         mean = torch.tensor(card.mean, device=device).view(1, -1, 1, 1)
         std = torch.tensor(card.std, device=device).view(1, -1, 1, 1)
         self.gain, self.bias = 1 / (scale * std), -mean / std  # (raw / scale - mean) / std
@@ -168,12 +188,18 @@ class _Predictor:
         self.amp = amp and device.type == "cuda"
         self.calls = 0
         self.seconds = 0.0  # the model's own forward time
+        self.top_sum = 0.0  # top-class probability summed over valid pixels, and their count
+        self.top_count = 0
 
     def __call__(self, pixels: np.ndarray, valid: np.ndarray) -> torch.Tensor:
         x = torch.from_numpy(pixels).to(self.device, non_blocking=True).float()
         x = torch.addcmul(self.bias, x, self.gain)
+        valid_t = torch.from_numpy(valid).to(self.device)
         if not valid.all():
-            x = x * torch.from_numpy(valid).to(self.device)[:, None]  # invalid pixels -> band mean
+            x = x * valid_t[:, None]  # invalid pixels -> band mean
+        window = tuple(x.shape[-2:])
+        if self.model_input:
+            x = resize(x, self.model_input)
         probs = None
         with torch.inference_mode(), torch.autocast("cuda", enabled=self.amp):
             for forward, inverse in self.transforms:
@@ -187,7 +213,10 @@ class _Predictor:
                     raise RssegError("model did not return B×K×H×W logits at window size (is it in eval mode?)")
                 p = inverse(torch.softmax(logits.float(), 1))
                 probs = p if probs is None else probs.add_(p)
-        return probs / len(self.transforms) if len(self.transforms) > 1 else probs
+        probs = resize(probs / len(self.transforms) if len(self.transforms) > 1 else probs, window)
+        self.top_sum += float((probs.amax(1) * valid_t).sum())
+        self.top_count += int(valid_t.sum())
+        return probs
 
 
 def predict_scene(scene: str | Path, out: str | Path, model: torch.nn.Module, card: ModelCard, *,
@@ -196,12 +225,16 @@ def predict_scene(scene: str | Path, out: str | Path, model: torch.nn.Module, ca
                   probs: str | Path | None = None, cog: bool = False, device: str = "auto",
                   overwrite: bool = False, progress: bool = True, input_scale: float | None = None,
                   threads: int | None = None, amp: bool = True, record: bool = True,
-                  model_source: str | None = None) -> PredictReport:
+                  model_source: str | None = None, gsd: str | float = "auto") -> PredictReport:
     """Segment ``scene`` window by window into a georeferenced class mask at ``out``.
 
     Softmax probabilities of overlapping windows are blended with a smooth positive weight
     in a rolling band of rows, so memory depends on window height × scene width, never on
     scene height. Outputs appear under their final names only when complete.
+
+    ``gsd`` (see :func:`rsseg.tiling.gsd.plan_gsd`): ``auto`` resamples windows to the model's
+    GSD where the scene's differs by more than 1.25×; ``tile`` is then the model's input size and
+    scene windows cover the same ground; ``stride`` stays in scene pixels.
     """
     started = time.perf_counter()
     scene, out = Path(scene), Path(out)
@@ -230,6 +263,10 @@ def predict_scene(scene: str | Path, out: str | Path, model: torch.nn.Module, ca
                           input_scale if input_scale else card.input_scale)
         if not is_georeferenced(ds):
             warnings.warn(f"{scene}: no georeference; outputs carry no CRS (pixel coordinates)", stacklevel=2)
+        gsd_plan = plan_gsd(gsd, ds, card)
+        if gsd_plan.warning:
+            warnings.warn(gsd_plan.warning, stacklevel=2)
+        tile = scene_window(tile, gsd_plan.factor) if gsd_plan.resampled else tile
         tile_h, tile_w = window_shape(tile, ds.height, ds.width)
         step = stride or max(1, round(tile * (1 - overlap)))
         if step > tile:
@@ -238,10 +275,12 @@ def predict_scene(scene: str | Path, out: str | Path, model: torch.nn.Module, ca
         report = PredictReport(str(scene), str(out), str(probs_path) if probs_path else None, ds.width, ds.height,
                                (tile_h, tile_w), (min(step, tile_h), min(step, tile_w)), batch_size, tta,
                                plan.bands, str(dev), windows=len(grid),
+                               gsd=_gsd_record(gsd_plan),
                                model={"source": model_source, **card.arch, "class_names": card.class_names})
+        model_input = model_shape(tile_h, tile_w, gsd_plan.factor) if gsd_plan.resampled else None
         try:
             predictor = _Predictor(model.to(dev).eval(), card, plan.input_scale, dev,
-                                   tta, tile_h == tile_w, amp)
+                                   tta, tile_h == tile_w, amp, model_input)
         except ValueError as err:
             raise RssegError(f"--tta {tta}: {err}") from None
         if dev.type == "cuda":
@@ -267,6 +306,7 @@ def predict_scene(scene: str | Path, out: str | Path, model: torch.nn.Module, ca
 
         report.model_calls = predictor.calls
         report.model_seconds = predictor.seconds
+        report.mean_top_probability = predictor.top_sum / predictor.top_count if predictor.top_count else None
         report.seconds = time.perf_counter() - started
         report.peak_rss_mb = peak_rss_mb()
         if dev.type == "cuda":
@@ -275,6 +315,11 @@ def predict_scene(scene: str | Path, out: str | Path, model: torch.nn.Module, ca
             with atomic_output(record_path, overwrite) as tmp:
                 tmp.write_text(json.dumps(report.to_json(), indent=2))
     return report
+
+
+def _gsd_record(plan: GsdPlan) -> dict:
+    return {"scene": plan.scene, "model": list(plan.model) if plan.model else None, "factor": plan.factor,
+            "outside": plan.outside(), "text": plan.describe()}
 
 
 def _run(ds, bands: list[int], grid: TileGrid, batch_size: int, predictor: _Predictor,
