@@ -38,13 +38,22 @@ LOG_FIELDS = ("epoch", "lr", "train_loss", "val_loss", "mIoU", "mF1", "OA", "all
               "patches_per_s", "seconds")
 
 
+def encoder_modules(model: nn.Module) -> list[nn.Module]:
+    """The backbone: any :class:`TimmEncoder` or submodule named ``encoder``/``backbone``."""
+    return [module for name, module in model.named_modules()
+            if isinstance(module, TimmEncoder) or name.rsplit(".", 1)[-1] in ("encoder", "backbone")]
+
+
 def encoder_parameters(model: nn.Module) -> set[int]:
-    """Ids of backbone parameters: a :class:`TimmEncoder` or any submodule named ``encoder``/``backbone``."""
-    ids: set[int] = set()
-    for name, module in model.named_modules():
-        if isinstance(module, TimmEncoder) or name.rsplit(".", 1)[-1] in ("encoder", "backbone"):
-            ids.update(id(p) for p in module.parameters())
-    return ids
+    """Ids of backbone parameters."""
+    return {id(p) for module in encoder_modules(model) for p in module.parameters()}
+
+
+def freeze_encoder(model: nn.Module) -> None:
+    """No gradients for the backbone (``optim.encoder_lr: 0``); its BatchNorm statistics stay as
+    loaded while training (see :meth:`Trainer.train_epoch`)."""
+    for module in encoder_modules(model):
+        module.requires_grad_(False)
 
 
 def build_optimizer(model: nn.Module, optim: dict) -> torch.optim.Optimizer:
@@ -119,6 +128,9 @@ class Trainer:
                              f"{self.batch_size} × {self.env.world_size} process(es); lower train.batch_size")
         self.steps_per_epoch = per_rank // self.batch_size
         self.model = self._build_model()
+        self.frozen_encoder = float(config["optim"]["encoder_lr"]) == 0
+        if self.frozen_encoder:
+            freeze_encoder(self.model)
         self.ddp = self._wrap(self.model)
         self.optimizer = build_optimizer(self.model, config["optim"])
         optim = config["optim"]
@@ -217,6 +229,9 @@ class Trainer:
     def train_epoch(self, epoch: int) -> tuple[float, float]:
         """One pass over the training data; mean loss and patches/s (all ranks)."""
         self.ddp.train()
+        if self.frozen_encoder:
+            for module in encoder_modules(self.model):
+                module.eval()
         loader = self._train_loader(epoch)
         epochs = int(self.config["train"]["epochs"])
         clip = float(self.config["optim"]["clip_grad"] or 0)
