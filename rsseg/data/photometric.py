@@ -7,11 +7,13 @@ artefacts, each applied with a probability and a random strength drawn from a to
 
 from __future__ import annotations
 
+import io
 from typing import Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
-from torchvision.io import decode_jpeg, encode_jpeg
+from PIL import Image
 
 
 class Photometric:
@@ -73,5 +75,8 @@ def _gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
 
 def _jpeg(x: torch.Tensor, quality: int) -> torch.Tensor:
     """Round-trip a 3×H×W image in [0, 1] through JPEG at ``quality``."""
-    data = encode_jpeg((x * 255).round().to(torch.uint8), quality=max(1, min(100, quality)))
-    return decode_jpeg(data).float() / 255
+    buffer = io.BytesIO()
+    pixels = (x * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+    Image.fromarray(pixels).save(buffer, format="JPEG", quality=max(1, min(95, quality)))
+    decoded = np.asarray(Image.open(buffer).convert("RGB"), dtype=np.float32) / 255
+    return torch.from_numpy(decoded).permute(2, 0, 1).contiguous()
