@@ -83,7 +83,8 @@ def test_train_converges_checkpoint_predicts_and_evaluates(patches, tmp_path, ca
     run = tmp_path / "run"
     code, text = run_cli(["train", "--data", str(patches), "--model", "test_tiny_fcn", "--epochs", "6",
                           "--threads", "1", "--batch-size", "8", "--tile", "64", "--out", str(run), "--workers", "2", "--device", "cpu",
-                          "--set", "optim.lr=0.01", "--set", "optim.encoder_lr=0.01"], capsys)
+                          "--set", "optim.lr=0.01", "--set", "optim.encoder_lr=0.01",
+                          "--set", "data.samples_per_epoch=128"], capsys)
     assert code == 0, text
     assert "best mIoU" in text and f"-> {run / 'best.pt'}" in text
     for name in ("best.pt", "last.pt", "state.pt", "config.yaml", "log.csv", "log.json", "curves.png",
@@ -160,6 +161,22 @@ def test_resume_gives_the_weights_of_an_uninterrupted_run(patches, tmp_path, mon
         train(cfg, tmp_path / "killed", resume=True, progress=False)
     with pytest.raises(RssegError, match="run folder is not empty"):
         train(cfg, tmp_path / "killed", progress=False)
+
+
+def test_time_budget_ends_schedule_and_run_with_checkpoints(patches, tmp_path, monkeypatch):
+    ticks = iter(range(0, 10 ** 6, 2))  # a clock that advances 2 s each time the budget reads it
+    monkeypatch.setattr(trainer_module.TimeBudget, "clock", staticmethod(lambda: float(next(ticks))))
+    cfg = config(patches, "train.max_minutes=1", "optim.warmup_epochs=0")
+    cfg["train"]["epochs"] = None  # the budget alone decides
+    best = train(cfg, tmp_path / "run", progress=False)
+    history = json.loads((tmp_path / "run" / "log.json").read_text())
+    assert 1 < best["epochs_done"] == len(history) < 10
+    for name in ("best.pt", "last.pt", "state.pt"):
+        assert (tmp_path / "run" / name).is_file(), name
+    lrs = [h["lr"] for h in history]
+    assert lrs == sorted(lrs, reverse=True) and lrs[-1] < 0.02 * 0.01  # cosine schedule ended with the budget
+    with pytest.raises(RssegError, match="spent its train.max_minutes"):
+        train(cfg, tmp_path / "run", resume=True, progress=False)
 
 
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(patches, tmp_path, monkeypatch):
@@ -240,7 +257,20 @@ def test_shipped_configs_resolve_to_registered_models(path):
     dataset = path.parent.name
     assert cfg["model"]["name"] == path.stem and cfg["model"]["name"] in {m.name for m in list_models()}
     assert cfg["data"]["root"] == f"data/{dataset}" and cfg["train"]["out"] == f"runs/{dataset}-{path.stem}"
+    assert cfg["model"]["pretrained"] is True  # ImageNet backbones, as in the papers
     assert cfg["optim"]["encoder_lr"] == pytest.approx(cfg["optim"]["lr"] / 10) and cfg["train"]["epochs"] == 1
+
+
+def test_cpu_defaults_without_a_config(tmp_path):
+    cpu = build_config(None, ("train.device=cpu",), {"data": {"root": "x"}})
+    assert (cpu["data"]["tile"], cpu["train"]["batch_size"]) == (256, 4)
+    assert cpu["model"] == {"name": "unet", "backbone": "efficientnet_lite0", "pretrained": True}
+    chosen = build_config(None, ("train.device=cpu", "model.name=abcnet", "data.tile=128"), {"data": {"root": "x"}})
+    assert chosen["model"] == {"name": "abcnet"} and chosen["data"]["tile"] == 128
+    gpu = build_config(None, ("train.device=cuda",), {"data": {"root": "x"}})
+    assert (gpu["data"]["tile"], gpu["train"]["batch_size"], gpu["model"]) == (512, 8, {"name": "unet"})
+    shipped = build_config(TESTS.parent / "configs" / "vaihingen" / "unet.yaml", ("train.device=cpu",))
+    assert shipped["data"]["tile"] == 512 and shipped["model"]["backbone"] == "resnet34"
 
 
 def test_encoder_lr_zero_freezes_the_backbone_and_its_batchnorm(patches, tmp_path):

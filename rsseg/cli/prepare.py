@@ -92,6 +92,8 @@ def uavid(src: Path, out: Path, patch: int, stride: int, overwrite: bool) -> Non
 @click.option("--palette", help="Labels are RGB colours: a preset name or 'r,g,b;r,g,b;...' per class.")
 @click.option("--class-field", default="class", show_default=True,
               help="Attribute of vector labels holding the class name or id.")
+@click.option("--polygon-class", help="Vector labels: every polygon is this class (no class attribute needed).")
+@click.option("--background", help="Vector labels: class of pixels under no polygon (default: ignored).")
 @click.option("--bands", type=IntList(), help="1-based scene bands to keep, e.g. 1,2,3.")
 @click.option("--val-fraction", type=float, default=0.2, show_default=True,
               help="Bottom strip of each scene used for validation.")
@@ -99,11 +101,16 @@ def uavid(src: Path, out: Path, patch: int, stride: int, overwrite: bool) -> Non
               help="Strip below validation used for testing.")
 @_overwrite
 def generic(images: tuple[Path, ...], labels: tuple[Path, ...], classes: str, out: Path, patch: int, stride: int,
-            palette: str | None, class_field: str, bands: list[int] | None, val_fraction: float,
-            test_fraction: float, overwrite: bool) -> None:
-    """Your own GeoTIFF(s) with label rasters or vector labels."""
+            palette: str | None, class_field: str, polygon_class: str | None, background: str | None,
+            bands: list[int] | None, val_fraction: float, test_fraction: float, overwrite: bool) -> None:
+    """Your own GeoTIFF(s) with label rasters or vector labels.
+
+    \b
+    rsseg prepare generic --image tile.tif --labels buildings.gpkg --classes background,building \\
+        --polygon-class building --background background --out patches
+    """
     from rsseg.data.prepare import prepare_generic
 
     _check_sizes(patch, stride)
     click.echo(prepare_generic(images, labels, classes, out, patch, stride, palette, class_field, bands,
-                               val_fraction, test_fraction, overwrite)[1])
+                               val_fraction, test_fraction, overwrite, background, polygon_class)[1])

@@ -13,6 +13,7 @@ import rasterio
 import torch
 import yaml
 from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
+from rasterio.windows import Window
 from torch.utils.data import Dataset
 
 from rsseg.errors import RssegError
@@ -81,13 +82,13 @@ def read_dataset_info(root: str | os.PathLike) -> DatasetInfo:
     return info
 
 
-def read_raster(path: Path) -> np.ndarray:
-    """All bands of an image as a ``bands×H×W`` array; an unreadable file is the file's fault."""
+def read_raster(path: Path, window: Window | None = None) -> np.ndarray:
+    """All bands of an image (or of ``window``) as a ``bands×H×W`` array; an unreadable file is the file's fault."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
             with rasterio.open(path) as ds:
-                return ds.read()
+                return ds.read(window=window)
     except (RasterioIOError, OSError) as err:
         raise RssegError(f"{path}: unreadable patch ({str(err).splitlines()[0][:160]})") from None
 
@@ -137,10 +138,10 @@ class PatchDataset(Dataset):
     def __len__(self) -> int:
         return len(self.pairs)
 
-    def load(self, index: int) -> tuple[np.ndarray, np.ndarray]:
-        """Raw image (bands×H×W) and checked mask (H×W, uint8) of one patch."""
+    def load(self, index: int, window: Window | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Raw image (bands×H×W) and checked mask (H×W, uint8) of one patch (or of ``window`` in it)."""
         image_path, mask_path = self.pairs[index]
-        image, mask = read_raster(image_path), read_raster(mask_path)
+        image, mask = read_raster(image_path, window), read_raster(mask_path, window)
         if image.shape[0] != self.info.in_channels:
             raise RssegError(f"{image_path}: has {image.shape[0]} bands, the dataset {self.info.in_channels}")
         if mask.shape[0] != 1 or mask.shape[1:] != image.shape[1:]:
@@ -154,17 +155,23 @@ class PatchDataset(Dataset):
                              f"(0..{self.info.num_classes - 1}) nor the ignore index {self.info.ignore_index}")
         return image, mask.astype(np.uint8, copy=False)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        raw, mask = self.load(index)
+    def normalise(self, raw: np.ndarray, mask: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """Raw bands and mask as model input (``(raw / input_scale - mean) / std``) and int64 target."""
         image = raw.astype(np.float32)
         image /= self.info.input_scale
         image -= self._mean
         image /= self._std
-        x, y = torch.from_numpy(image), torch.from_numpy(mask).long()
+        return torch.from_numpy(image), torch.from_numpy(mask).long()
+
+    def generator(self, index: int) -> torch.Generator:
+        """The random generator of item ``index`` in the current epoch."""
+        seed = np.random.SeedSequence([self.seed, self.epoch, index]).generate_state(1)[0]
+        return torch.Generator().manual_seed(int(seed))
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        x, y = self.normalise(*self.load(index))
         if self.transform is not None:
-            seed = np.random.SeedSequence([self.seed, self.epoch, index]).generate_state(1)[0]
-            generator = torch.Generator().manual_seed(int(seed))
-            x, y = self.transform(x, y, generator)
+            x, y = self.transform(x, y, self.generator(index))
         return x, y
 
 

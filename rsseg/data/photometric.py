@@ -36,7 +36,13 @@ class Photometric:
     def _p(self, generator: torch.Generator, p: float) -> bool:
         return float(torch.rand((), generator=generator)) < p * min(1.0, self.strength)
 
-    def __call__(self, image: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    def __call__(self, image: torch.Tensor, mask: torch.Tensor, generator: torch.Generator
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The image with a new look, and its mask unchanged (a :data:`rsseg.data.patches.Transform`)."""
+        return self.randomise(image, generator), mask
+
+    def randomise(self, image: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """The normalised image with randomised colour, light, haze, blur, noise and JPEG."""
         x = (image * self.std + self.mean).clamp(0, 1)
         c = x.shape[0]
         gains = torch.tensor([self._u(generator, 0.88, 1.12, 1.0) for _ in range(c)]).view(-1, 1, 1)

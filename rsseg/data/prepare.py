@@ -325,9 +325,22 @@ def parse_palette(palette: str, table: ClassTable) -> ClassTable:
     return ClassTable(table.names, tuple(colors), table.excluded_from_mean, table.ignore_index)
 
 
+def class_id(table: ClassTable, name: str, option: str) -> int:
+    """The id of class ``name`` (case-insensitive), or a clear error naming ``option``."""
+    ids = {n.lower(): i for i, n in enumerate(table.names)}
+    if name.strip().lower() not in ids:
+        raise RssegError(f"{option} {name!r}: not one of the classes {', '.join(table.names)}")
+    return ids[name.strip().lower()]
+
+
 def rasterize_vector(path: Path, table: ClassTable, class_field: str, shape: tuple[int, int],
-                     transform: Affine | None, crs: CRS | None) -> np.ndarray:
-    """Rasterise polygons with a class attribute (name or id) onto the image grid."""
+                     transform: Affine | None, crs: CRS | None, background: int | None = None,
+                     polygon_class: int | None = None) -> np.ndarray:
+    """Rasterise polygons with a class attribute (name or id) onto the image grid.
+
+    ``polygon_class`` gives every polygon that class instead (layers without a class attribute,
+    e.g. building footprints); pixels under no polygon get ``background`` (default: ignored).
+    """
     import geopandas as gpd
     from rasterio.features import rasterize
 
@@ -337,7 +350,7 @@ def rasterize_vector(path: Path, table: ClassTable, class_field: str, shape: tup
         frame = gpd.read_file(path)
     except Exception as err:  # noqa: BLE001 - any reading failure is the file's fault
         raise RssegError(f"{path}: unreadable vector file ({str(err).splitlines()[0][:160]})") from None
-    if class_field not in frame.columns:
+    if polygon_class is None and class_field not in frame.columns:
         raise RssegError(f"{path}: no attribute {class_field!r} (has {', '.join(map(str, frame.columns))}); "
                          "use --class-field")
     if frame.crs is None:
@@ -346,7 +359,8 @@ def rasterize_vector(path: Path, table: ClassTable, class_field: str, shape: tup
         frame = frame.to_crs(crs.to_wkt())
     ids = {name.lower(): i for i, name in enumerate(table.names)}
     shapes = []
-    for geom, value in zip(frame.geometry, frame[class_field]):
+    values = frame[class_field] if polygon_class is None else [table.names[polygon_class]] * len(frame)
+    for geom, value in zip(frame.geometry, values):
         if geom is None or geom.is_empty:
             continue
         key = str(value).strip().lower()
@@ -356,7 +370,8 @@ def rasterize_vector(path: Path, table: ClassTable, class_field: str, shape: tup
         shapes.append((geom, cls))
     if not shapes:
         raise RssegError(f"{path}: no polygons")
-    return rasterize(shapes, out_shape=shape, transform=transform, fill=table.ignore_index, dtype="uint8")
+    fill = table.ignore_index if background is None else background
+    return rasterize(shapes, out_shape=shape, transform=transform, fill=fill, dtype="uint8")
 
 
 def read_raster_label(path: Path, table: ClassTable, shape: tuple[int, int], transform: Affine | None,
@@ -405,14 +420,21 @@ def split_rows(height: int, val_fraction: float, test_fraction: float) -> dict[s
 def prepare_generic(images: Sequence[str | os.PathLike], labels: Sequence[str | os.PathLike], classes: str,
                     out: str | os.PathLike, patch: int = 512, stride: int = 256, palette: str | None = None,
                     class_field: str = "class", bands: Sequence[int] | None = None, val_fraction: float = 0.2,
-                    test_fraction: float = 0.0, overwrite: bool = False) -> tuple[DatasetInfo, str]:
-    """Any GeoTIFF(s) with label rasters or vector labels; val/test are strips at the bottom of each scene."""
+                    test_fraction: float = 0.0, overwrite: bool = False, background: str | None = None,
+                    polygon_class: str | None = None) -> tuple[DatasetInfo, str]:
+    """Any GeoTIFF(s) with label rasters or vector labels; val/test are strips at the bottom of each scene.
+
+    Vector labels: ``polygon_class`` names the class of every polygon (no class attribute needed),
+    ``background`` the class of pixels under no polygon (default: ignored in training).
+    """
     if len(images) != len(labels) or not images:
         raise RssegError(f"{out}: give one --labels per --image ({len(images)} images, {len(labels)} labels)")
     table = parse_classes(classes)
     if palette:
         table = parse_palette(palette, table)
     band_list = list(bands) if bands else None
+    fill = class_id(table, background, "--background") if background else None
+    burn = class_id(table, polygon_class, "--polygon-class") if polygon_class else None
     writer = PatchFolderWriter(Path(out), table, Path(images[0]).stem, patch, stride, overwrite, bands=band_list)
     for image_path, label_path in zip(map(Path, images), map(Path, labels)):
         image, transform, crs = _read(image_path)
@@ -424,7 +446,7 @@ def prepare_generic(images: Sequence[str | os.PathLike], labels: Sequence[str | 
             writer.gsd = abs(float(transform.a))
         shape = image.shape[1:]
         if label_path.suffix.lower() in VECTOR_SUFFIXES:
-            mask = rasterize_vector(label_path, table, class_field, shape, transform, crs)
+            mask = rasterize_vector(label_path, table, class_field, shape, transform, crs, fill, burn)
         else:
             mask = read_raster_label(label_path, table, shape, transform, crs, bool(palette), writer.unknown)
         for split, (top, bottom) in split_rows(shape[0], val_fraction, test_fraction).items():

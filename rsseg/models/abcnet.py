@@ -61,13 +61,13 @@ class ABCNet(SegmentationModel):
     """
 
     def __init__(self, num_classes: int, in_channels: int = 3, backbone: str = "resnet18",
-                 pretrained_weights: str | None = None, aux_weights: Sequence[float] = (0.4, 0.4),
+                 aux_weights: Sequence[float] = (0.4, 0.4),
                  channels: int = 128):
         super().__init__()
         if len(aux_weights) != 2:
             raise ValueError(f"ABCNet has two auxiliary heads, got aux_weights={tuple(aux_weights)}")
         self.aux_weights = tuple(float(w) for w in aux_weights)
-        self.encoder = strided_encoder(backbone, in_channels, (16, 32), pretrained_weights)
+        self.encoder = strided_encoder(backbone, in_channels, (16, 32))
         c16, c32 = self.encoder.channels
         self.spatial_path = nn.Sequential(ConvBNReLU(in_channels, 64, 7, 2), ConvBNReLU(64, 64, 3, 2),
                                           ConvBNReLU(64, 64, 3, 2), ConvBNReLU(64, channels, 1))
@@ -97,7 +97,6 @@ class ABCNet(SegmentationModel):
 
 @register_model("abcnet", paper="ABCNet (Li et al., 2021)", default_backbone="resnet18")
 def build(num_classes: int, in_channels: int = 3, backbone: str = "resnet18",
-          pretrained_weights: str | None = None, aux_weights: Sequence[float] = (0.4, 0.4),
-          channels: int = 128) -> ABCNet:
+          aux_weights: Sequence[float] = (0.4, 0.4), channels: int = 128) -> ABCNet:
     """ABCNet; ``aux_weights`` weight the stride-8 and stride-16 auxiliary losses; ``channels``: decoder width."""
-    return ABCNet(num_classes, in_channels, backbone, pretrained_weights, aux_weights, channels)
+    return ABCNet(num_classes, in_channels, backbone, aux_weights, channels)

@@ -23,6 +23,10 @@ class SegmentationModel(nn.Module):
     aux_weights: Sequence[float] = ()
     arch: dict
 
+    def backbone(self) -> nn.Module:
+        """The ImageNet backbone inside the model (timm parameter names), for pretrained weights."""
+        return self.encoder.body
+
     def loss(self, outputs: torch.Tensor | tuple[torch.Tensor, ...], target: torch.Tensor,
              criterion: Criterion) -> tuple[torch.Tensor, dict[str, float]]:
         """Total training loss and its named parts for logging."""

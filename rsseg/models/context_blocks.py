@@ -24,9 +24,9 @@ from rsseg.models.encoders import TimmEncoder
 DILATED_REDUCTIONS = [4, 8, 8, 8]
 
 
-def dilated_backbone(name: str, in_channels: int = 3, pretrained_weights: str | None = None) -> TimmEncoder:
+def dilated_backbone(name: str, in_channels: int = 3) -> TimmEncoder:
     """A timm ResNet with dilated stages 3 and 4 (output stride 8), returning stages 1..4."""
-    encoder = TimmEncoder(name, in_channels, output_stride=8, pretrained_weights=pretrained_weights)
+    encoder = TimmEncoder(name, in_channels, output_stride=8)
     if encoder.reductions != DILATED_REDUCTIONS:
         raise RssegError(f"backbone {name!r}: expected a ResNet with stage strides {DILATED_REDUCTIONS} "
                          f"at output stride 8, got {encoder.reductions}")

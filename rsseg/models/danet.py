@@ -45,13 +45,13 @@ class DANet(ContextHeadModel):
     """
 
     def __init__(self, num_classes: int, in_channels: int = 3, backbone: str = "resnet50",
-                 pretrained_weights: str | None = None, channels: int = 512):
-        encoder = dilated_backbone(backbone, in_channels, pretrained_weights)
+                 channels: int = 512):
+        encoder = dilated_backbone(backbone, in_channels)
         super().__init__(encoder, DANetHead(encoder.channels, num_classes, channels), aux_weights=(1.0, 1.0))
 
 
 @register_model("danet", paper="DANet (Fu et al., 2019)", default_backbone="resnet50")
 def build(num_classes: int, in_channels: int = 3, backbone: str = "resnet50",
-          pretrained_weights: str | None = None, **hyperparams: int) -> DANet:
+          **hyperparams: int) -> DANet:
     """DANet; ``hyperparams``: ``channels`` (512)."""
-    return DANet(num_classes, in_channels, backbone, pretrained_weights, **hyperparams)
+    return DANet(num_classes, in_channels, backbone, **hyperparams)

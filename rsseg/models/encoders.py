@@ -1,13 +1,11 @@
-"""Backbones through timm ``features_only``; weights only from a local file, never downloaded."""
+"""Backbones through timm ``features_only``; their pretrained weights: :mod:`rsseg.models.pretrained`."""
 
 from __future__ import annotations
 
-import os
 from typing import Sequence
 
 import timm
 import torch
-from timm.models import adapt_input_conv
 from torch import nn
 
 from rsseg.errors import RssegError
@@ -16,13 +14,12 @@ from rsseg.errors import RssegError
 class TimmEncoder(nn.Module):
     """A timm backbone returning the feature maps of ``out_indices`` (stage 1..4 by default).
 
-    ``output_stride`` 8 or 16 gives a dilated backbone (for the context heads).
-    ``pretrained_weights`` is a local timm or torchvision state dict (``.pth``/``.pt``/
-    ``.safetensors``); the first convolution is adapted when ``in_channels != 3``.
+    ``output_stride`` 8 or 16 gives a dilated backbone (for the context heads). Weights start
+    random; :func:`rsseg.models.create_model` loads pretrained ones into ``body``.
     """
 
     def __init__(self, name: str, in_channels: int = 3, output_stride: int = 32,
-                 out_indices: Sequence[int] = (1, 2, 3, 4), pretrained_weights: str | None = None):
+                 out_indices: Sequence[int] = (1, 2, 3, 4)):
         super().__init__()
         kwargs = {"output_stride": output_stride} if output_stride != 32 else {}
         try:
@@ -32,53 +29,12 @@ class TimmEncoder(nn.Module):
             raise RssegError(f"backbone {name!r}: {err}") from None
         self.channels: list[int] = self.body.feature_info.channels()
         self.reductions: list[int] = self.body.feature_info.reduction()
-        if pretrained_weights:
-            load_encoder_weights(self.body, pretrained_weights, in_channels)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         return self.body(x)
 
 
-def _read_state_dict(path: str) -> dict[str, torch.Tensor]:
-    if not os.path.isfile(path):
-        raise RssegError(f"{path}: pretrained weights file not found")
-    try:
-        if path.endswith(".safetensors"):
-            from safetensors.torch import load_file
-
-            state = load_file(path)
-        else:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - any decoding failure is the file's fault
-        raise RssegError(f"{path}: not a readable weights file ({type(err).__name__})") from None
-    for key in ("state_dict", "model", "model_state"):
-        if isinstance(state, dict) and isinstance(state.get(key), dict):
-            state = state[key]
-    if not isinstance(state, dict):
-        raise RssegError(f"{path}: does not hold a state dict")
-    return {k.removeprefix("module."): v for k, v in state.items() if isinstance(v, torch.Tensor)}
-
-
-def load_encoder_weights(body: nn.Module, path: str, in_channels: int) -> None:
-    """Load a classification checkpoint into a features-only backbone (heads dropped)."""
-    state = _read_state_dict(path)
-    own = body.state_dict()
-    matched = {k: v for k, v in state.items() if k in own}
-    if not matched:
-        raise RssegError(f"{path}: no parameter name matches backbone (is it for another architecture?)")
-    for key, value in matched.items():
-        if value.ndim == 4 and value.shape[1] != own[key].shape[1] and value.shape[1] == 3:
-            matched[key] = adapt_input_conv(in_channels, value)
-        if matched[key].shape != own[key].shape:
-            raise RssegError(f"{path}: {key} has shape {tuple(value.shape)}, backbone expects {tuple(own[key].shape)}")
-    missing = [k for k in own if k not in matched and not k.endswith("num_batches_tracked")]
-    if missing:
-        raise RssegError(f"{path}: {len(missing)} backbone parameters missing, e.g. {missing[0]}")
-    body.load_state_dict(matched, strict=False)
-
-
-def strided_encoder(backbone: str, in_channels: int, strides: Sequence[int],
-                    pretrained_weights: str | None = None) -> TimmEncoder:
+def strided_encoder(backbone: str, in_channels: int, strides: Sequence[int]) -> TimmEncoder:
     """A :class:`TimmEncoder` returning the feature maps at ``strides`` (e.g. 4, 8, 16, 32).
 
     The stage indices are read from the backbone's ``feature_info`` on the meta device, so
@@ -94,5 +50,4 @@ def strided_encoder(backbone: str, in_channels: int, strides: Sequence[int],
     if missing:
         raise RssegError(f"backbone {backbone!r} has no feature map at stride {missing}; "
                          f"it has {sorted(by_stride)}")
-    return TimmEncoder(backbone, in_channels, out_indices=[by_stride[s] for s in strides],
-                       pretrained_weights=pretrained_weights)
+    return TimmEncoder(backbone, in_channels, out_indices=[by_stride[s] for s in strides])

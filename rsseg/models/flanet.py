@@ -38,13 +38,13 @@ class FLANet(ContextHeadModel):
     """FLANet on a dilated timm ResNet (output stride 8); auxiliary FCN head on stage 3, weight 0.4."""
 
     def __init__(self, num_classes: int, in_channels: int = 3, backbone: str = "resnet50",
-                 pretrained_weights: str | None = None, channels: int = 512):
-        encoder = dilated_backbone(backbone, in_channels, pretrained_weights)
+                 channels: int = 512):
+        encoder = dilated_backbone(backbone, in_channels)
         super().__init__(encoder, FLANetHead(encoder.channels, num_classes, channels), aux_weights=(0.4,))
 
 
 @register_model("flanet", paper="FLANet (Song et al., 2022)", default_backbone="resnet50")
 def build(num_classes: int, in_channels: int = 3, backbone: str = "resnet50",
-          pretrained_weights: str | None = None, **hyperparams: int) -> FLANet:
+          **hyperparams: int) -> FLANet:
     """FLANet; ``hyperparams``: ``channels`` (512)."""
-    return FLANet(num_classes, in_channels, backbone, pretrained_weights, **hyperparams)
+    return FLANet(num_classes, in_channels, backbone, **hyperparams)

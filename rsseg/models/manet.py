@@ -27,14 +27,12 @@ class KernelChannelAttention(nn.Module):
 class MANet(AttentionLinkNet):
     """MANet on a timm backbone (ResNet-50 in the paper); H and W must be multiples of 32."""
 
-    def __init__(self, num_classes: int, in_channels: int = 3, backbone: str = "resnet50",
-                 pretrained_weights: str | None = None):
-        encoder = strided_encoder(backbone, in_channels, (4, 8, 16, 32), pretrained_weights)
+    def __init__(self, num_classes: int, in_channels: int = 3, backbone: str = "resnet50"):
+        encoder = strided_encoder(backbone, in_channels, (4, 8, 16, 32))
         super().__init__(encoder, KernelChannelAttention, num_classes)
 
 
 @register_model("manet", paper="MANet (Li et al., 2021)", default_backbone="resnet50")
-def build(num_classes: int, in_channels: int = 3, backbone: str = "resnet50",
-          pretrained_weights: str | None = None) -> MANet:
-    """MANet; ``pretrained_weights`` is a local timm/torchvision state dict for the encoder."""
-    return MANet(num_classes, in_channels, backbone, pretrained_weights)
+def build(num_classes: int, in_channels: int = 3, backbone: str = "resnet50") -> MANet:
+    """MANet."""
+    return MANet(num_classes, in_channels, backbone)

@@ -44,14 +44,12 @@ class MultiStageAttention(nn.Module):
 class MAResUNet(AttentionLinkNet):
     """MAResU-Net on a timm backbone (ResNet-34 in the paper); H and W must be multiples of 32."""
 
-    def __init__(self, num_classes: int, in_channels: int = 3, backbone: str = "resnet34",
-                 pretrained_weights: str | None = None):
-        encoder = strided_encoder(backbone, in_channels, (4, 8, 16, 32), pretrained_weights)
+    def __init__(self, num_classes: int, in_channels: int = 3, backbone: str = "resnet34"):
+        encoder = strided_encoder(backbone, in_channels, (4, 8, 16, 32))
         super().__init__(encoder, MultiStageAttention, num_classes)
 
 
 @register_model("maresunet", paper="MAResU-Net (Li et al., 2021)", default_backbone="resnet34")
-def build(num_classes: int, in_channels: int = 3, backbone: str = "resnet34",
-          pretrained_weights: str | None = None) -> MAResUNet:
-    """MAResU-Net; ``pretrained_weights`` is a local timm/torchvision state dict for the encoder."""
-    return MAResUNet(num_classes, in_channels, backbone, pretrained_weights)
+def build(num_classes: int, in_channels: int = 3, backbone: str = "resnet34") -> MAResUNet:
+    """MAResU-Net."""
+    return MAResUNet(num_classes, in_channels, backbone)

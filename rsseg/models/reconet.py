@@ -58,15 +58,15 @@ class RecoNet(ContextHeadModel):
     """
 
     def __init__(self, num_classes: int, in_channels: int = 3, backbone: str = "resnet50",
-                 pretrained_weights: str | None = None, channels: int = 512, rank: int = 64,
+                 channels: int = 512, rank: int = 64,
                  profile_size: int = 64):
-        encoder = dilated_backbone(backbone, in_channels, pretrained_weights)
+        encoder = dilated_backbone(backbone, in_channels)
         head = RecoNetHead(encoder.channels, num_classes, channels, rank, profile_size)
         super().__init__(encoder, head, aux_weights=(0.2,))
 
 
 @register_model("reconet", paper="RecoNet (Chen et al., 2020)", default_backbone="resnet50")
 def build(num_classes: int, in_channels: int = 3, backbone: str = "resnet50",
-          pretrained_weights: str | None = None, **hyperparams: int) -> RecoNet:
+          **hyperparams: int) -> RecoNet:
     """RecoNet; ``hyperparams``: ``channels`` (512), ``rank`` (64), ``profile_size`` (64)."""
-    return RecoNet(num_classes, in_channels, backbone, pretrained_weights, **hyperparams)
+    return RecoNet(num_classes, in_channels, backbone, **hyperparams)

@@ -8,6 +8,7 @@ from typing import Any, Callable
 
 from rsseg.errors import RssegError
 from rsseg.models.base import SegmentationModel
+from rsseg.models.pretrained import load_pretrained_backbone
 
 
 @dataclass(frozen=True)
@@ -61,14 +62,20 @@ def get_entry(name: str) -> ModelEntry:
         raise RssegError(f"unknown model {name!r}; known: {', '.join(sorted(_REGISTRY))}") from None
 
 
-def create_model(name: str, num_classes: int, in_channels: int = 3, **kwargs: Any) -> SegmentationModel:
-    """Build a registered model; nothing is downloaded.
+def create_model(name: str, num_classes: int, in_channels: int = 3, pretrained: bool = False,
+                 pretrained_weights: str | None = None, **kwargs: Any) -> SegmentationModel:
+    """Build a registered model, its backbone initialised from ImageNet or a local file.
 
-    The constructor arguments are kept on ``model.arch`` so that a checkpoint can rebuild it;
-    ``pretrained_weights`` is left out: a model file carries its weights and must not need the
-    pretraining file.
+    ``pretrained=True`` loads the backbone's ImageNet weights (offline for EfficientNet-Lite,
+    else timm's hub; see :mod:`rsseg.models.pretrained`); ``pretrained_weights`` names a local
+    state dict instead. The other constructor arguments are kept on ``model.arch`` so that a
+    checkpoint can rebuild the model; the pretraining source is not: a model file carries its
+    weights and never needs it.
     """
-    model = get_entry(name).builder(num_classes=num_classes, in_channels=in_channels, **kwargs)
-    kept = {k: v for k, v in kwargs.items() if k != "pretrained_weights"}
-    model.arch = {"name": name, "num_classes": num_classes, "in_channels": in_channels, "kwargs": kept}
+    entry = get_entry(name)
+    model = entry.builder(num_classes=num_classes, in_channels=in_channels, **kwargs)
+    if pretrained or pretrained_weights:
+        load_pretrained_backbone(model.backbone(), kwargs.get("backbone", entry.default_backbone), in_channels,
+                                 pretrained, pretrained_weights)
+    model.arch = {"name": name, "num_classes": num_classes, "in_channels": in_channels, "kwargs": kwargs}
     return model

@@ -62,9 +62,8 @@ class SANet(ContextHeadModel):
     attention branch's BatchNorm needs more than one value per channel at stride 64).
     """
 
-    def __init__(self, num_classes: int, in_channels: int = 3, backbone: str = "resnet50",
-                 pretrained_weights: str | None = None):
-        encoder = dilated_backbone(backbone, in_channels, pretrained_weights)
+    def __init__(self, num_classes: int, in_channels: int = 3, backbone: str = "resnet50"):
+        encoder = dilated_backbone(backbone, in_channels)
         # aux_weights: β for the dense head, α for the categorical head
         super().__init__(encoder, SANetHead(encoder.channels, num_classes), aux_weights=(0.8, 0.2))
         self.num_classes = num_classes
@@ -86,7 +85,6 @@ class SANet(ContextHeadModel):
 
 
 @register_model("sanet", paper="SANet (Zhong et al., 2020)", default_backbone="resnet50")
-def build(num_classes: int, in_channels: int = 3, backbone: str = "resnet50",
-          pretrained_weights: str | None = None) -> SANet:
-    """SANet; ``pretrained_weights`` is a local timm/torchvision state dict for the backbone."""
-    return SANet(num_classes, in_channels, backbone, pretrained_weights)
+def build(num_classes: int, in_channels: int = 3, backbone: str = "resnet50") -> SANet:
+    """SANet."""
+    return SANet(num_classes, in_channels, backbone)

@@ -1,10 +1,17 @@
-"""segmentation-models-pytorch architectures as baselines (never downloading encoder weights)."""
+"""segmentation-models-pytorch architectures as baselines.
+
+A backbone smp knows by name (``resnet34``) is smp's own encoder; any other timm name
+(``efficientnet_lite0``) goes through smp's timm-universal encoder (``tu-NAME``). Either way the
+encoder takes timm ImageNet weights by parameter name (see :func:`rsseg.models.create_model`).
+"""
 
 from __future__ import annotations
 
 import segmentation_models_pytorch as smp
 import torch
+from torch import nn
 
+from rsseg.errors import RssegError
 from rsseg.models.base import SegmentationModel
 from rsseg.models.registry import register_model
 
@@ -14,8 +21,16 @@ class SmpModel(SegmentationModel):
 
     def __init__(self, arch: str, num_classes: int, in_channels: int, backbone: str):
         super().__init__()
-        self.net = smp.create_model(arch, encoder_name=backbone, encoder_weights=None,
-                                    in_channels=in_channels, classes=num_classes)
+        self.timm_universal = backbone not in smp.encoders.get_encoder_names()
+        encoder = f"tu-{backbone}" if self.timm_universal else backbone
+        try:
+            self.net = smp.create_model(arch, encoder_name=encoder, encoder_weights=None,
+                                        in_channels=in_channels, classes=num_classes)
+        except (KeyError, RuntimeError) as err:  # unknown encoder name
+            raise RssegError(f"backbone {backbone!r}: {str(err).strip()[:200]}") from None
+
+    def backbone(self) -> nn.Module:
+        return self.net.encoder.model if self.timm_universal else self.net.encoder
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)

@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from rsseg.data.patches import PatchDataset, pad_collate, read_dataset_info, worker_errors_as_one_line
 from rsseg.data.photometric import Photometric
-from rsseg.data.transforms import TrainAugment
+from rsseg.data.samplers import RandomCropDataset
 from rsseg.errors import RssegError
 from rsseg.io.atomic import atomic_output
 from rsseg.models import create_model, save_checkpoint
@@ -34,6 +34,8 @@ from rsseg.train.plots import plot_confusion, plot_curves
 
 CONFIG_FILE = "config.yaml"
 STATE_FILE = "state.pt"
+DEFAULT_EPOCHS = 50  # train.epochs when neither it nor train.max_minutes is given
+MAX_EPOCHS = 1_000_000  # with train.max_minutes alone: the budget decides
 LOG_FIELDS = ("epoch", "lr", "train_loss", "val_loss", "mIoU", "mF1", "OA", "all_mIoU", "all_mF1",
               "patches_per_s", "seconds")
 
@@ -56,20 +58,25 @@ def freeze_encoder(model: nn.Module) -> None:
         module.requires_grad_(False)
 
 
-def build_optimizer(model: nn.Module, optim: dict) -> torch.optim.Optimizer:
-    """AdamW with the backbone at ``encoder_lr`` and everything else at ``lr``."""
-    encoder = encoder_parameters(model)
+def build_optimizer(model: nn.Module, optim: dict, pretrained: bool = True) -> torch.optim.Optimizer:
+    """AdamW with a pretrained backbone at ``encoder_lr`` and everything else at ``lr``.
+
+    A backbone starting from random weights (``pretrained=False``) trains at ``lr`` too.
+    """
+    encoder = encoder_parameters(model) if pretrained else set()
     params = [p for p in model.parameters() if p.requires_grad]
     groups = [{"params": [p for p in params if id(p) in encoder], "lr": float(optim["encoder_lr"])},
               {"params": [p for p in params if id(p) not in encoder], "lr": float(optim["lr"])}]
     return torch.optim.AdamW([g for g in groups if g["params"]], weight_decay=float(optim["weight_decay"]))
 
 
-def lr_factor(step: int, total: int, warmup: int, schedule: str, min_ratio: float, power: float) -> float:
-    """Linear warm-up over ``warmup`` steps, then cosine or poly decay to ``min_ratio`` at ``total``."""
+def lr_factor(step: int, total: int, warmup: int, schedule: str, min_ratio: float, power: float,
+              budget: TimeBudget | None = None) -> float:
+    """Linear warm-up over ``warmup`` steps, then cosine or poly decay to ``min_ratio`` at ``total``
+    steps or when ``budget`` is spent, whichever comes first."""
     if step < warmup:
         return (step + 1) / warmup
-    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    progress = min(1.0, max((step - warmup) / max(1, total - warmup), budget.fraction() if budget else 0.0))
     decay = 0.5 * (1 + math.cos(math.pi * progress)) if schedule == "cosine" else (1 - progress) ** power
     return min_ratio + (1 - min_ratio) * decay
 
@@ -87,6 +94,36 @@ def _set_rng_state(state: dict) -> None:
     random.setstate(state["python"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+class TimeBudget:
+    """Training time against ``train.max_minutes``, counted across resumed sessions.
+
+    ``reserve`` is kept free at the end (the last validation's duration), so that the final
+    validation and checkpoints still fit in the budget.
+    """
+
+    clock = staticmethod(time.perf_counter)
+
+    def __init__(self, minutes: float | None, spent: float = 0.0):
+        self.seconds = 60.0 * float(minutes) if minutes else None
+        self.spent = spent
+        self.reserve = 0.0
+        self.started = self.clock()
+
+    def elapsed(self) -> float:
+        """Seconds used so far, earlier sessions included."""
+        return self.spent + self.clock() - self.started
+
+    def fraction(self) -> float:
+        """Share of the budget used (0 without a budget), the reserve counted as used."""
+        if not self.seconds:
+            return 0.0
+        return min(1.0, (self.elapsed() + self.reserve) / self.seconds)
+
+    def exhausted(self) -> bool:
+        """Whether training must stop now to end within the budget."""
+        return self.seconds is not None and self.fraction() >= 1.0
 
 
 class NonFiniteLoss(RssegError):
@@ -113,32 +150,38 @@ class Trainer:
         barrier()
         train_cfg, data_cfg = config["train"], config["data"]
         self.seed = int(train_cfg["seed"])
+        self.budget = TimeBudget(train_cfg["max_minutes"])
+        self.epochs = int(train_cfg["epochs"] or (MAX_EPOCHS if self.budget.seconds else DEFAULT_EPOCHS))
         _seed_everything(self.seed)
         self.info = read_dataset_info(data_cfg["root"])
         strength = float(data_cfg["photometric"] or 0)
         photometric = Photometric(self.info.mean, self.info.std, strength) if strength > 0 else None
-        augment = TrainAugment(int(data_cfg["tile"]), tuple(data_cfg["scale"]), bool(data_cfg["flips"]),
-                               bool(data_cfg["rot90"]), self.info.ignore_index, photometric)
-        self.train_set = PatchDataset(data_cfg["root"], "train", augment, seed=self.seed, info=self.info)
+        self.train_set = RandomCropDataset(PatchDataset(data_cfg["root"], "train", seed=self.seed, info=self.info),
+                                           int(data_cfg["tile"]), data_cfg["samples_per_epoch"],
+                                           tuple(data_cfg["scale"]), bool(data_cfg["flips"]), bool(data_cfg["rot90"]),
+                                           photometric)
         self.val_set = PatchDataset(data_cfg["root"], data_cfg["val_split"], info=self.info)
         self.batch_size = int(train_cfg["batch_size"])
         per_rank = len(self.train_set) // self.env.world_size
         if per_rank < self.batch_size:
-            raise RssegError(f"{data_cfg['root']}: {len(self.train_set)} training patches for batch size "
-                             f"{self.batch_size} × {self.env.world_size} process(es); lower train.batch_size")
+            raise RssegError(f"{data_cfg['root']}: {len(self.train_set)} training crops per epoch for batch size "
+                             f"{self.batch_size} × {self.env.world_size} process(es); raise data.samples_per_epoch "
+                             "or lower train.batch_size")
         self.steps_per_epoch = per_rank // self.batch_size
         self.model = self._build_model()
         self.frozen_encoder = float(config["optim"]["encoder_lr"]) == 0
         if self.frozen_encoder:
             freeze_encoder(self.model)
         self.ddp = self._wrap(self.model)
-        self.optimizer = build_optimizer(self.model, config["optim"])
+        model_cfg = config["model"]
+        self.optimizer = build_optimizer(self.model, config["optim"],
+                                         bool(model_cfg.get("pretrained") or model_cfg.get("pretrained_weights")))
         optim = config["optim"]
-        total = int(train_cfg["epochs"]) * self.steps_per_epoch
+        total = self.epochs * self.steps_per_epoch
         warmup = int(float(optim["warmup_epochs"]) * self.steps_per_epoch)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, functools.partial(
             lr_factor, total=total, warmup=warmup, schedule=optim["schedule"],
-            min_ratio=float(optim["min_lr_ratio"]), power=float(optim["poly_power"])))
+            min_ratio=float(optim["min_lr_ratio"]), power=float(optim["poly_power"]), budget=self.budget))
         self.amp = bool(train_cfg["amp"]) and self.device.type == "cuda"
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
         self.criterion = SegmentationLoss(self.info.ignore_index, float(config["loss"]["label_smoothing"]),
@@ -165,8 +208,6 @@ class Trainer:
 
     def _build_model(self) -> nn.Module:
         kwargs = {k: v for k, v in self.config["model"].items() if k != "name"}
-        if kwargs.get("pretrained_weights") is None:
-            kwargs.pop("pretrained_weights", None)
         model = create_model(self.config["model"]["name"], self.info.num_classes, self.info.in_channels, **kwargs)
         return model.to(self.device)
 
@@ -206,12 +247,14 @@ class Trainer:
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
         self.start_epoch, self.best, self.history = state["epoch"] + 1, state["best"], state["history"]
+        self.budget.spent = float(state.get("seconds_spent", 0.0))
         _set_rng_state(state["rng"])
 
     def _save_state(self, epoch: int) -> None:
         state = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                  "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(), "epoch": epoch,
-                 "best": self.best, "history": self.history, "rng": _rng_state()}
+                 "best": self.best, "history": self.history, "rng": _rng_state(),
+                 "seconds_spent": self.budget.elapsed()}
         with atomic_output(self.run_dir / STATE_FILE, overwrite=True) as tmp:
             torch.save(state, tmp)
 
@@ -233,13 +276,13 @@ class Trainer:
             for module in encoder_modules(self.model):
                 module.eval()
         loader = self._train_loader(epoch)
-        epochs = int(self.config["train"]["epochs"])
+        of = f"/{self.epochs}" if self.epochs != MAX_EPOCHS else ""
         clip = float(self.config["optim"]["clip_grad"] or 0)
         autocast = (torch.autocast("cuda", dtype=torch.float16) if self.amp else contextlib.nullcontext)
-        bar = tqdm(worker_errors_as_one_line(loader), total=len(loader), desc=f"epoch {epoch + 1}/{epochs}",
+        bar = tqdm(worker_errors_as_one_line(loader), total=len(loader), desc=f"epoch {epoch + 1}{of}",
                    unit="batch", leave=False, disable=not self.progress)
-        loss_sum, seen, start = 0.0, 0, time.perf_counter()
-        for step, (x, y) in enumerate(bar):
+        loss_sum, seen, steps, start = 0.0, 0, 0, time.perf_counter()
+        for x, y in bar:
             x = x.to(self.device, non_blocking=True)
             y = y.to(self.device, non_blocking=True)
             with autocast():
@@ -249,7 +292,7 @@ class Trainer:
             if not torch.isfinite(mean_loss):
                 kept = f"last.pt (epoch {epoch}) is kept" if epoch else "no checkpoint was written yet"
                 raise NonFiniteLoss(f"{self.run_dir}: loss became {float(mean_loss)} at epoch {epoch + 1} step "
-                                    f"{step + 1}; training stopped, {kept} (lower optim.lr or check the data)")
+                                    f"{steps + 1}; training stopped, {kept} (lower optim.lr or check the data)")
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(loss).backward()
             if clip > 0:
@@ -260,9 +303,20 @@ class Trainer:
             self.scheduler.step()
             loss_sum += float(mean_loss)
             seen += len(x) * self.env.world_size
-            bar.set_postfix(loss=f"{loss_sum / (step + 1):.4f}",
-                            patches_s=f"{seen / (time.perf_counter() - start):.1f}")
-        return loss_sum / max(1, len(loader)), seen / (time.perf_counter() - start)
+            steps += 1
+            bar.set_postfix(loss=f"{loss_sum / steps:.4f}", patches_s=f"{seen / (time.perf_counter() - start):.1f}")
+            if self._out_of_time():
+                break
+        return loss_sum / max(1, steps), seen / (time.perf_counter() - start)
+
+    def _out_of_time(self) -> bool:
+        """Whether the time budget is spent (decided on rank 0, so every rank stops at the same step)."""
+        if self.budget.seconds is None:
+            return False
+        flag = torch.tensor([float(self.budget.exhausted())], device=self.device)
+        if self.env.enabled:
+            torch.distributed.broadcast(flag, 0)
+        return bool(flag.item())
 
     def validate(self) -> tuple[dict, float]:
         """Metrics over the validation split (reduced over ranks) and the mean validation loss."""
@@ -275,17 +329,25 @@ class Trainer:
         return metrics, float(totals[0] / max(totals[1], 1.0))
 
     def fit(self) -> dict:
-        """Run the remaining epochs; returns the best epoch's record with ``seconds_total``, ``run_dir``, ``rank``."""
-        epochs = int(self.config["train"]["epochs"])
+        """Run the remaining epochs, or until ``train.max_minutes`` is spent.
+
+        Returns the best epoch's record with ``seconds_total``, ``epochs_done``, ``run_dir``, ``rank``.
+        """
+        epochs = self.epochs
         select = self.config["train"]["select_metric"]
         if self.start_epoch >= epochs:
             raise RssegError(f"{self.run_dir}: run already finished {epochs} epochs (raise train.epochs to go on)")
+        if self.budget.exhausted():
+            raise RssegError(f"{self.run_dir}: run already spent its train.max_minutes "
+                             f"({self.budget.seconds / 60:g}); raise it to go on")
         started = time.perf_counter()
         try:
             for epoch in range(self.start_epoch, epochs):
                 t0 = time.perf_counter()
                 train_loss, speed = self.train_epoch(epoch)
+                t_val = time.perf_counter()
                 metrics, val_loss = self.validate()
+                self.budget.reserve = time.perf_counter() - t_val
                 score = metric_value(metrics, select)
                 record = {"epoch": epoch + 1, "lr": self.optimizer.param_groups[-1]["lr"], "train_loss": train_loss,
                           "val_loss": val_loss, "mIoU": metrics["papers"]["mIoU"], "mF1": metrics["papers"]["mF1"],
@@ -299,10 +361,12 @@ class Trainer:
                 if self.env.is_main:
                     self._write_epoch(epoch, metrics, improved)
                     if self.progress:
-                        tqdm.write(f"epoch {epoch + 1}/{epochs}: train loss {train_loss:.4f}  val loss "
+                        tqdm.write(f"epoch {epoch + 1}: train loss {train_loss:.4f}  val loss "
                                    f"{val_loss:.4f}  {select} {100 * score:.2f}{'  (best)' if improved else ''}"
                                    f"  {speed:.1f} patches/s")
                 barrier()
+                if self._out_of_time():
+                    break
         finally:
             cleanup()
         best = max(self.history, key=lambda h: metric_value(h["metrics"], select))
@@ -312,8 +376,8 @@ class Trainer:
                            self.run_dir / "confusion.png", title=f"validation, epoch {best['epoch']}")
             if self.progress:
                 tqdm.write(format_table(best["metrics"]))
-        return {**best, "seconds_total": time.perf_counter() - started, "run_dir": str(self.run_dir),
-                "rank": self.env.rank}
+        return {**best, "seconds_total": time.perf_counter() - started, "epochs_done": len(self.history),
+                "run_dir": str(self.run_dir), "rank": self.env.rank}
 
     def _write_epoch(self, epoch: int, metrics: dict, improved: bool) -> None:
         self._save_model("last.pt", epoch, metrics)

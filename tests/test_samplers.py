@@ -1,0 +1,82 @@
+"""Random training crops on a real scene: the SpaceNet sample and its building footprints."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+import torch
+from rasterio.windows import Window
+
+from rsseg.data.patches import PatchDataset
+from rsseg.errors import RssegError
+from rsseg.data.prepare import prepare_generic
+from rsseg.data.samplers import RandomCropDataset
+
+SAMPLES = Path(__file__).resolve().parent.parent / "data_samples"
+
+
+@pytest.fixture(scope="module")
+def patches(tmp_path_factory) -> Path:
+    """The real 900² SpaceNet scene with its footprints as building/background: 12 train patches of 256 px."""
+    out = tmp_path_factory.mktemp("spacenet") / "patches"
+    info, _ = prepare_generic([SAMPLES / "spacenet_atlanta.tif"], [SAMPLES / "spacenet_atlanta_buildings.geojson"],
+                              "background,building", out, patch=256, stride=256, val_fraction=0.4,
+                              background="background", polygon_class="building")
+    assert info.counts["train"] == 12 and info.input_scale == 65535  # 540 rows × 900: 3 × 4 windows
+    return out
+
+
+def test_footprints_rasterise_to_buildings_on_background(patches):
+    masks = [PatchDataset(patches, "train").load(i)[1] for i in range(12)]
+    share = np.concatenate([m.ravel() for m in masks]).mean()
+    assert set(np.unique(masks[0])) <= {0, 1} and 0.02 < share < 0.2  # 43 footprints in 450 × 450 m
+
+
+def test_crops_are_windows_of_the_patches(patches):
+    source = PatchDataset(patches, "train", seed=3)
+    crops = RandomCropDataset(source, 128, samples_per_epoch=50, scale=(1.0, 1.0), flips=False, rot90=False)
+    assert len(crops) == 50
+    for index in range(6):
+        image, mask = crops[index]
+        patch, window, size = crops.crop(index, source.generator(index))
+        assert size == 128 and image.shape == (1, 128, 128) and mask.shape == (128, 128)
+        with rasterio.open(source.pairs[patch][0]) as ds:
+            raw = ds.read(window=window)
+        expected = (raw.astype(np.float32) / 65535 - source.info.mean[0]) / source.info.std[0]
+        assert np.allclose(image.numpy(), expected, atol=1e-5)
+        with rasterio.open(source.pairs[patch][1]) as ds:
+            assert np.array_equal(mask.numpy(), ds.read(1, window=window))
+
+
+def test_scale_jitter_epochs_and_determinism(patches):
+    source = PatchDataset(patches, "train", seed=0)
+    crops = RandomCropDataset(source, 64, samples_per_epoch=40, scale=(0.5, 2.0))
+    sizes = {crops.crop(i, source.generator(i))[2] for i in range(40)}
+    assert min(sizes) < 64 < max(sizes) and max(sizes) <= 128 and min(sizes) >= 32
+    assert len({crops.crop(i, source.generator(i))[0] for i in range(40)}) >= 8  # of 12 patches
+    first = [crops[i] for i in range(4)]
+    again = [crops[i] for i in range(4)]
+    assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(first, again))
+    crops.set_epoch(1)
+    other = [crops[i] for i in range(4)]
+    assert not all(torch.equal(a[0], b[0]) for a, b in zip(first, other))
+    # a crop reaching past the patch edge is padded: image 0, mask the ignore index
+    wide = RandomCropDataset(source, 64, samples_per_epoch=4, scale=(0.2, 0.2), flips=False, rot90=False)
+    _, window, size = wide.crop(0, source.generator(0))
+    assert size == 320 and window == Window(0, 0, 256, 256)
+    assert (wide[0][1] == 255).float().mean() > 0.3
+
+
+def test_default_samples_cover_the_training_area_once(patches):
+    source = PatchDataset(patches, "train")
+    assert len(RandomCropDataset(source, 128)) == 12 * 256 * 256 // 128 ** 2
+    assert len(RandomCropDataset(source, 512)) == 12  # at least one crop per patch
+
+
+def test_polygon_class_must_be_a_class(tmp_path):
+    with pytest.raises(RssegError, match="--polygon-class 'roof': not one of the classes background, building"):
+        prepare_generic([SAMPLES / "spacenet_atlanta.tif"], [SAMPLES / "spacenet_atlanta_buildings.geojson"],
+                        "background,building", tmp_path / "p", polygon_class="roof")
