@@ -140,3 +140,19 @@ def test_scene_at_2_5x_the_training_gsd_scores_higher_with_auto(tmp_path, point_
         with _open(out) as ds:
             scores[mode] = _miou(ds.read(1), truth)
     assert scores["auto"] > scores["native"] + 0.1, scores
+
+
+def test_prepare_records_the_gsd_in_metres_or_as_given(tmp_path):
+    from rsseg.data.patches import read_dataset_info
+    from rsseg.data.prepare import prepare_generic
+
+    pixel = 1e-6  # degrees: 0.0745 m east-west x 0.111 m north-south at 48° N, 0.0909 m geometric mean
+    tf = from_origin(8.0, 48.0 + 64 * pixel, pixel, pixel)
+    image = write_scene(tmp_path / "s.tif", random_scene(64, 64), crs="EPSG:4326", transform=tf)
+    labels = write_scene(tmp_path / "l.tif", np.zeros((1, 64, 64), np.uint8), crs="EPSG:4326", transform=tf)
+    prepare_generic([image], [labels], "a,b", tmp_path / "p", patch=32, stride=32, val_fraction=0.5)
+    assert read_dataset_info(tmp_path / "p").gsd == pytest.approx(0.0909, abs=2e-4)
+    prepare_generic([image], [labels], "a,b", tmp_path / "q", patch=32, stride=32, val_fraction=0.5, gsd=0.3)
+    assert read_dataset_info(tmp_path / "q").gsd == 0.3
+    with pytest.raises(RssegError, match="--gsd"):
+        prepare_generic([image], [labels], "a,b", tmp_path / "r", patch=32, stride=32, gsd=-1.0)

@@ -99,10 +99,13 @@ def uavid(src: Path, out: Path, patch: int, stride: int, overwrite: bool) -> Non
               help="Bottom strip of each scene used for validation.")
 @click.option("--test-fraction", type=float, default=0.0, show_default=True,
               help="Strip below validation used for testing.")
+@click.option("--gsd", type=float, help="Metres per pixel, recorded for GSD-aware prediction "
+                                        "(default: from the first scene's georeference).")
 @_overwrite
 def generic(images: tuple[Path, ...], labels: tuple[Path, ...], classes: str, out: Path, patch: int, stride: int,
             palette: str | None, class_field: str, polygon_class: str | None, background: str | None,
-            bands: list[int] | None, val_fraction: float, test_fraction: float, overwrite: bool) -> None:
+            bands: list[int] | None, val_fraction: float, test_fraction: float, gsd: float | None,
+            overwrite: bool) -> None:
     """Your own GeoTIFF(s) with label rasters or vector labels.
 
     \b
@@ -113,4 +116,4 @@ def generic(images: tuple[Path, ...], labels: tuple[Path, ...], classes: str, ou
 
     _check_sizes(patch, stride)
     click.echo(prepare_generic(images, labels, classes, out, patch, stride, palette, class_field, bands,
-                               val_fraction, test_fraction, overwrite, background, polygon_class)[1])
+                               val_fraction, test_fraction, overwrite, background, polygon_class, gsd)[1])

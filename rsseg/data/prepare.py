@@ -27,6 +27,7 @@ from rsseg.errors import RssegError
 from rsseg.io.atomic import atomic_output
 from rsseg.io.mask_meta import write_class_table
 from rsseg.tiling.grid import axis_starts
+from rsseg.tiling.gsd import gsd_metres
 
 VAIHINGEN_SPLIT = {
     "test": (2, 4, 6, 8, 10, 12, 14, 16, 20, 22, 24, 27, 29, 31, 33, 35, 38),
@@ -421,8 +422,11 @@ def prepare_generic(images: Sequence[str | os.PathLike], labels: Sequence[str | 
                     out: str | os.PathLike, patch: int = 512, stride: int = 256, palette: str | None = None,
                     class_field: str = "class", bands: Sequence[int] | None = None, val_fraction: float = 0.2,
                     test_fraction: float = 0.0, overwrite: bool = False, background: str | None = None,
-                    polygon_class: str | None = None) -> tuple[DatasetInfo, str]:
+                    polygon_class: str | None = None, gsd: float | None = None) -> tuple[DatasetInfo, str]:
     """Any GeoTIFF(s) with label rasters or vector labels; val/test are strips at the bottom of each scene.
+
+    ``gsd`` (metres per pixel) is recorded in ``dataset.yaml`` and in the models trained on it;
+    by default it is read from the first scene's georeference, in metres whatever its CRS.
 
     Vector labels: ``polygon_class`` names the class of every polygon (no class attribute needed),
     ``background`` the class of pixels under no polygon (default: ignored in training).
@@ -435,7 +439,10 @@ def prepare_generic(images: Sequence[str | os.PathLike], labels: Sequence[str | 
     band_list = list(bands) if bands else None
     fill = class_id(table, background, "--background") if background else None
     burn = class_id(table, polygon_class, "--polygon-class") if polygon_class else None
-    writer = PatchFolderWriter(Path(out), table, Path(images[0]).stem, patch, stride, overwrite, bands=band_list)
+    if gsd is not None and not gsd > 0:
+        raise RssegError(f"--gsd {gsd}: metres per pixel must be positive")
+    writer = PatchFolderWriter(Path(out), table, Path(images[0]).stem, patch, stride, overwrite, bands=band_list,
+                               gsd=gsd)
     for image_path, label_path in zip(map(Path, images), map(Path, labels)):
         image, transform, crs = _read(image_path)
         if band_list:
@@ -443,7 +450,7 @@ def prepare_generic(images: Sequence[str | os.PathLike], labels: Sequence[str | 
                 raise RssegError(f"{image_path}: has {image.shape[0]} bands, --bands asks for {band_list}")
             image = image[[b - 1 for b in band_list]]
         if writer.gsd is None and transform is not None:
-            writer.gsd = abs(float(transform.a))
+            writer.gsd = gsd_metres(transform, crs, *image.shape[1:])
         shape = image.shape[1:]
         if label_path.suffix.lower() in VECTOR_SUFFIXES:
             mask = rasterize_vector(label_path, table, class_field, shape, transform, crs, fill, burn)

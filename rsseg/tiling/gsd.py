@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import rasterio
 import torch
+from affine import Affine
+from rasterio.crs import CRS
 import torch.nn.functional as F
 
 from rsseg.errors import RssegError
@@ -24,18 +26,22 @@ MULTIPLE = 32
 
 
 def scene_gsd(ds: rasterio.DatasetReader) -> float | None:
-    """Metres per pixel of a raster (geometric mean of x and y); geographic CRSs are converted
-    at the scene's centre latitude. ``None`` without a CRS."""
-    if ds.crs is None:
+    """Metres per pixel of an open raster; see :func:`gsd_metres`."""
+    return gsd_metres(ds.transform, ds.crs, ds.height, ds.width)
+
+
+def gsd_metres(transform: Affine, crs: CRS | None, height: int, width: int) -> float | None:
+    """Metres per pixel (geometric mean of x and y) of a grid; a geographic CRS is converted at
+    the grid's centre latitude, other units by the CRS's linear unit factor. ``None`` without a CRS."""
+    if crs is None:
         return None
-    t = ds.transform
-    dx, dy = math.hypot(t.a, t.d), math.hypot(t.b, t.e)
-    if ds.crs.is_geographic:
-        lat = math.radians((ds.bounds.top + ds.bounds.bottom) / 2)
+    dx, dy = math.hypot(transform.a, transform.d), math.hypot(transform.b, transform.e)
+    if crs.is_geographic:
+        lat = math.radians((transform * (width / 2, height / 2))[1])
         per_degree = math.pi / 180 * EARTH_RADIUS
         dx, dy = dx * per_degree * math.cos(lat), dy * per_degree
     else:
-        factor = ds.crs.linear_units_factor[1] if ds.crs.linear_units else 1.0
+        factor = crs.linear_units_factor[1] if crs.linear_units else 1.0
         dx, dy = dx * factor, dy * factor
     return math.sqrt(dx * dy)
 
