@@ -71,12 +71,12 @@ def train_and_score(out: Path, patches: Path, test_scene: Path, test_labels: Pat
                     minutes: float, backbone: str, threads: int) -> dict:
     """One U-Net run under a time budget: its unseen-rows building IoU and validation curve."""
     run = out / f"unet-{backbone}-{'pretrained' if pretrained else 'scratch'}"
-    rsseg("train", "--data", str(patches), "--model", "unet", "--out", str(run), "--overwrite",
+    rsseg("train", "--data", str(patches), "--model", "unet", "--output", str(run), "--overwrite", "--quiet",
           "--max-minutes", str(minutes), "--tile", "256", "--batch-size", "8", "--workers", "0",
           "--threads", str(threads), "--device", "cpu", "--set", f"model.backbone={backbone}",
           "--set", f"model.pretrained={str(pretrained).lower()}")
     rsseg("evaluate", "--checkpoint", str(run / "best.pt"), "--scene", str(test_scene), "--labels",
-          str(test_labels), "--device", "cpu", "--json", str(run / "test.json"), "--overwrite")
+          str(test_labels), "--device", "cpu", "--output", str(run / "test.json"), "--overwrite", "--quiet")
     test = json.loads((run / "test.json").read_text())
     history = json.loads((run / "log.json").read_text())
     minutes_at, curve = 0.0, []
@@ -99,15 +99,15 @@ def class_shares(checkpoint: str | None, scene: Path, out: Path) -> dict[str, fl
         ids = ds.read(1)
     card, _ = read_card(checkpoint or DEFAULT_MODEL)
     counts = np.bincount(ids.ravel(), minlength=256)[:card.num_classes]
-    return {name: float(c) / max(1, counts.sum()) for name, c in zip(card.class_names, counts)}
+    return {name: float(c) / max(1, counts.sum()) for name, c in zip(card.classes.names, counts)}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--out", type=Path, default=Path("/tmp/rsseg_bench_real"))
+    parser.add_argument("--out", type=Path, default=Path("/tmp/rsseg_bench_real"), help="work folder")
     parser.add_argument("--minutes", type=float, default=15.0, help="train --max-minutes of each run")
     parser.add_argument("--backbone", default="efficientnet_lite0")
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1, help="1 is fastest on a shared CPU")
     parser.add_argument("--only", choices=["pretrained", "scratch"], help="run one of the two")
     parser.add_argument("--shares", metavar="CHECKPOINT", nargs="?", const="",
                         help="print class shares of a model (default model without a value) on real scenes")
@@ -122,7 +122,7 @@ def main() -> None:
     labels = building_labels(SCENE, BUILDINGS, args.out / "labels.tif")
     patches = args.out / "patches"
     rsseg("prepare", "generic", "--image", str(SCENE), "--labels", str(labels), "--classes", CLASSES,
-          "--out", str(patches), "--patch", "256", "--stride", "128", "--val-fraction", str(VAL_FRACTION),
+          "--output", str(patches), "--patch", "256", "--stride", "128", "--val-fraction", str(VAL_FRACTION),
           "--test-fraction", str(TEST_FRACTION), "--overwrite")
     test_scene = bottom_rows(SCENE, TEST_FRACTION, args.out / "test_scene.tif")
     test_labels = bottom_rows(labels, TEST_FRACTION, args.out / "test_labels.tif")

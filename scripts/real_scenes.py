@@ -58,13 +58,13 @@ def main(argv: list[str] | None = None) -> int:
     model, card = load_checkpoint(args.checkpoint, args.device)
     if args.out_dir:
         args.out_dir.mkdir(parents=True, exist_ok=True)
-    print(f"model {args.checkpoint}: " + ", ".join(card.class_names))
+    print(f"model {args.checkpoint}: " + ", ".join(card.classes.names))
     with tempfile.TemporaryDirectory() as tmp:
         for scene, gsd in real_scenes():
             mask = Path(tmp) / f"{len(list(Path(tmp).iterdir()))}_{scene.stem}_mask.tif"
             report = predict_scene(scene, mask, model, card, device=args.device, progress=False, record=False,
                                    gsd=gsd if gsd else "auto")
-            shares = class_shares(mask, card.class_names)
+            shares = class_shares(mask, list(card.classes.names))
             text = "  ".join(f"{name} {100 * share:5.1f}%" for name, share in shares.items())
             print(f"{scene.name[:42]:42s} {report.width}x{report.height}  {text}  "
                   f"top-prob {report.mean_top_probability:.2f}")

@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 EPOCHS=${1:-1}
 BIN=${BIN:-.venv/bin}
 WORK=${WORK:-runs/default_model}
-MODEL=${MODEL:-data_samples/models/default.pt}
+MODEL=${MODEL:-rsseg/models/weights/default.pt}
 mkdir -p "$WORK/scenes" "$(dirname "$MODEL")"
 
 images=(); labels=()
@@ -27,7 +27,7 @@ images=(); labels=()                                # scenes training never sees
 scene heldout_urban urban 99 768 0.09; scene heldout_rural rural 98 768 0.09; scene heldout_urban_025 urban 97 512 0.25
 
 "$BIN/rsseg" prepare generic "${train_images[@]}" "${train_labels[@]}" --classes isprs --patch 256 --stride 256 \
-    --val-fraction 0.17 --out "$WORK/patches" --overwrite
+    --val-fraction 0.17 --output "$WORK/patches" --overwrite
 "$BIN/python" - "$WORK/patches" <<'PY'  # validation: every sixth patch is enough to pick the best epoch
 import sys
 from pathlib import Path
@@ -45,23 +45,19 @@ PY
 "$BIN/rsseg" train --data "$WORK/patches" --model abcnet --set model.backbone=tf_efficientnet_lite0 \
     --set model.channels=96 --set model.pretrained=true \
     --set data.photometric=1.0 --set "data.scale=[0.5,1.35]" --set optim.lr=1e-3 --set optim.encoder_lr=0 \
-    --set optim.warmup_epochs=0.1 --set data.samples_per_epoch=336 --epochs "$EPOCHS" --batch-size 4 --tile 160 --workers 1 --out "$WORK/run" --overwrite
+    --set optim.warmup_epochs=0.1 --set data.samples_per_epoch=336 --epochs "$EPOCHS" --batch-size 4 --tile 160 --workers 1 --output "$WORK/run" --overwrite
 
 # fp16 model file; it records the GSD range training covered (0.09 m scenes at scales 0.5-1.35, 0.2 m, 0.4 m)
 "$BIN/python" - "$WORK/run/best.pt" "$MODEL" <<'PY'
 import dataclasses, sys
 from rsseg.models import load_checkpoint, save_checkpoint
 model, card = load_checkpoint(sys.argv[1])
-fields = dataclasses.asdict(card)
-for key in ("arch", "rsseg_version"):
-    fields.pop(key)
-fields["gsd"] = 0.15
-fields["tile_size"] = 256  # fully convolutional: predict in larger windows than the 160 px training crops
-fields["extra"]["gsd_range"] = [0.05, 0.5]
-save_checkpoint(model, sys.argv[2], half=True, **fields)
+save_checkpoint(model, sys.argv[2], half=True, classes=card.classes, input=dataclasses.replace(card.input, gsd=0.15),
+                tile_size=256,  # fully convolutional: predict in larger windows than the 160 px training crops
+                extra={**card.extra, "gsd_range": [0.05, 0.5]})
 print(f"wrote {sys.argv[2]} (float16 weights)")
 PY
 for name in heldout_urban heldout_rural heldout_urban_025; do
   "$BIN/rsseg" evaluate --checkpoint "$MODEL" --scene "$WORK/scenes/$name.tif" \
-      --labels "$WORK/scenes/${name}_labels.tif" --json "$WORK/${name}_metrics.json" --overwrite
+      --labels "$WORK/scenes/${name}_labels.tif" --output "$WORK/${name}_metrics.json" --overwrite --quiet
 done

@@ -41,7 +41,8 @@ def test_scene_gsd_in_metres(tmp_path, crs, pixel, metres):
 def test_plan_resamples_only_beyond_tolerance_and_to_the_nearest_trained_gsd(tmp_path):
     model = TinyFCN(4)
     point = card_for(model, gsd=0.09)
-    ranged = dataclasses.replace(point, gsd=0.15, extra={"gsd_range": [0.05, 0.5]})
+    ranged = dataclasses.replace(point, input=dataclasses.replace(point.input, gsd=0.15),
+                                 extra={"gsd_range": [0.05, 0.5]})
     assert model_gsd_range(point) == (0.09, 0.09) and model_gsd_range(ranged) == (0.05, 0.5)
     for pixel, factor_point, factor_ranged in ((0.1, 1.0, 1.0), (0.225, 2.5, 1.0), (1.0, 1 / 0.09, 2.0),
                                                (0.02, 0.02 / 0.09, 0.4)):
@@ -52,11 +53,11 @@ def test_plan_resamples_only_beyond_tolerance_and_to_the_nearest_trained_gsd(tmp
             assert plan_gsd("native", ds, point).factor == 1.0
             assert plan_gsd(0.45, ds, point).factor == pytest.approx(5.0)
     with _open(path) as ds:
-        plan = plan_gsd("auto", ds, dataclasses.replace(point, gsd=None))
+        plan = plan_gsd("auto", ds, dataclasses.replace(point, input=dataclasses.replace(point.input, gsd=None)))
     assert plan.factor == 1.0 and "records no training GSD" in plan.warning
     assert parse_gsd("auto") == "auto" and parse_gsd("0.3") == 0.3
     for bad in ("fast", "-1", "0"):
-        with pytest.raises(RssegError, match="--gsd"):
+        with pytest.raises(RssegError, match="gsd"):
             parse_gsd(bad)
 
 
@@ -92,8 +93,7 @@ def test_cli_warns_once_without_model_gsd_and_flags_an_unfamiliar_gsd(tmp_path, 
     model = TinyFCN(4)
     card = card_for(model, tile_size=64, gsd=None)
     checkpoint = tmp_path / "nogsd.pt"
-    save_checkpoint(model, checkpoint, **{k: v for k, v in dataclasses.asdict(card).items()
-                                          if k not in ("arch", "rsseg_version")})
+    save_checkpoint(model, checkpoint, classes=card.classes, input=card.input, tile_size=64)
     scene = write_scene(tmp_path / "s.tif", random_scene(64, 96))
     code, text = run_cli(["predict", str(scene), "--checkpoint", str(checkpoint), "-o", str(tmp_path / "a.tif"),
                           "--quiet"], capsys)
@@ -101,8 +101,8 @@ def test_cli_warns_once_without_model_gsd_and_flags_an_unfamiliar_gsd(tmp_path, 
         [line for line in text.splitlines() if line.startswith("Warning")]
     assert len([line for line in text.splitlines() if line.startswith("Warning")]) == 1
     coarse = write_scene(tmp_path / "c.tif", random_scene(64, 96), transform=from_origin(500000, 5400000, 5.0, 5.0))
-    save_checkpoint(model, checkpoint, **{**{k: v for k, v in dataclasses.asdict(card).items()
-                                             if k not in ("arch", "rsseg_version")}, "gsd": 0.09})
+    save_checkpoint(model, checkpoint, classes=card.classes, input=dataclasses.replace(card.input, gsd=0.09),
+                    tile_size=64)
     code, text = run_cli(["predict", str(coarse), "--checkpoint", str(checkpoint), "-o", str(tmp_path / "b.tif"),
                           "--gsd", "native", "--quiet"], capsys)
     notes = [line for line in text.splitlines() if "looks unlike" in line]
@@ -115,7 +115,7 @@ def test_cli_warns_once_without_model_gsd_and_flags_an_unfamiliar_gsd(tmp_path, 
 def point_model():
     """The default model, told it was trained at one GSD (the coarse end of what it saw)."""
     model, card = load_checkpoint(DEFAULT_MODEL)
-    return model, dataclasses.replace(card, gsd=POINT_GSD, extra={})
+    return model, dataclasses.replace(card, input=dataclasses.replace(card.input, gsd=POINT_GSD), extra={})
 
 
 POINT_GSD = 0.4
@@ -151,8 +151,8 @@ def test_prepare_records_the_gsd_in_metres_or_as_given(tmp_path):
     image = write_scene(tmp_path / "s.tif", random_scene(64, 64), crs="EPSG:4326", transform=tf)
     labels = write_scene(tmp_path / "l.tif", np.zeros((1, 64, 64), np.uint8), crs="EPSG:4326", transform=tf)
     prepare_generic([image], [labels], "a,b", tmp_path / "p", patch=32, stride=32, val_fraction=0.5)
-    assert read_dataset_info(tmp_path / "p").gsd == pytest.approx(0.0909, abs=2e-4)
+    assert read_dataset_info(tmp_path / "p").input.gsd == pytest.approx(0.0909, abs=2e-4)
     prepare_generic([image], [labels], "a,b", tmp_path / "q", patch=32, stride=32, val_fraction=0.5, gsd=0.3)
-    assert read_dataset_info(tmp_path / "q").gsd == 0.3
+    assert read_dataset_info(tmp_path / "q").input.gsd == 0.3
     with pytest.raises(RssegError, match="--gsd"):
         prepare_generic([image], [labels], "a,b", tmp_path / "r", patch=32, stride=32, gsd=-1.0)

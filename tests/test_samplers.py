@@ -11,9 +11,9 @@ import torch
 from rasterio.windows import Window
 
 from rsseg.data.patches import PatchDataset
-from rsseg.errors import RssegError
 from rsseg.data.prepare import prepare_generic
 from rsseg.data.samplers import RandomCropDataset
+from rsseg.errors import RssegError
 
 SAMPLES = Path(__file__).resolve().parent.parent / "data_samples"
 
@@ -22,10 +22,10 @@ SAMPLES = Path(__file__).resolve().parent.parent / "data_samples"
 def patches(tmp_path_factory) -> Path:
     """The real 900² SpaceNet scene with its footprints as building/background: 12 train patches of 256 px."""
     out = tmp_path_factory.mktemp("spacenet") / "patches"
-    info, _ = prepare_generic([SAMPLES / "spacenet_atlanta.tif"], [SAMPLES / "spacenet_atlanta_buildings.geojson"],
-                              "background,building", out, patch=256, stride=256, val_fraction=0.4,
-                              background="background", polygon_class="building")
-    assert info.counts["train"] == 12 and info.input_scale == 65535  # 540 rows × 900: 3 × 4 windows
+    info = prepare_generic([SAMPLES / "spacenet_atlanta.tif"], [SAMPLES / "spacenet_atlanta_buildings.geojson"],
+                           "background,building", out, patch=256, stride=256, val_fraction=0.4,
+                           background="background", polygon_class="building").info
+    assert info.counts["train"] == 12 and info.input.scale == 65535  # 540 rows × 900: 3 × 4 windows
     return out
 
 
@@ -45,7 +45,7 @@ def test_crops_are_windows_of_the_patches(patches):
         assert size == 128 and image.shape == (1, 128, 128) and mask.shape == (128, 128)
         with rasterio.open(source.pairs[patch][0]) as ds:
             raw = ds.read(window=window)
-        expected = (raw.astype(np.float32) / 65535 - source.info.mean[0]) / source.info.std[0]
+        expected = (raw.astype(np.float32) / 65535 - source.info.input.mean[0]) / source.info.input.std[0]
         assert np.allclose(image.numpy(), expected, atol=1e-5)
         with rasterio.open(source.pairs[patch][1]) as ds:
             assert np.array_equal(mask.numpy(), ds.read(1, window=window))

@@ -13,14 +13,15 @@ import numpy as np
 import pytest
 import rasterio
 import torch
+from conftest import run_cli, write_scene
 
 import rsseg.train.trainer as trainer_module
-from conftest import run_cli, write_scene
 from rsseg.data.patches import PatchDataset, read_dataset_info
 from rsseg.data.prepare import prepare_generic
 from rsseg.errors import RssegError
 from rsseg.models import load_checkpoint
 from rsseg.train import build_config, train
+from rsseg.train.config import TrainConfig
 from rsseg.train.evaluation import evaluate_patches
 from rsseg.train.losses import SegmentationLoss
 
@@ -71,7 +72,7 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
-def config(data: Path, *overrides: str, epochs: int = 3) -> dict:
+def config(data: Path, *overrides: str, epochs: int | None = 3) -> TrainConfig:
     """The tiny fully convolutional test model: seconds per epoch on a shared CPU."""
     return build_config(None, ("model.name=test_tiny_fcn", "data.workers=0", "train.device=cpu",
                                "optim.lr=0.01", "optim.encoder_lr=0.01", "optim.warmup_epochs=0.2",
@@ -82,8 +83,8 @@ def config(data: Path, *overrides: str, epochs: int = 3) -> dict:
 def test_train_converges_checkpoint_predicts_and_evaluates(patches, tmp_path, capsys):
     run = tmp_path / "run"
     code, text = run_cli(["train", "--data", str(patches), "--model", "test_tiny_fcn", "--epochs", "6",
-                          "--threads", "1", "--batch-size", "8", "--tile", "64", "--out", str(run), "--workers", "2", "--device", "cpu",
-                          "--set", "optim.lr=0.01", "--set", "optim.encoder_lr=0.01",
+                          "--threads", "1", "--batch-size", "8", "--tile", "64", "-o", str(run), "--workers", "2",
+                          "--device", "cpu", "--set", "optim.lr=0.01", "--set", "optim.encoder_lr=0.01",
                           "--set", "data.samples_per_epoch=128"], capsys)
     assert code == 0, text
     assert "best mIoU" in text and f"-> {run / 'best.pt'}" in text
@@ -101,8 +102,8 @@ def test_train_converges_checkpoint_predicts_and_evaluates(patches, tmp_path, ca
     best = max(h["mIoU"] for h in history)
     assert baseline < 0.2 and best > 0.6, (baseline, best)  # measured: baseline 0.148, best 0.935 (6 epochs, 22 s)
     model, card = load_checkpoint(run / "best.pt")
-    assert card.class_names == CLASSES.split(",") and card.tile_size == 64 and card.extra["dataset"] == "scene"
-    assert card.mean == read_dataset_info(patches).mean and card.extra["metrics"]["papers"]["mIoU"] == best
+    assert list(card.classes.names) == CLASSES.split(",") and card.tile_size == 64 and card.extra["dataset"] == "scene"
+    assert card.input == read_dataset_info(patches).input and card.extra["metrics"]["papers"]["mIoU"] == best
 
     # a scene training never saw, through `rsseg predict` and `rsseg evaluate --scene`
     image, ids = make_scene(256, seed=5)
@@ -114,7 +115,7 @@ def test_train_converges_checkpoint_predicts_and_evaluates(patches, tmp_path, ca
     with rasterio.open(tmp_path / "new_mask.tif") as ds:
         assert (ds.read(1) == ids).mean() > 0.85
     code, text = run_cli(["evaluate", "--checkpoint", str(run / "best.pt"), "--scene", str(scene), "--labels",
-                          str(labels), "--json", str(tmp_path / "scene.json")], capsys)
+                          str(labels), "-o", str(tmp_path / "scene.json")], capsys)
     assert code == 0, text
     scene_metrics = json.loads((tmp_path / "scene.json").read_text())
     assert scene_metrics["pixels"] == 256 * 256 and scene_metrics["all"]["mIoU"] > 0.6
@@ -122,12 +123,12 @@ def test_train_converges_checkpoint_predicts_and_evaluates(patches, tmp_path, ca
 
     # patch evaluation of best.pt on the validation split reproduces the logged confusion matrix
     code, text = run_cli(["evaluate", "--checkpoint", str(run / "best.pt"), "--data", str(patches), "--split",
-                          "val", "--json", str(tmp_path / "val.json")], capsys)
+                          "val", "-o", str(tmp_path / "val.json")], capsys)
     assert code == 0, text
     logged = next(h for h in history if h["mIoU"] == best)["metrics"]
     assert json.loads((tmp_path / "val.json").read_text())["confusion_matrix"] == logged["confusion_matrix"]
     code, text = run_cli(["evaluate", "--checkpoint", str(run / "best.pt"), "--data", str(patches), "--split",
-                          "val", "--tta", "flip", "--json", str(tmp_path / "val.json")], capsys)
+                          "val", "--tta", "flip", "-o", str(tmp_path / "val.json")], capsys)
     assert code == 1 and "output exists" in text
 
 
@@ -166,11 +167,10 @@ def test_resume_gives_the_weights_of_an_uninterrupted_run(patches, tmp_path, mon
 def test_time_budget_ends_schedule_and_run_with_checkpoints(patches, tmp_path, monkeypatch):
     ticks = iter(range(0, 10 ** 6, 2))  # a clock that advances 2 s each time the budget reads it
     monkeypatch.setattr(trainer_module.TimeBudget, "clock", staticmethod(lambda: float(next(ticks))))
-    cfg = config(patches, "train.max_minutes=1", "optim.warmup_epochs=0")
-    cfg["train"]["epochs"] = None  # the budget alone decides
+    cfg = config(patches, "train.max_minutes=1", "optim.warmup_epochs=0", epochs=None)  # the budget alone decides
     best = train(cfg, tmp_path / "run", progress=False)
     history = json.loads((tmp_path / "run" / "log.json").read_text())
-    assert 1 < best["epochs_done"] == len(history) < 10
+    assert 1 < best.epochs == len(history) < 10
     for name in ("best.pt", "last.pt", "state.pt"):
         assert (tmp_path / "run" / name).is_file(), name
     lrs = [h["lr"] for h in history]
@@ -205,7 +205,7 @@ def test_bad_patch_in_a_worker_is_one_clear_line(patches, tmp_path, capsys):
     with rasterio.open(mask, "r+") as ds:
         ds.write(np.full((1, 64, 64), 9, dtype=np.uint8))
     code, text = run_cli(["train", "--data", str(broken), "--model", "test_tiny_fcn", "--epochs", "1",
-                          "--batch-size", "8", "--tile", "64", "--out", str(tmp_path / "run"), "--workers", "2",
+                          "--batch-size", "8", "--tile", "64", "-o", str(tmp_path / "run"), "--workers", "2",
                           "--device", "cpu"], capsys)
     assert code == 1
     assert text.strip().splitlines()[-1] == (f"Error: {mask}: value 9 is not a class id (0..3) nor the ignore "
@@ -232,7 +232,7 @@ def test_ddp_two_processes_gloo(patches, tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(_free_port()),
          str(launcher), "train", "--data", str(patches), "--model", "test_tiny_fcn", "--epochs", "2",
-         "--batch-size", "4", "--tile", "64", "--out", str(run), "--workers", "0", "--device", "cpu",
+         "--batch-size", "4", "--tile", "64", "-o", str(run), "--workers", "0", "--device", "cpu",
          "--set", "optim.lr=0.01", "--set", "optim.encoder_lr=0.01"],
         capture_output=True, text=True, env=env, timeout=240)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -255,22 +255,22 @@ def test_shipped_configs_resolve_to_registered_models(path):
 
     cfg = build_config(path, ("train.epochs=1",))
     dataset = path.parent.name
-    assert cfg["model"]["name"] == path.stem and cfg["model"]["name"] in {m.name for m in list_models()}
-    assert cfg["data"]["root"] == f"data/{dataset}" and cfg["train"]["out"] == f"runs/{dataset}-{path.stem}"
-    assert cfg["model"]["pretrained"] is True  # ImageNet backbones, as in the papers
-    assert cfg["optim"]["encoder_lr"] == pytest.approx(cfg["optim"]["lr"] / 10) and cfg["train"]["epochs"] == 1
+    assert cfg.model.name == path.stem and cfg.model.name in {m.name for m in list_models()}
+    assert cfg.data.root == f"data/{dataset}" and cfg.train.out == f"runs/{dataset}-{path.stem}"
+    assert cfg.model.kwargs["pretrained"] is True  # ImageNet backbones, as in the papers
+    assert cfg.optim.encoder_lr == pytest.approx(cfg.optim.lr / 10) and cfg.train.epochs == 1
 
 
 def test_cpu_defaults_without_a_config(tmp_path):
     cpu = build_config(None, ("train.device=cpu",), {"data": {"root": "x"}})
-    assert (cpu["data"]["tile"], cpu["train"]["batch_size"]) == (256, 4)
-    assert cpu["model"] == {"name": "unet", "backbone": "efficientnet_lite0", "pretrained": True}
+    assert (cpu.data.tile, cpu.train.batch_size) == (256, 4)
+    assert cpu.model.name == "unet" and cpu.model.kwargs == {"backbone": "efficientnet_lite0", "pretrained": True}
     chosen = build_config(None, ("train.device=cpu", "model.name=abcnet", "data.tile=128"), {"data": {"root": "x"}})
-    assert chosen["model"] == {"name": "abcnet"} and chosen["data"]["tile"] == 128
+    assert chosen.model.kwargs == {} and chosen.data.tile == 128
     gpu = build_config(None, ("train.device=cuda",), {"data": {"root": "x"}})
-    assert (gpu["data"]["tile"], gpu["train"]["batch_size"], gpu["model"]) == (512, 8, {"name": "unet"})
+    assert (gpu.data.tile, gpu.train.batch_size, gpu.model.kwargs) == (512, 8, {})
     shipped = build_config(TESTS.parent / "configs" / "vaihingen" / "unet.yaml", ("train.device=cpu",))
-    assert shipped["data"]["tile"] == 512 and shipped["model"]["backbone"] == "resnet34"
+    assert shipped.data.tile == 512 and shipped.model.kwargs["backbone"] == "resnet34"
 
 
 def test_encoder_lr_zero_freezes_the_backbone_and_its_batchnorm(patches, tmp_path):

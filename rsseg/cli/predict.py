@@ -7,35 +7,32 @@ from pathlib import Path
 
 import click
 
-from rsseg.cli.options import IntList
+from rsseg.cli import options as opt
 from rsseg.errors import RssegError
 
 
 @click.command()
 @click.argument("scene", type=click.Path(path_type=Path))
-@click.option("-o", "--output", "out", type=click.Path(path_type=Path),
-              help="Class mask GeoTIFF (default: SCENE-STEM_mask.tif in the current folder).")
-@click.option("--checkpoint", type=click.Path(path_type=Path),
-              help="rsseg model file (default: the bundled default model).")
-@click.option("--tile", type=int, help="Window size in pixels (default: the model's training tile).")
-@click.option("--overlap", type=float, default=None, help="Window overlap fraction [default: 0.5].")
-@click.option("--stride", type=int, help="Window stride in pixels (instead of --overlap).")
-@click.option("--batch-size", type=int, default=4, show_default=True, help="Windows per model call.")
-@click.option("--tta", type=click.Choice(["none", "flip", "d4"]), default="none", show_default=True,
-              help="Test-time augmentation, averaged in probability space (d4: square tiles only).")
-@click.option("--bands", type=IntList(), help="1-based scene bands feeding the model, e.g. 3,2,1.")
+@opt.output("Class mask GeoTIFF (default: SCENE-STEM_mask.tif in the current folder).")
+@opt.checkpoint()
+@click.option("--tile", type=opt.POSITIVE_INT, help="Window size in pixels (default: the model's training tile).")
+@click.option("--overlap", type=opt.FRACTION, default=None, help="Window overlap fraction in [0, 1) [default: 0.5].")
+@click.option("--stride", type=opt.POSITIVE_INT, help="Window stride in pixels (instead of --overlap).")
+@opt.batch_size
+@opt.tta
+@opt.bands
 @click.option("--gsd", default="auto", show_default=True,
               help="auto: resample windows to the model's ground sample distance where the scene's differs by "
                    "more than 1.25x; native: never; METRES: the scene's metres per pixel (resampled as auto).")
-@click.option("--input-scale", type=float, help="Divide raw values by this (default: the model's).")
-@click.option("--probs", type=click.Path(path_type=Path), help="Also write per-class probabilities (uint8).")
-@click.option("--vector", type=click.Path(path_type=Path), help="Also write polygons (gpkg/shp/geojson/fgb).")
+@click.option("--input-scale", type=opt.POSITIVE_FLOAT, help="Divide raw values by this (default: the model's).")
+@click.option("--probs", type=opt.FILE, help="Also write per-class probabilities (uint8).")
+@click.option("--vector", type=opt.FILE, help="Also write polygons (gpkg/shp/geojson/fgb).")
 @click.option("--cog", is_flag=True, help="Write Cloud-Optimized GeoTIFFs.")
-@click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:N or auto.")
-@click.option("--threads", type=int, help="CPU threads (default: all available cores).")
-@click.option("--overwrite", is_flag=True, help="Replace existing outputs.")
-@click.option("--quiet", is_flag=True, help="No progress bar.")
-def predict(scene: Path, out: Path | None, checkpoint: Path | None, tile: int | None, overlap: float | None,
+@opt.device()
+@opt.threads
+@opt.overwrite
+@opt.quiet
+def predict(scene: Path, output: Path | None, checkpoint: Path | None, tile: int | None, overlap: float | None,
             stride: int | None, batch_size: int, tta: str, bands: list[int] | None, gsd: str, input_scale: float | None,
             probs: Path | None, vector: Path | None, cog: bool, device: str, threads: int | None,
             overwrite: bool, quiet: bool) -> None:
@@ -44,31 +41,31 @@ def predict(scene: Path, out: Path | None, checkpoint: Path | None, tile: int | 
     Writes a class mask with the scene's CRS and transform (nodata 255), a JSON record of
     the run beside it, and optionally probabilities and polygons.
     """
+    from rsseg.device import resolve_device
     from rsseg.models import load_checkpoint
     from rsseg.models.default import DEFAULT_MODEL
-    from rsseg.tiling import predict_scene
-    from rsseg.tiling.engine import resolve_device
-    from rsseg.tiling.gsd import parse_gsd
+    from rsseg.tiling import PredictOptions, predict_scene
 
     if overlap is not None and stride is not None:
         raise click.UsageError("give --overlap or --stride, not both")
     if not scene.exists():
         raise RssegError(f"{scene}: file not found")
+    options = PredictOptions(tile=tile, overlap=0.5 if overlap is None else overlap, stride=stride,
+                             batch_size=batch_size, tta=tta, bands=tuple(bands) if bands else None, probs=probs,
+                             cog=cog, device=device, overwrite=overwrite, progress=not quiet,
+                             input_scale=input_scale, threads=threads, gsd=gsd)
+    dev = resolve_device(device)
     if checkpoint is None:
         if not DEFAULT_MODEL.is_file():
             raise RssegError(f"no --checkpoint given and no default model at {DEFAULT_MODEL}")
         checkpoint = DEFAULT_MODEL
         click.echo(f"Using the bundled default model {DEFAULT_MODEL} (trained on synthetic "
                    f"scenes; pass --checkpoint for real maps)", err=True)
-    gsd_mode = parse_gsd(gsd)
-    out = out or Path.cwd() / f"{scene.stem}_mask.tif"
-    model, card = load_checkpoint(checkpoint, resolve_device(device))
+    output = output or Path.cwd() / f"{scene.stem}_mask.tif"
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", UserWarning)
-        report = predict_scene(scene, out, model, card, tile=tile, overlap=0.5 if overlap is None else overlap,
-                               stride=stride, batch_size=batch_size, tta=tta, bands=bands, probs=probs, cog=cog,
-                               device=device, overwrite=overwrite, progress=not quiet, input_scale=input_scale,
-                               threads=threads, model_source=str(checkpoint), gsd=gsd_mode)
+        model, card = load_checkpoint(checkpoint, dev)
+        report = predict_scene(scene, output, model, card, options, model_source=str(checkpoint))
     for w in caught:
         click.echo(f"Warning: {w.message}", err=True)
     click.echo(report.summary_line())
@@ -77,5 +74,5 @@ def predict(scene: Path, out: Path | None, checkpoint: Path | None, tile: int | 
     if vector is not None:
         from rsseg.vector import vectorize_mask
 
-        summary = vectorize_mask(out, vector, probs_path=probs, overwrite=overwrite, progress=not quiet)
+        summary = vectorize_mask(output, vector, probs_path=probs, overwrite=overwrite, progress=not quiet)
         click.echo(summary.summary_line())

@@ -74,6 +74,6 @@ class RandomCropDataset(Dataset):
         generator = self.patches.generator(index)
         patch, window, size = self.crop(index, generator)
         image, mask = self.patches.normalise(*self.patches.load(patch, window))
-        image, mask = pad_and_resize(image, mask, size, self.tile, self.patches.info.ignore_index)
+        image, mask = pad_and_resize(image, mask, size, self.tile, self.patches.info.classes.ignore_index)
         image, mask = flip_rotate(image, mask, generator, self.flips, self.rot90)
         return self.transform(image, mask, generator) if self.transform else (image, mask)

@@ -10,12 +10,14 @@ from torch import nn
 
 from rsseg.errors import RssegError
 
+DILATED_REDUCTIONS = [4, 8, 8, 8]
+
 
 class TimmEncoder(nn.Module):
     """A timm backbone returning the feature maps of ``out_indices`` (stage 1..4 by default).
 
-    ``output_stride`` 8 or 16 gives a dilated backbone (for the context heads). Weights start
-    random; :func:`rsseg.models.create_model` loads pretrained ones into ``body``.
+    ``output_stride`` 8 or 16 gives a dilated backbone (for the context heads).
+    Weights start random; :func:`rsseg.models.create_model` loads pretrained ones into ``body``.
     """
 
     def __init__(self, name: str, in_channels: int = 3, output_stride: int = 32,
@@ -51,3 +53,12 @@ def strided_encoder(backbone: str, in_channels: int, strides: Sequence[int]) -> 
         raise RssegError(f"backbone {backbone!r} has no feature map at stride {missing}; "
                          f"it has {sorted(by_stride)}")
     return TimmEncoder(backbone, in_channels, out_indices=[by_stride[s] for s in strides])
+
+
+def dilated_backbone(name: str, in_channels: int = 3) -> TimmEncoder:
+    """A timm ResNet with dilated stages 3 and 4 (output stride 8), returning stages 1..4."""
+    encoder = TimmEncoder(name, in_channels, output_stride=8)
+    if encoder.reductions != DILATED_REDUCTIONS:
+        raise RssegError(f"backbone {name!r}: expected a ResNet with stage strides {DILATED_REDUCTIONS} "
+                         f"at output stride 8, got {encoder.reductions}")
+    return encoder

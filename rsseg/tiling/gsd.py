@@ -17,7 +17,7 @@ from affine import Affine
 from rasterio.crs import CRS
 import torch.nn.functional as F
 
-from rsseg.errors import RssegError
+from rsseg.errors import OptionError
 from rsseg.models.checkpoint import ModelCard
 
 TOLERANCE = 1.25  # scene and model GSD closer than this ratio: no resampling
@@ -52,19 +52,19 @@ def model_gsd_range(card: ModelCard) -> tuple[float, float] | None:
     span = card.extra.get("gsd_range")
     if span:
         return float(span[0]), float(span[1])
-    return (float(card.gsd), float(card.gsd)) if card.gsd else None
+    return (card.input.gsd, card.input.gsd) if card.input.gsd else None
 
 
 def parse_gsd(value: str | float) -> str | float:
-    """``auto``, ``native`` or a positive number of metres (``--gsd``)."""
+    """``auto``, ``native`` or a positive number of metres (``--gsd``); :class:`OptionError` otherwise."""
     if isinstance(value, str) and value in ("auto", "native"):
         return value
     try:
         metres = float(value)
     except ValueError:
-        raise RssegError(f"--gsd {value}: expected auto, native or metres per pixel") from None
+        raise OptionError("gsd", value, "expected auto, native or metres per pixel") from None
     if not 0 < metres < 1e5:
-        raise RssegError(f"--gsd {value}: metres per pixel must be positive")
+        raise OptionError("gsd", value, "metres per pixel must be positive")
     return metres
 
 
