@@ -113,7 +113,7 @@ def test_cli_warns_once_without_model_gsd_and_flags_an_unfamiliar_gsd(tmp_path, 
 
 @pytest.fixture(scope="module")
 def point_model():
-    """The default model, told it was trained at one GSD (the coarse end of what it saw)."""
+    """The default model, told it was trained at one GSD (0.4 m: the coarsest scenes it saw)."""
     model, card = load_checkpoint(DEFAULT_MODEL)
     return model, dataclasses.replace(card, input=dataclasses.replace(card.input, gsd=POINT_GSD), extra={})
 
@@ -139,7 +139,7 @@ def test_scene_at_2_5x_the_training_gsd_scores_higher_with_auto(tmp_path, point_
         assert report.gsd["factor"] == pytest.approx(2.5 if mode == "auto" else 1.0)
         with _open(out) as ds:
             scores[mode] = _miou(ds.read(1), truth)
-    assert scores["auto"] > scores["native"] + 0.1, scores
+    assert scores["auto"] > scores["native"] + 0.05 and scores["auto"] > 1.25 * scores["native"], scores
 
 
 def test_prepare_records_the_gsd_in_metres_or_as_given(tmp_path):
