@@ -7,9 +7,9 @@ import dataclasses
 import numpy as np
 import pytest
 import rasterio
+from conftest import ConstantModel, TinyFCN, card_for, random_scene, run_cli, write_scene
 from rasterio.transform import from_origin
 
-from conftest import ConstantModel, TinyFCN, card_for, random_scene, run_cli, write_scene
 from rsseg.data.synthetic import write_scene as write_synthetic
 from rsseg.errors import RssegError
 from rsseg.models import load_checkpoint, save_checkpoint
@@ -46,7 +46,8 @@ def test_plan_resamples_only_beyond_tolerance_and_to_the_nearest_trained_gsd(tmp
     assert model_gsd_range(point) == (0.09, 0.09) and model_gsd_range(ranged) == (0.05, 0.5)
     for pixel, factor_point, factor_ranged in ((0.1, 1.0, 1.0), (0.225, 2.5, 1.0), (1.0, 1 / 0.09, 2.0),
                                                (0.02, 0.02 / 0.09, 0.4)):
-        path = write_scene(tmp_path / f"{pixel}.tif", random_scene(32, 32), transform=from_origin(500000, 5400000, pixel, pixel))
+        path = write_scene(tmp_path / f"{pixel}.tif", random_scene(32, 32),
+                           transform=from_origin(500000, 5400000, pixel, pixel))
         with _open(path) as ds:
             assert plan_gsd("auto", ds, point).factor == pytest.approx(factor_point)
             assert plan_gsd("auto", ds, ranged).factor == pytest.approx(factor_ranged)

@@ -184,7 +184,8 @@ def test_coarser_gsd_covers_the_same_ground(tmp_path):
     write_scene(fine, tmp_path / "fine_labels.tif", 500, 400, seed=6, progress=False)
     write_scene(coarse, tmp_path / "coarse_labels.tif", 200, 160, seed=6, gsd=2.5 * GSD, progress=False)
     with rasterio.open(coarse) as ds:
-        assert ds.res == pytest.approx((2.5 * GSD, 2.5 * GSD)) and (ds.bounds.left, ds.bounds.top) == pytest.approx(ORIGIN)
+        assert ds.res == pytest.approx((2.5 * GSD, 2.5 * GSD))
+        assert (ds.bounds.left, ds.bounds.top) == pytest.approx(ORIGIN)
         assert (ds.width, ds.height) == (200, 160)
     fine_lab, coarse_lab = read(tmp_path / "fine_labels.tif")[0], read(tmp_path / "coarse_labels.tif")[0]
     np.testing.assert_allclose(np.bincount(coarse_lab.ravel(), minlength=6) / coarse_lab.size,

@@ -705,8 +705,8 @@ def iter_blocks(plan: ScenePlan, bands: str = "RGB", factor: float = 1.0
             cols = np.minimum(((np.arange(out_w) + 0.5) * factor).astype(int), plan.width - 1)
             rows = np.minimum(((np.arange(row0, row0 + h) + 0.5) * factor).astype(int) - src0, src1 - src0 - 1)
             lab = lab[rows][:, cols]
-            pooled = torch.nn.functional.adaptive_avg_pool2d(torch.from_numpy(img[:, :, :round(out_w * factor)]).float(),
-                                                             (h, out_w))
+            covered = torch.from_numpy(img[:, :, :round(out_w * factor)]).float()
+            pooled = torch.nn.functional.adaptive_avg_pool2d(covered, (h, out_w))
             img = pooled.round().clamp(0, 255).to(torch.uint8).numpy()
         yield Window(0, row0, out_w, h), img, lab
 

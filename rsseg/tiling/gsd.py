@@ -13,9 +13,9 @@ from dataclasses import dataclass
 
 import rasterio
 import torch
+import torch.nn.functional as F
 from affine import Affine
 from rasterio.crs import CRS
-import torch.nn.functional as F
 
 from rsseg.errors import OptionError
 from rsseg.models.checkpoint import ModelCard
