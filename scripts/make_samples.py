@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-from rsseg.data.synthetic import write_scene
+from rsseg.data.synthetic import GSD, LANDSCAPES, write_scene
 from rsseg.errors import RssegError
 
 SAMPLES = Path(__file__).resolve().parent.parent / "data_samples"
@@ -27,6 +27,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--height", type=int, default=2048)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--bands", choices=["RGB", "IRRG"], default="RGB")
+    parser.add_argument("--landscape", choices=list(LANDSCAPES), default="urban")
+    parser.add_argument("--gsd", type=float, default=GSD, help=f"metres per pixel (at least {GSD})")
     parser.add_argument("--compress", choices=["deflate", "jpeg", "webp"], default="deflate",
                         help="image compression (labels are always deflate)")
     parser.add_argument("--quality", type=int, default=90, help="jpeg / webp quality")
@@ -44,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         jobs = [dict(width=args.width, height=args.height, seed=args.seed, bands=args.bands, compress=args.compress,
                      quality=args.quality, image_path=args.out_image, labels_path=args.out_labels,
-                     overwrite=args.overwrite)]
+                     overwrite=args.overwrite, landscape=args.landscape, gsd=args.gsd)]
     try:
         for job in jobs:
             start = time.perf_counter()

@@ -83,6 +83,7 @@ def card_for(model: nn.Module, name: str = "test_tiny_fcn", num_classes: int = 4
     model.arch = {"name": name, "num_classes": num_classes, "in_channels": in_channels, "kwargs": {}}
     card.setdefault("mean", [0.5] * in_channels)
     card.setdefault("std", [0.25] * in_channels)
+    card.setdefault("gsd", TRANSFORM.a)
     return make_card(model.arch, **card)
 
 

@@ -164,3 +164,32 @@ def test_committed_demo_scene_matches_the_generator():
     with rasterio.open(SAMPLES / "demo_scene.tif") as ds:
         assert (ds.width, ds.height, ds.compression.name.lower(), ds.photometric.name.lower()) == \
             (2048, 2048, "jpeg", "ycbcr")
+
+
+def test_rural_scenes_are_mostly_vegetation_and_ground():
+    plan = plan_scene(768, 768, seed=6, landscape="rural")
+    img, lab = render_window(plan, Window(0, 0, 768, 768))
+    share = np.bincount(lab.ravel(), minlength=6)[:6] / lab.size
+    assert share[LOWVEG] + share[TREE] > 0.85 and share[TREE] > 0.05
+    assert share[BUILDING] < 0.05 and share[CAR] < 0.01
+    grass_only = render_window(plan_scene(768, 768, seed=6), Window(0, 0, 768, 768))[0]
+    assert not np.array_equal(img, grass_only)  # another landscape, not the urban plan
+    with pytest.raises(RssegError, match="landscape"):
+        plan_scene(10, 10, landscape="desert")
+
+
+def test_coarser_gsd_covers_the_same_ground(tmp_path):
+    """The same seed at 2.5x the generator's GSD: 2.5x fewer pixels over the same area, same classes."""
+    fine, coarse = tmp_path / "fine.tif", tmp_path / "coarse.tif"
+    write_scene(fine, tmp_path / "fine_labels.tif", 500, 400, seed=6, progress=False)
+    write_scene(coarse, tmp_path / "coarse_labels.tif", 200, 160, seed=6, gsd=2.5 * GSD, progress=False)
+    with rasterio.open(coarse) as ds:
+        assert ds.res == pytest.approx((2.5 * GSD, 2.5 * GSD))
+        assert (ds.bounds.left, ds.bounds.top) == pytest.approx(ORIGIN)
+        assert (ds.width, ds.height) == (200, 160)
+    fine_lab, coarse_lab = read(tmp_path / "fine_labels.tif")[0], read(tmp_path / "coarse_labels.tif")[0]
+    np.testing.assert_allclose(np.bincount(coarse_lab.ravel(), minlength=6) / coarse_lab.size,
+                               np.bincount(fine_lab.ravel(), minlength=6) / fine_lab.size, atol=0.02)
+    assert abs(read(coarse).astype(float).mean() - read(fine).astype(float).mean()) < 3
+    with pytest.raises(RssegError, match="finer"):
+        write_scene(tmp_path / "x.tif", None, 10, 10, gsd=0.05, progress=False)

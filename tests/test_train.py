@@ -271,3 +271,26 @@ def test_cpu_defaults_without_a_config(tmp_path):
     assert (gpu.data.tile, gpu.train.batch_size, gpu.model.kwargs) == (512, 8, {})
     shipped = build_config(TESTS.parent / "configs" / "vaihingen" / "unet.yaml", ("train.device=cpu",))
     assert shipped.data.tile == 512 and shipped.model.kwargs["backbone"] == "resnet34"
+
+
+def test_encoder_lr_zero_freezes_the_backbone_and_its_batchnorm(patches, tmp_path):
+    """A frozen pretrained backbone keeps its weights and BatchNorm statistics; the decoder learns.
+    Photometric randomisation on."""
+    import timm
+
+    weights = tmp_path / "backbone.pth"
+    torch.manual_seed(1)
+    torch.save(timm.create_model("mobilenetv3_small_050").state_dict(), weights)
+    run = tmp_path / "frozen"
+    train(config(patches, "model.name=abcnet", "model.backbone=mobilenetv3_small_050", "model.channels=32",
+                 f"model.pretrained_weights={weights}", "optim.encoder_lr=0", "data.photometric=1.0", epochs=1),
+          run, progress=False)
+    model, _ = load_checkpoint(run / "last.pt")
+    source = torch.load(weights, weights_only=True)
+    encoder = {k.removeprefix("encoder.body."): v for k, v in model.state_dict().items() if k.startswith("encoder.")}
+    assert any("running_mean" in k for k in encoder)
+    assert all(torch.equal(v, source[k]) for k, v in encoder.items() if not k.endswith("num_batches_tracked"))
+    torch.manual_seed(0)
+    fresh = trainer_module.create_model("abcnet", 4, 3, backbone="mobilenetv3_small_050", channels=32).state_dict()
+    head = [k for k in fresh if k.startswith("head.") and fresh[k].is_floating_point()]
+    assert head and not all(torch.equal(model.state_dict()[k], fresh[k]) for k in head)

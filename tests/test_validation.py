@@ -183,9 +183,9 @@ def test_unknown_card_fields_warn_and_format_1_still_loads(tmp_path):
     assert payload[FORMAT_KEY] == 2 and set(payload["card"]["input"]) == {"bands", "scale", "mean", "std", "gsd"}
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        model, card = load_checkpoint(DEFAULT_MODEL)  # the bundled model is a format 1 file
+        model, card = load_checkpoint(DEFAULT_MODEL)  # the bundled model (format 2 since issue 12)
     assert card.classes.names[1] == "Building" and card.classes.excluded_from_mean == (5,)
-    assert "excluded_from_mean" not in card.extra and card.input.gsd == 0.09
+    assert "excluded_from_mean" not in card.extra and card.input.gsd == 0.15
     assert read_dataset_info(ROOT / "data_samples" / "patches").classes == card.classes  # flat dataset.yaml too
 
 

@@ -47,6 +47,9 @@ def check_predict_outputs(scene: Path, checkpoint: Path, out: Path, probs: Path 
 @opt.batch_size
 @opt.tta
 @opt.bands
+@click.option("--gsd", default="auto", show_default=True,
+              help="auto: resample windows to the model's ground sample distance where the scene's differs by "
+                   "more than 1.25x; native: never; METRES: the scene's metres per pixel (resampled as auto).")
 @click.option("--input-scale", type=opt.POSITIVE_FLOAT, help="Divide raw values by this (default: the model's).")
 @click.option("--probs", is_flag=False, flag_value=FLAG,
               help="Also write per-class probabilities (uint8): PATH, or as a flag <stem>_probs.tif.")
@@ -64,9 +67,9 @@ def check_predict_outputs(scene: Path, checkpoint: Path, out: Path, probs: Path 
 @opt.quiet
 def predict(scenes: tuple[str, ...], output: Path | None, out_dir: Path | None, checkpoint: Path | None,
             tile: int | None, overlap: float | None, stride: int | None, batch_size: int, tta: str,
-            bands: list[int] | None, input_scale: float | None, probs: str | None, confidence: str | None,
-            vector: str | None, cog: bool, device: str, threads: int | None, restart: bool, overwrite: bool,
-            quiet: bool) -> None:
+            bands: list[int] | None, gsd: str, input_scale: float | None, probs: str | None,
+            confidence: str | None, vector: str | None, cog: bool, device: str, threads: int | None,
+            restart: bool, overwrite: bool, quiet: bool) -> None:
     """Segment SCENES window by window with overlap blending.
 
     SCENES are files (VRT mosaics included), folders, glob patterns or @LIST.txt files of
@@ -94,7 +97,7 @@ def predict(scenes: tuple[str, ...], output: Path | None, out_dir: Path | None, 
     options = PredictOptions(tile=tile, overlap=0.5 if overlap is None else overlap, stride=stride,
                              batch_size=batch_size, tta=tta, bands=tuple(bands) if bands else None, cog=cog,
                              overwrite=overwrite, progress=not quiet, input_scale=input_scale, threads=threads,
-                             restart=restart)
+                             restart=restart, gsd=gsd)
     if checkpoint is None:
         from rsseg.models.default import DEFAULT_MODEL
 
@@ -135,6 +138,8 @@ def predict(scenes: tuple[str, ...], output: Path | None, out_dir: Path | None, 
             if split is not None and not env.is_main:
                 return None
             lines = [report.summary_line()]
+            if report.unfamiliar_line():
+                lines.append(report.unfamiliar_line())
             if outputs.vector is not None and not (report.skipped and outputs.vector.exists()):
                 from rsseg.vector import vectorize_mask
 

@@ -101,10 +101,13 @@ def uavid(src: Path, output: Path, patch: int, stride: int, overwrite: bool, qui
               help="Bottom strip of each scene used for validation.")
 @click.option("--test-fraction", type=opt.FRACTION, default=0.0, show_default=True,
               help="Strip below validation used for testing.")
+@click.option("--gsd", type=opt.POSITIVE_FLOAT, help="Metres per pixel, recorded for GSD-aware prediction "
+                                                     "(default: from the first scene's georeference).")
 @opt.overwrite
 def generic(images: tuple[Path, ...], labels: tuple[Path, ...], classes: str, output: Path, patch: int, stride: int,
             palette: str | None, class_field: str, polygon_class: str | None, background: str | None,
-            bands: list[int] | None, val_fraction: float, test_fraction: float, overwrite: bool) -> None:
+            bands: list[int] | None, val_fraction: float, test_fraction: float, gsd: float | None,
+            overwrite: bool) -> None:
     """Your own GeoTIFF(s) with label rasters or vector labels.
 
     \b
@@ -122,4 +125,4 @@ def generic(images: tuple[Path, ...], labels: tuple[Path, ...], classes: str, ou
         if not path.exists():
             raise RssegError(f"{path}: file not found")
     click.echo(prepare_generic(images, labels, classes, output, patch, stride, palette, class_field, bands,
-                               val_fraction, test_fraction, overwrite, background, polygon_class).summary)
+                               val_fraction, test_fraction, overwrite, background, polygon_class, gsd).summary)

@@ -29,6 +29,7 @@ from rsseg.io.outputs import check_outputs
 from rsseg.io.raster import is_georeferenced, open_raster
 from rsseg.schema import ClassSchema, InputSpec, colors_to_index
 from rsseg.tiling.grid import axis_starts
+from rsseg.tiling.gsd import gsd_metres
 
 VAIHINGEN_SPLIT = {
     "test": (2, 4, 6, 8, 10, 12, 14, 16, 20, 22, 24, 27, 29, 31, 33, 35, 38),
@@ -429,8 +430,11 @@ def prepare_generic(images: Sequence[str | os.PathLike], labels: Sequence[str | 
                     out: str | os.PathLike, patch: int = 512, stride: int = 256, palette: str | None = None,
                     class_field: str = "class", bands: Sequence[int] | None = None, val_fraction: float = 0.2,
                     test_fraction: float = 0.0, overwrite: bool = False, background: str | None = None,
-                    polygon_class: str | None = None) -> PrepareResult:
+                    polygon_class: str | None = None, gsd: float | None = None) -> PrepareResult:
     """Any GeoTIFF(s) with label rasters or vector labels; val/test are strips at the bottom of each scene.
+
+    ``gsd`` (metres per pixel) is recorded in ``dataset.yaml`` and in the models trained on it;
+    by default it is read from the first scene's georeference, in metres whatever its CRS.
 
     Vector labels: ``polygon_class`` names the class of every polygon (no class attribute needed),
     ``background`` the class of pixels under no polygon (default: ignored in training).
@@ -443,8 +447,10 @@ def prepare_generic(images: Sequence[str | os.PathLike], labels: Sequence[str | 
     band_list = list(bands) if bands else None
     fill = class_id(table, background, "--background") if background else None
     burn = class_id(table, polygon_class, "--polygon-class") if polygon_class else None
+    if gsd is not None and not gsd > 0:
+        raise RssegError(f"--gsd {gsd}: metres per pixel must be positive")
     writer = PatchFolderWriter(Path(out), table, Path(images[0]).stem, patch, stride, overwrite, bands=band_list,
-                               inputs=[*map(Path, images), *map(Path, labels)])
+                               gsd=gsd, inputs=[*map(Path, images), *map(Path, labels)])
     with writer:
         for image_path, label_path in zip(map(Path, images), map(Path, labels)):
             image, transform, crs = _read(image_path)
@@ -453,7 +459,7 @@ def prepare_generic(images: Sequence[str | os.PathLike], labels: Sequence[str | 
                     raise RssegError(f"{image_path}: has {image.shape[0]} bands, not bands {band_list}")
                 image = image[[b - 1 for b in band_list]]
             if writer.gsd is None and transform is not None:
-                writer.gsd = abs(float(transform.a))
+                writer.gsd = gsd_metres(transform, crs, *image.shape[1:])
             shape = image.shape[1:]
             if label_path.suffix.lower() in VECTOR_SUFFIXES:
                 mask = rasterize_vector(label_path, table, class_field, shape, transform, crs, fill, burn)

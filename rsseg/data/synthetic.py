@@ -18,6 +18,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 import rasterio
+import torch
 from affine import Affine
 from rasterio.windows import Window
 from tqdm import tqdm
@@ -46,6 +47,10 @@ _MATERIALS = {
     "tree": (TREE, None, None, (0.05, 0.30, 0.16)),
     "car": (CAR, None, None, (0.0, 0.01, 0.03)),
     "clutter": (CLUTTER, None, None, (0.08, 0.10, 0.12)),
+    # rural ground, painted by large-scale noise (see ``ScenePlan.ground``): natural surfaces count as LowVeg
+    "sand": (LOWVEG, (204, 194, 170, 196), (172, 160, 136, 172), (0.06, 0.08, 0.10)),
+    "drygrass": (LOWVEG, (150, 140, 96, 172), (118, 116, 74, 156), (0.08, 0.10, 0.12)),
+    "litter": (LOWVEG, (96, 86, 62, 124), (72, 74, 52, 112), (0.10, 0.12, 0.14)),
 }
 MATERIAL_IDS = {name: i for i, name in enumerate(_MATERIALS)}
 _LABEL_OF = np.array([m[0] for m in _MATERIALS.values()], dtype=np.uint8)
@@ -76,6 +81,9 @@ FLAT_ROOF_COLORS = [(150, 150, 146, 152), (120, 118, 114, 122), (178, 176, 170, 
 CAR_COLORS = [(225, 225, 225, 215), (30, 30, 34, 40), (150, 152, 156, 150), (160, 28, 30, 150),
               (40, 60, 130, 60), (90, 92, 96, 92), (200, 196, 180, 195), (24, 60, 40, 70)]
 TREE_COLORS = [(46, 76, 34, 205), (58, 86, 40, 215), (40, 64, 36, 190), (70, 92, 46, 225)]
+CONIFER_COLORS = [(30, 52, 38, 170), (38, 62, 44, 180), (52, 74, 50, 190), (26, 44, 40, 160)]
+SNAG_COLORS = [(170, 168, 160, 150), (140, 134, 124, 130), (196, 192, 184, 170)]
+CROWNS = ("round", "conifer", "snag")  # tree prim ``extra``: index into this
 CLUTTER_COLORS = [(138, 112, 82, 140), (112, 92, 70, 118), (170, 120, 60, 160), (60, 110, 160, 90),
                   (190, 186, 172, 185), (150, 60, 40, 140), (84, 76, 64, 90)]
 
@@ -89,7 +97,8 @@ class Prim:
     box: tuple[float, float, float, float]  # u0, v0, u1, v1 (discs: cu, cv, r, height)
     color: tuple[int, int, int, int] = (0, 0, 0, 0)
     material: str = "paving"
-    extra: float = 0.0  # roof: 0 flat, 1/2 ridge along u/v; car: 1/2 along u/v; shadow: caster height (px)
+    extra: float = 0.0  # roof: 0 flat, 1/2 ridge along u/v; car: 1/2 along u/v; shadow: caster height (px);
+    # tree: crown shape (index into CROWNS)
 
 
 @dataclass
@@ -102,6 +111,8 @@ class ScenePlan:
     cos: float
     sin: float
     shadow: tuple[float, float]  # shadow offset in pixels per pixel of height (image x, y)
+    landscape: str = "urban"
+    ground: tuple[tuple[str, float], ...] = ()  # (material, share): open ground painted by large-scale noise
     prims: list[Prim] = field(default_factory=list)
     bounds: np.ndarray = field(default_factory=lambda: np.zeros((0, 4)))  # per primitive: x0, y0, x1, y1
     buckets: dict[tuple[int, int], list[int]] = field(default_factory=lambda: defaultdict(list))
@@ -200,12 +211,14 @@ class _Planner:
         self.add("car", 4, box, self.pick(CAR_COLORS), "car", 1.0 if along_u else 2.0)
         self.add("shadow", 5, box, extra=1.3 * PX)
 
-    def tree(self, cu: float, cv: float, r: float) -> None:
-        height = r * self.rng.uniform(1.3, 2.0)
-        self.add("treeshadow", 7, (cu, cv, r, height))
-        color = self.pick(TREE_COLORS)
+    def tree(self, cu: float, cv: float, r: float, crown: str = "round") -> None:
+        """A crown (round broadleaf, star-edged conifer or grey dead snag) and its shadow."""
+        height = r * (self.rng.uniform(3.0, 5.0) if crown == "conifer" else self.rng.uniform(1.3, 2.0))
+        self.add("treeshadow", 7, (cu, cv, r * (0.6 if crown == "snag" else 1.0), height))
+        color = self.pick({"round": TREE_COLORS, "conifer": CONIFER_COLORS, "snag": SNAG_COLORS}[crown])
         tint = self.rng.uniform(0.88, 1.12)
-        self.add("tree", 8, (cu, cv, r, height), tuple(int(min(255, c * tint)) for c in color), "tree")
+        self.add("tree", 8, (cu, cv, r, height), tuple(int(min(255, c * tint)) for c in color), "tree",
+                 float(CROWNS.index(crown)))
 
     def grove(self, u0: float, v0: float, u1: float, v1: float, count: int, spread: float) -> None:
         """Clusters of overlapping crowns with centres inside the box."""
@@ -229,6 +242,39 @@ class _Planner:
         """A roof (gabled when ``ridge``) and its cast shadow."""
         self.add("shadow", 5, box, extra=height)
         self.add("roof", 6, box, color, "roof", float(ridge))
+
+    def layout_rural(self, umin: float, vmin: float, umax: float, vmax: float, conifer: float) -> None:
+        """Woodland and meadow stands of random density, an occasional road and farmstead."""
+        pad = 40 * PX
+        u = umin - pad
+        while u < umax + pad:
+            w = self.m(30, 90)
+            v = vmin - pad
+            while v < vmax + pad:
+                h = self.m(30, 90)
+                self.stand(u, v, u + w, v + h, conifer)
+                v += h
+            u += w
+        if self.rng.random() < 0.5:
+            c, h = self.rng.uniform(umin, umax), self.m(2.5, 4)
+            self.street((c - h, vmin - pad, c + h, vmax + pad), along_u=False, walk=0.0)
+
+    def stand(self, u0: float, v0: float, u1: float, v1: float, conifer: float) -> None:
+        """Trees at a density drawn per stand (meadow to closed canopy), some dead; rarely a farmstead."""
+        kind = self.rng.choice(["meadow", "sparse", "open", "dense", "farm"], p=[0.2, 0.25, 0.25, 0.22, 0.08])
+        per_m2 = {"meadow": 1 / 3000, "sparse": 1 / 200, "open": 1 / 70, "dense": 1 / 22, "farm": 1 / 400}[kind]
+        area = (u1 - u0) * (v1 - v0) / PX ** 2
+        for _ in range(int(self.rng.poisson(area * per_m2))):
+            crown = "snag" if self.rng.random() < 0.04 else ("conifer" if self.rng.random() < conifer else "round")
+            r = self.m(0.8, 2.6) if crown == "conifer" else self.m(1.2, 4.5)
+            self.tree(self.rng.uniform(u0, u1), self.rng.uniform(v0, v1), r, crown)
+        if kind == "farm" and u1 - u0 > 25 * PX and v1 - v0 > 25 * PX:
+            bu, bv = u0 + self.m(3, 8), v0 + self.m(3, 8)
+            w, d = self.m(9, 20), self.m(8, 14)
+            self.rect((bu - 3 * PX, bv - 3 * PX, bu + w + 8 * PX, bv + d + 8 * PX), "paving", layer=1)
+            self.building((bu, bv, bu + w, bv + d), int(self.rng.integers(0, 3)), self.pick(ROOF_COLORS), self.m(5, 9))
+            self.car((bu + w + 1 * PX, bv + 1 * PX, bu + w + 2.9 * PX, bv + 5.5 * PX), False)
+            self.clutter(bu - 3 * PX, bv + d, bu + w, bv + d + 8 * PX, int(self.rng.integers(0, 4)))
 
     def block(self, u0: float, v0: float, u1: float, v1: float) -> None:
         if u1 - u0 < 12 * PX or v1 - v0 < 12 * PX:
@@ -359,18 +405,34 @@ class _Planner:
         self.grove(u0, v0, u1, v1, int(self.rng.poisson(area / 3000)), 0.8)
 
 
-def plan_scene(width: int, height: int, seed: int = 0) -> ScenePlan:
-    """Plan the layout of a ``width`` × ``height`` scene from ``seed`` (cheap; no pixels)."""
+LANDSCAPES = ("urban", "rural")
+
+
+def plan_scene(width: int, height: int, seed: int = 0, landscape: str = "urban") -> ScenePlan:
+    """Plan the layout of a ``width`` × ``height`` scene from ``seed`` (cheap; no pixels).
+
+    ``urban``: a street grid with houses, apartments, parks, parking and industry;
+    ``rural``: woodland (broadleaf, conifer, dead snags) and meadows on grass, dry grass, sand
+    and litter, an occasional road and farmstead.
+    """
     if width < 1 or height < 1:
         raise RssegError(f"scene size {width}x{height}: width and height must be positive")
-    rng = np.random.default_rng([seed, 7])
+    if landscape not in LANDSCAPES:
+        raise RssegError(f"landscape {landscape!r}: expected one of {', '.join(LANDSCAPES)}")
+    rng = np.random.default_rng([seed, 7] if landscape == "urban" else [seed, 7, LANDSCAPES.index(landscape)])
     theta = math.radians(float(rng.choice([0.0, rng.uniform(-35, 35)], p=[0.25, 0.75])))
     azimuth = math.radians(rng.uniform(-125, -55))  # shadows point up the image (north), a little sideways
     per_height = 1.0 / math.tan(math.radians(rng.uniform(38, 55)))
     plan = ScenePlan(width, height, seed, math.cos(theta), math.sin(theta),
                      (per_height * math.cos(azimuth), per_height * math.sin(azimuth)))
     corners_u, corners_v = plan.to_city(np.array([0, width, 0, width]), np.array([0, 0, height, height]))
-    _Planner(plan, rng).layout(corners_u.min(), corners_v.min(), corners_u.max(), corners_v.max())
+    frame = (corners_u.min(), corners_v.min(), corners_u.max(), corners_v.max())
+    if landscape == "urban":
+        _Planner(plan, rng).layout(*frame)
+    else:
+        plan.landscape = landscape
+        plan.ground = tuple((name, float(rng.uniform(0.0, 0.45))) for name in ("drygrass", "sand", "litter"))
+        _Planner(plan, rng).layout_rural(*frame, conifer=float(rng.choice([0.0, 0.5, 0.95])))
     plan.bounds = _pixel_bounds(plan)
     blocks = np.floor(plan.bounds / BLOCK).astype(np.int64)
     last = ((width - 1) // BLOCK, (height - 1) // BLOCK)
@@ -550,7 +612,15 @@ def _draw_tree(plan, canvas, prim, sl, u, v) -> None:
     cu, cv, r, _ = prim.box
     du, dv = (u - cu) / r, (v - cv) / r
     d2 = du * du + dv * dv
-    mask = d2 < (1.0 + 0.14 * canvas.lumps[sl]) ** 2
+    edge = 1.0 + 0.14 * canvas.lumps[sl]
+    crown = CROWNS[int(prim.extra)]
+    if crown != "round":  # a star of branches: seven for conifers, five thin bare ones for snags
+        angle = np.arctan2(dv, du) + cu % 6.283
+        if crown == "conifer":
+            edge = edge + 0.22 * np.cos(7 * angle)
+        else:
+            edge = np.where((np.abs(np.sin(2.5 * angle)) < 0.3) | (d2 < 0.04), edge, 0.0)
+    mask = d2 < edge ** 2
     if not mask.any():
         return
     _paint(canvas, mask, sl, "tree", prim.color)
@@ -592,6 +662,10 @@ def render_window(plan: ScenePlan, window: Window, bands: str = "RGB") -> tuple[
     grass = np.asarray(_FIELD_BASE["grass"], np.float32)
     canvas = _Canvas(x0, y0, np.broadcast_to(grass[:, None, None], (4, ph, pw)).copy(), np.zeros((ph, pw), np.uint8),
                      np.full((ph, pw), LOWVEG, np.uint8), np.ones((ph, pw), np.float32), noise[1])
+    for k, (material, share) in enumerate(plan.ground):  # patches of open ground, as large-scale noise
+        patches = 0.7 * value_noise(x0, y0, pw, ph, 260.0, seed_salt + 20 + k) + \
+            0.3 * value_noise(x0, y0, pw, ph, 50.0, seed_salt + 30 + k)
+        _paint(canvas, patches > 0.6 - 1.6 * share, (slice(None), slice(None)), material, (0, 0, 0, 0))
     ids = sorted({i for by in range(y0 // BLOCK, (y0 + ph - 1) // BLOCK + 1)
                   for bx in range(x0 // BLOCK, (x0 + pw - 1) // BLOCK + 1) for i in plan.buckets.get((by, bx), ())})
     for i in sorted(ids, key=lambda i: plan.prims[i].layer):
@@ -610,35 +684,55 @@ def render_window(plan: ScenePlan, window: Window, bands: str = "RGB") -> tuple[
     return np.clip(np.rint(img), 0, 255).astype(np.uint8), canvas.label[1:-1, 1:-1].copy()
 
 
-def iter_blocks(plan: ScenePlan, bands: str = "RGB") -> Iterator[tuple[Window, np.ndarray, np.ndarray]]:
-    """Render the scene block-row by block-row, each row as 512-wide pieces joined together."""
-    for row0 in range(0, plan.height, BLOCK):
-        h = min(BLOCK, plan.height - row0)
-        img = np.empty((3, h, plan.width), np.uint8)
-        lab = np.empty((h, plan.width), np.uint8)
+def iter_blocks(plan: ScenePlan, bands: str = "RGB", factor: float = 1.0
+                ) -> Iterator[tuple[Window, np.ndarray, np.ndarray]]:
+    """Render the scene block-row by block-row, each row as 512-wide pieces joined together.
+
+    ``factor`` > 1 yields the scene at ``factor`` times coarser pixels: each output row band is
+    rendered at the generator's resolution, box-averaged (image) and centre-sampled (labels).
+    """
+    out_w, out_h = math.floor(plan.width / factor), math.floor(plan.height / factor)
+    for row0 in range(0, out_h, BLOCK):
+        h = min(BLOCK, out_h - row0)
+        src0, src1 = round(row0 * factor), min(plan.height, round((row0 + h) * factor))
+        img = np.empty((3, src1 - src0, plan.width), np.uint8)
+        lab = np.empty((src1 - src0, plan.width), np.uint8)
         for col0 in range(0, plan.width, BLOCK):
             w = min(BLOCK, plan.width - col0)
-            img[:, :, col0:col0 + w], lab[:, col0:col0 + w] = render_window(plan, Window(col0, row0, w, h), bands)
-        yield Window(0, row0, plan.width, h), img, lab
+            img[:, :, col0:col0 + w], lab[:, col0:col0 + w] = render_window(
+                plan, Window(col0, src0, w, src1 - src0), bands)
+        if factor != 1.0:
+            cols = np.minimum(((np.arange(out_w) + 0.5) * factor).astype(int), plan.width - 1)
+            rows = np.minimum(((np.arange(row0, row0 + h) + 0.5) * factor).astype(int) - src0, src1 - src0 - 1)
+            lab = lab[rows][:, cols]
+            covered = torch.from_numpy(img[:, :, :round(out_w * factor)]).float()
+            pooled = torch.nn.functional.adaptive_avg_pool2d(covered, (h, out_w))
+            img = pooled.round().clamp(0, 255).to(torch.uint8).numpy()
+        yield Window(0, row0, out_w, h), img, lab
 
 
-def scene_transform():
-    """The georeference of a generated scene: UTM 32N, 0.09 m pixels, north-up."""
-    return Affine(GSD, 0.0, ORIGIN[0], 0.0, -GSD, ORIGIN[1])
+def scene_transform(gsd: float = GSD):
+    """The georeference of a generated scene: UTM 32N, ``gsd`` metre pixels (0.09 by default), north-up."""
+    return Affine(gsd, 0.0, ORIGIN[0], 0.0, -gsd, ORIGIN[1])
 
 
 def write_scene(image_path: str | Path, labels_path: str | Path | None, width: int, height: int, seed: int = 0,
                 bands: str = "RGB", compress: str = "deflate", quality: int = 90, overwrite: bool = False,
-                progress: bool = True) -> ScenePlan:
+                progress: bool = True, landscape: str = "urban", gsd: float = GSD) -> ScenePlan:
     """Generate a scene and write it as tiled, compressed GeoTIFFs (image and, optionally, labels).
 
     ``compress`` is ``deflate`` (lossless), ``jpeg`` (YCbCr, ``quality``) or ``webp`` for the image;
     labels are always deflate-compressed uint8 class ids with the ISPRS class names and colormap.
+    ``landscape`` is ``urban`` or ``rural`` (see :func:`plan_scene`); ``gsd`` (metres, at least the
+    generator's 0.09) renders the same ground at coarser pixels: ``width`` × ``height`` pixels of ``gsd``.
     """
     if compress not in ("deflate", "jpeg", "webp"):
         raise RssegError(f"{image_path}: unknown compression {compress!r} (deflate, jpeg or webp)")
-    plan = plan_scene(width, height, seed)
-    common = dict(driver="GTiff", width=width, height=height, crs=CRS, transform=scene_transform(),
+    if gsd < GSD:
+        raise RssegError(f"{image_path}: gsd {gsd:g} m is finer than the generator's {GSD:g} m")
+    factor = gsd / GSD
+    plan = plan_scene(math.ceil(width * factor), math.ceil(height * factor), seed, landscape)
+    common = dict(driver="GTiff", width=width, height=height, crs=CRS, transform=scene_transform(gsd),
                   tiled=True, blockxsize=BLOCK, blockysize=BLOCK, dtype="uint8")
     image_opts = {"deflate": dict(compress="deflate", predictor=2),
                   "jpeg": dict(compress="jpeg", photometric="ycbcr", jpeg_quality=quality),
@@ -653,7 +747,7 @@ def write_scene(image_path: str | Path, labels_path: str | Path | None, width: i
             lab_ds = stack.enter_context(rasterio.open(tmp_labels, "w", count=1, nodata=255, compress="deflate",
                                                        **common))
             write_class_table(lab_ds, list(ISPRS.names), list(ISPRS.colors))
-        rows = tqdm(iter_blocks(plan, bands), total=math.ceil(height / BLOCK), unit="row",
+        rows = tqdm(iter_blocks(plan, bands, factor), total=math.ceil(height / BLOCK), unit="row",
                     desc=f"generating {Path(image_path).name}", disable=not progress)
         for window, img, lab in rows:
             img_ds.write(img, window=window)

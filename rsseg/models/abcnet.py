@@ -99,6 +99,6 @@ class ABCNet(SegmentationModel):
 
 @register_model("abcnet", paper="ABCNet (Li et al., 2021)")
 def build(num_classes: int, in_channels: int = 3, backbone: str = DEFAULT_BACKBONE,
-          aux_weights: Sequence[float] = (0.4, 0.4)) -> ABCNet:
-    """ABCNet; ``aux_weights`` weight the stride-8 and stride-16 auxiliary losses."""
-    return ABCNet(num_classes, in_channels, backbone, aux_weights)
+          aux_weights: Sequence[float] = (0.4, 0.4), channels: int = 128) -> ABCNet:
+    """ABCNet; ``aux_weights`` weight the stride-8 and stride-16 auxiliary losses; ``channels``: decoder width."""
+    return ABCNet(num_classes, in_channels, backbone, aux_weights, channels)

@@ -41,11 +41,13 @@ from rsseg.tiling.blend import RowBandBlender
 from rsseg.tiling.confidence import band_names, confidence_bands, view_disagreement
 from rsseg.tiling.distributed import contiguous_share
 from rsseg.tiling.grid import Tile, TileGrid
+from rsseg.tiling.gsd import GsdPlan, model_shape, parse_gsd, plan_gsd, resize, scene_window
 from rsseg.tiling.journal import BAND_ROWS, Band, BandJournal, journal_key, model_digest, run_key
 from rsseg.tiling.tta import TTA_MODES, tta_probs, tta_transforms
 from rsseg.tiling.weights import blend_window
 
 MULTIPLE = 32  # window sizes every registered architecture accepts
+FAMILIAR_CONFIDENCE = 0.6  # mean top-class probability below this: the scene is unlike the training data
 
 
 @dataclass
@@ -71,6 +73,8 @@ class PredictReport:
     model_seconds: float = 0.0
     peak_rss_mb: float = 0.0
     peak_cuda_mb: float | None = None
+    gsd: dict = field(default_factory=dict)  # scene / model GSD (metres) and the window resampling factor
+    mean_top_probability: float | None = None  # over valid pixels of all windows run
     model: dict = field(default_factory=dict)
     key: str = ""  # hash of the model and every option that changes the result
     resumed_row: int | None = None  # first row computed when a journal was resumed
@@ -87,9 +91,24 @@ class PredictReport:
             return f"{Path(self.scene).name}: finished earlier with the same model and options -> {self.mask}"
         resumed = f", resumed at row {self.resumed_row}" if self.resumed_row is not None else ""
         cuda = f", peak CUDA {self.peak_cuda_mb:.0f} MB" if self.peak_cuda_mb is not None else ""
-        return (f"{Path(self.scene).name}: {self.width}x{self.height} px, {self.windows} windows "
+        gsd = f", {self.gsd['text']}" if self.gsd.get("text") else ""
+        return (f"{Path(self.scene).name}: {self.width}x{self.height} px{gsd}, {self.windows} windows "
                 f"({self.windows_skipped} skipped), {self.seconds:.1f} s, {self.mpix_per_s:.2f} MPix/s, "
                 f"peak RSS {self.peak_rss_mb:.0f} MB{cuda}{resumed} -> {self.mask}")
+
+    def unfamiliar_line(self) -> str | None:
+        """One line when the scene looks unlike what the model was trained on, else ``None``."""
+        reasons = []
+        if self.mean_top_probability is not None and self.mean_top_probability < FAMILIAR_CONFIDENCE:
+            reasons.append(f"mean top-class probability {self.mean_top_probability:.2f} < {FAMILIAR_CONFIDENCE}")
+        if self.gsd.get("outside"):
+            lo, hi = self.gsd["model"]
+            span = f"{lo:g}-{hi:g} m" if lo != hi else f"{lo:g} m"
+            reasons.append(f"scene GSD {self.gsd['scene']:.3g} m far from the trained {span}")
+        if not reasons:
+            return None
+        return (f"Note: {Path(self.scene).name} looks unlike this model's training data ({'; '.join(reasons)}); "
+                "check the map, or fine-tune on a few labelled tiles")
 
     def to_json(self) -> dict:
         return {**asdict(self), "mpix_per_s": self.mpix_per_s}
@@ -190,8 +209,10 @@ class _Predictor:
     """
 
     def __init__(self, model: torch.nn.Module, card: ModelCard, scale: float, device: torch.device,
-                 tta: str, square: bool, amp: bool, disagreement: bool = False):
+                 tta: str, square: bool, amp: bool, model_input: tuple[int, int] | None = None,
+                 disagreement: bool = False):
         self.model, self.device = model, device
+        self.model_input = model_input  # windows resampled to this shape for the model (GSD), else None
         mean = torch.tensor(card.input.mean, device=device).view(1, -1, 1, 1)
         std = torch.tensor(card.input.std, device=device).view(1, -1, 1, 1)
         self.gain, self.bias = 1 / (scale * std), -mean / std  # (raw / scale - mean) / std
@@ -203,6 +224,8 @@ class _Predictor:
         self.amp = amp and device.type == "cuda"
         self.calls = 0
         self.seconds = 0.0  # the model's own forward time
+        self.top_sum = 0.0  # top-class probability summed over valid pixels, and their count
+        self.top_count = 0
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         start = time.perf_counter()
@@ -218,14 +241,21 @@ class _Predictor:
     def __call__(self, pixels: np.ndarray, valid: np.ndarray) -> torch.Tensor:
         x = torch.from_numpy(pixels).to(self.device, non_blocking=True).float()
         x = torch.addcmul(self.bias, x, self.gain)
+        valid_t = torch.from_numpy(valid).to(self.device)
         if not valid.all():
-            x = x * torch.from_numpy(valid).to(self.device)[:, None]  # invalid pixels -> band mean
+            x = x * valid_t[:, None]  # invalid pixels -> band mean
+        window = (x.shape[-2], x.shape[-1])
         with torch.inference_mode(), torch.autocast("cuda", enabled=self.amp):
             view_classes: list[torch.Tensor] | None = [] if self.disagreement else None
-            probs = tta_probs(self._forward, x, self.views, view_classes)
+            model_x = resize(x, self.model_input) if self.model_input else x
+            probs = tta_probs(self._forward, model_x, self.views, view_classes)
             if view_classes:
                 probs = torch.cat([probs, view_disagreement(view_classes, probs)[:, None]], 1)
-            return probs
+            probs = resize(probs.float(), window)
+        classes = probs[:, :-1] if view_classes else probs
+        self.top_sum += float((classes.amax(1) * valid_t).sum())
+        self.top_count += int(valid_t.sum())
+        return probs
 
 
 @dataclass(frozen=True)
@@ -253,6 +283,9 @@ class PredictOptions:
         amp: float16 autocast on CUDA.
         record: write the run record ``OUT.json`` beside the mask.
         model_source: where the model came from, for the run record.
+        gsd: ``auto`` (resample windows to the model's ground sample distance where the scene's
+            differs by more than 1.25×; ``tile`` is then the model's input size), ``native``
+            (never), or the scene's metres per pixel; see :func:`rsseg.tiling.gsd.plan_gsd`.
         restart: ignore the resume journal of an unfinished run of this output; start afresh.
         band_rows: rows per band of the resume journal (and per unit of work between ranks).
     """
@@ -274,12 +307,14 @@ class PredictOptions:
     amp: bool = True
     record: bool = True
     model_source: str | None = None
+    gsd: str | float = "auto"
     restart: bool = False
     band_rows: int = BAND_ROWS
 
     def __post_init__(self) -> None:
         if self.bands is not None:
             object.__setattr__(self, "bands", tuple(self.bands) or None)
+        object.__setattr__(self, "gsd", parse_gsd(self.gsd))
         checks = [("tile", self.tile is None or (self.tile > 0 and self.tile % MULTIPLE == 0),
                    f"must be a positive multiple of {MULTIPLE}"),
                   ("overlap", 0 <= self.overlap < 1, "must be in [0, 1)"),
@@ -335,18 +370,23 @@ def _predict(scene: Path, out: Path, model: torch.nn.Module, card: ModelCard, op
         check_value_range(ds, scene, plan.bands, plan.input_scale, scale_given=bool(opts.input_scale))
         if not is_georeferenced(ds) and georeference(ds) is None:
             warnings.warn(f"{scene}: no georeference; outputs carry no CRS (pixel coordinates)", stacklevel=3)
+        gsd_plan = plan_gsd(opts.gsd, ds, card)
+        if gsd_plan.warning:
+            warnings.warn(gsd_plan.warning, stacklevel=3)
+        tile = scene_window(tile, gsd_plan.factor) if gsd_plan.resampled else tile
         tile_h, tile_w = window_shape(tile, ds.height, ds.width)
         step = opts.stride or max(1, round(tile * (1 - opts.overlap)))
         if step > tile:
             raise OptionError("stride", step, f"larger than the tile ({tile}) would leave gaps")
         grid = TileGrid.build(ds.height, ds.width, tile_h, tile_w, min(step, tile_h), min(step, tile_w))
+        model_input = model_shape(tile_h, tile_w, gsd_plan.factor) if gsd_plan.resampled else None
         predictor = _Predictor(model.to(dev).eval(), card, plan.input_scale, dev, opts.tta, tile_h == tile_w,
-                               opts.amp, disagreement=confidence_path is not None)
+                               opts.amp, model_input, disagreement=confidence_path is not None)
         key = run_key(scene=str(scene.resolve()), size=scene.stat().st_size, mtime=scene.stat().st_mtime_ns,
                       model=model_digest(model), card=asdict(card), tile=(tile_h, tile_w), stride=grid_stride(grid),
                       batch_size=opts.batch_size, tta=opts.tta, bands=plan.bands, input_scale=plan.input_scale,
                       outputs=["mask", *extra], device=dev.type, amp=predictor.amp,
-                      band_rows=opts.band_rows, version=rsseg.__version__)
+                      band_rows=opts.band_rows, gsd_factor=gsd_plan.factor, version=rsseg.__version__)
         if opts.record and not opts.overwrite and finished_earlier(record_path, key, outputs):
             earlier = json.loads(record_path.read_text())
             return PredictReport(**{**{k: v for k, v in earlier.items() if k in PredictReport.__dataclass_fields__},
@@ -357,7 +397,7 @@ def _predict(scene: Path, out: Path, model: torch.nn.Module, card: ModelCard, op
                        "the run record": record_path if opts.record else None}, [scene], overwrite)
         report = PredictReport(str(scene), str(out), str(probs_path) if probs_path else None, ds.width, ds.height,
                                (tile_h, tile_w), grid_stride(grid), opts.batch_size, opts.tta, plan.bands,
-                               str(dev), windows=len(grid), key=key,
+                               str(dev), windows=len(grid), key=key, gsd=_gsd_record(gsd_plan),
                                model={"source": opts.model_source, **card.arch,
                                       "class_names": list(card.classes.names)},
                                confidence=str(confidence_path) if confidence_path else None)
@@ -397,6 +437,7 @@ def _predict(scene: Path, out: Path, model: torch.nn.Module, card: ModelCard, op
             raise
         report.model_calls = predictor.calls
         report.model_seconds = predictor.seconds
+        report.mean_top_probability = predictor.top_sum / predictor.top_count if predictor.top_count else None
         report.seconds = time.perf_counter() - started
         report.peak_rss_mb = peak_rss_mb()
         if dev.type == "cuda":
@@ -407,6 +448,11 @@ def _predict(scene: Path, out: Path, model: torch.nn.Module, card: ModelCard, op
                     tmp.write_text(json.dumps(report.to_json(), indent=2))
             journal.remove()
     return report
+
+
+def _gsd_record(plan: GsdPlan) -> dict:
+    return {"scene": plan.scene, "model": list(plan.model) if plan.model else None, "factor": plan.factor,
+            "outside": plan.outside(), "text": plan.describe()}
 
 
 def grid_stride(grid: TileGrid) -> tuple[int, int]:

@@ -38,6 +38,8 @@ class DataConfig:
     val_split: str = _opt("val", choices=("train", "val", "test"))
     #: random crops per epoch (None: as many as cover the training patches once)
     samples_per_epoch: int | None = _opt(None, minimum=1)
+    #: strength of colour/brightness/haze/blur/noise/JPEG randomisation (0: off, 1: full)
+    photometric: float = _opt(0.0, minimum=0, maximum=1)
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
 from rsseg.data.patches import PatchDataset, pad_collate, read_dataset_info, worker_errors_as_one_line
+from rsseg.data.photometric import Photometric
 from rsseg.data.samplers import RandomCropDataset
 from rsseg.distributed import barrier, cleanup, init_distributed
 from rsseg.errors import RssegError, reason
@@ -46,13 +47,22 @@ LOG_FIELDS = ("epoch", "lr", "train_loss", "val_loss", "mIoU", "mF1", "OA", "all
               "patches_per_s", "seconds")
 
 
+def encoder_modules(model: nn.Module) -> list[nn.Module]:
+    """The backbone: any :class:`TimmEncoder` or submodule named ``encoder``/``backbone``."""
+    return [module for name, module in model.named_modules()
+            if isinstance(module, TimmEncoder) or name.rsplit(".", 1)[-1] in ("encoder", "backbone")]
+
+
 def encoder_parameters(model: nn.Module) -> set[int]:
-    """Ids of backbone parameters: a :class:`TimmEncoder` or any submodule named ``encoder``/``backbone``."""
-    ids: set[int] = set()
-    for name, module in model.named_modules():
-        if isinstance(module, TimmEncoder) or name.rsplit(".", 1)[-1] in ("encoder", "backbone"):
-            ids.update(id(p) for p in module.parameters())
-    return ids
+    """Ids of backbone parameters."""
+    return {id(p) for module in encoder_modules(model) for p in module.parameters()}
+
+
+def freeze_encoder(model: nn.Module) -> None:
+    """No gradients for the backbone (``optim.encoder_lr: 0``); its BatchNorm statistics stay as
+    loaded while training (see :meth:`Trainer.train_epoch`)."""
+    for module in encoder_modules(model):
+        module.requires_grad_(False)
 
 
 def build_optimizer(model: nn.Module, optim: OptimConfig, pretrained: bool = True) -> torch.optim.Optimizer:
@@ -190,9 +200,11 @@ class Trainer:
         self.epochs = config.train.epochs or (MAX_EPOCHS if self.budget.seconds else DEFAULT_EPOCHS)
         _seed_everything(self.seed)
         self.info = read_dataset_info(data_cfg.root)
+        photometric = (Photometric(self.info.input.mean, self.info.input.std, data_cfg.photometric)
+                       if data_cfg.photometric > 0 else None)
         self.train_set = RandomCropDataset(PatchDataset(data_cfg.root, "train", seed=self.seed, info=self.info),
                                            data_cfg.tile, data_cfg.samples_per_epoch, data_cfg.scale,
-                                           data_cfg.flips, data_cfg.rot90)
+                                           data_cfg.flips, data_cfg.rot90, photometric)
         self.val_set = PatchDataset(data_cfg.root, data_cfg.val_split, info=self.info)
         self.batch_size = config.train.batch_size
         per_rank = len(self.train_set) // self.env.world_size
@@ -202,6 +214,9 @@ class Trainer:
                              "or lower train.batch_size")
         self.steps_per_epoch = per_rank // self.batch_size
         self.model = self._build_model()
+        self.frozen_encoder = config.optim.encoder_lr == 0
+        if self.frozen_encoder:
+            freeze_encoder(self.model)
         self.ddp = self._wrap(self.model)
         optim = config.optim
         kwargs = config.model.kwargs
@@ -337,6 +352,9 @@ class Trainer:
     def train_epoch(self, epoch: int) -> tuple[float, float]:
         """One pass over the training data; mean loss and patches/s (all ranks)."""
         self.ddp.train()
+        if self.frozen_encoder:
+            for module in encoder_modules(self.model):
+                module.eval()
         loader = self._train_loader(epoch)
         of = f"/{self.epochs}" if self.epochs != MAX_EPOCHS else ""
         clip = self.config.optim.clip_grad

@@ -1,0 +1,131 @@
+"""Ground sample distance: the scene's in metres, the model's, and resampling windows between them.
+
+A model sees objects at the size (in pixels) it was trained on. When a scene's pixels are much
+larger or smaller than the model's, each window is resampled to the model's GSD before the model
+and its probabilities are resampled back to the scene's pixels before blending, so the output
+keeps the scene's grid and georeference and memory stays that of one model-sized window.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import rasterio
+import torch
+import torch.nn.functional as F
+from affine import Affine
+from rasterio.crs import CRS
+
+from rsseg.errors import OptionError
+from rsseg.models.checkpoint import ModelCard
+
+TOLERANCE = 1.25  # scene and model GSD closer than this ratio: no resampling
+EARTH_RADIUS = 6378137.0  # metres (WGS 84 semi-major axis)
+MULTIPLE = 32
+
+
+def scene_gsd(ds: rasterio.DatasetReader) -> float | None:
+    """Metres per pixel of an open raster; see :func:`gsd_metres`."""
+    return gsd_metres(ds.transform, ds.crs, ds.height, ds.width)
+
+
+def gsd_metres(transform: Affine, crs: CRS | None, height: int, width: int) -> float | None:
+    """Metres per pixel (geometric mean of x and y) of a grid; a geographic CRS is converted at
+    the grid's centre latitude, other units by the CRS's linear unit factor. ``None`` without a CRS."""
+    if crs is None:
+        return None
+    dx, dy = math.hypot(transform.a, transform.d), math.hypot(transform.b, transform.e)
+    if crs.is_geographic:
+        lat = math.radians((transform * (width / 2, height / 2))[1])
+        per_degree = math.pi / 180 * EARTH_RADIUS
+        dx, dy = dx * per_degree * math.cos(lat), dy * per_degree
+    else:
+        factor = crs.linear_units_factor[1] if crs.linear_units else 1.0
+        dx, dy = dx * factor, dy * factor
+    return math.sqrt(dx * dy)
+
+
+def model_gsd_range(card: ModelCard) -> tuple[float, float] | None:
+    """The GSDs a model was trained at: ``extra['gsd_range']`` when training jittered the scale,
+    else the recorded ``gsd`` alone; ``None`` when the model file records none."""
+    span = card.extra.get("gsd_range")
+    if span:
+        return float(span[0]), float(span[1])
+    return (card.input.gsd, card.input.gsd) if card.input.gsd else None
+
+
+def parse_gsd(value: str | float) -> str | float:
+    """``auto``, ``native`` or a positive number of metres (``--gsd``); :class:`OptionError` otherwise."""
+    if isinstance(value, str) and value in ("auto", "native"):
+        return value
+    try:
+        metres = float(value)
+    except ValueError:
+        raise OptionError("gsd", value, "expected auto, native or metres per pixel") from None
+    if not 0 < metres < 1e5:
+        raise OptionError("gsd", value, "metres per pixel must be positive")
+    return metres
+
+
+@dataclass(frozen=True)
+class GsdPlan:
+    """What prediction does about GSD: the scene's and the model's metres per pixel, and the
+    ``factor`` (scene GSD / model GSD) each window is enlarged by before the model (1: none)."""
+
+    scene: float | None
+    model: tuple[float, float] | None
+    factor: float = 1.0
+    warning: str | None = None
+
+    @property
+    def resampled(self) -> bool:
+        return self.factor != 1.0
+
+    def outside(self, ratio: float = 2.0) -> bool:
+        """Whether the scene's GSD lies more than ``ratio`` times outside the model's range."""
+        if self.scene is None or self.model is None:
+            return False
+        return self.scene > self.model[1] * ratio or self.scene < self.model[0] / ratio
+
+    def describe(self) -> str:
+        """E.g. ``GSD 0.23 m -> 0.09 m`` or ``GSD 0.10 m`` (empty when unknown)."""
+        if self.scene is None:
+            return ""
+        return f"GSD {self.scene:.3g} m" + (f" -> {self.scene / self.factor:.3g} m" if self.resampled else "")
+
+
+def plan_gsd(mode: str | float, ds: rasterio.DatasetReader, card: ModelCard) -> GsdPlan:
+    """Decide resampling for ``--gsd`` ``mode``: ``auto`` (scene GSD from the file), ``native``
+    (never resample) or metres (the scene's GSD, given; e.g. for a scene without CRS). The model's GSD is the nearest
+    point of its trained range; ratios within :data:`TOLERANCE` are left alone."""
+    span = model_gsd_range(card)
+    if mode == "native":
+        return GsdPlan(scene_gsd(ds), span)
+    scene = scene_gsd(ds) if mode == "auto" else float(mode)
+    if span is None:
+        return GsdPlan(scene, None, warning="the model file records no training GSD; windows are not resampled "
+                                            "(retrain with `rsseg prepare --gsd` or pass --gsd native)")
+    if scene is None:  # no CRS: predict warns about the georeference already
+        return GsdPlan(None, span)
+    target = min(max(scene, span[0]), span[1])
+    factor = scene / target
+    return GsdPlan(scene, span, factor if max(factor, 1 / factor) > TOLERANCE else 1.0)
+
+
+def scene_window(tile: int, factor: float) -> int:
+    """The scene window (a multiple of 32 pixels) covering the ground of a ``tile``-pixel model input."""
+    return max(MULTIPLE, MULTIPLE * round(tile / factor / MULTIPLE))
+
+
+def model_shape(height: int, width: int, factor: float) -> tuple[int, int]:
+    """The model input (multiples of 32) for a ``height`` × ``width`` scene window enlarged by ``factor``."""
+    return tuple(max(MULTIPLE, MULTIPLE * round(n * factor / MULTIPLE)) for n in (height, width))
+
+
+def resize(x: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
+    """Bilinear resize of a B×C×H×W batch (antialiased when shrinking)."""
+    if tuple(x.shape[-2:]) == tuple(shape):
+        return x
+    shrink = shape[0] < x.shape[-2] or shape[1] < x.shape[-1]
+    return F.interpolate(x, size=shape, mode="bilinear", align_corners=False, antialias=shrink)
