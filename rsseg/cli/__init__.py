@@ -18,6 +18,7 @@ COMMANDS = {
     "evaluate": "rsseg.cli.evaluate:evaluate",
     "prepare": "rsseg.cli.prepare:prepare",
     "models": "rsseg.cli.models:models",
+    "export": "rsseg.cli.export:export",
 }
 
 

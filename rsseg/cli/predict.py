@@ -16,7 +16,9 @@ from rsseg.errors import RssegError
 @click.option("-o", "--output", "out", type=click.Path(path_type=Path),
               help="Class mask GeoTIFF (default: SCENE-STEM_mask.tif in the current folder).")
 @click.option("--checkpoint", type=click.Path(path_type=Path),
-              help="rsseg model file (default: the bundled default model).")
+              help="rsseg model file, .pt or exported .onnx (default: the bundled default model).")
+@click.option("--runtime", type=click.Choice(["auto", "torch", "onnx"]), default="auto", show_default=True,
+              help="auto: ONNX Runtime on the CPU (a .pt is exported once to a cache), PyTorch on a GPU.")
 @click.option("--tile", type=int, help="Window size in pixels (default: the model's training tile).")
 @click.option("--overlap", type=float, default=None, help="Window overlap fraction [default: 0.5].")
 @click.option("--stride", type=int, help="Window stride in pixels (instead of --overlap).")
@@ -29,10 +31,10 @@ from rsseg.errors import RssegError
 @click.option("--vector", type=click.Path(path_type=Path), help="Also write polygons (gpkg/shp/geojson/fgb).")
 @click.option("--cog", is_flag=True, help="Write Cloud-Optimized GeoTIFFs.")
 @click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:N or auto.")
-@click.option("--threads", type=int, help="CPU threads (default: all available cores).")
+@click.option("--threads", type=int, help="CPU threads, PyTorch's or ONNX Runtime's (default: all cores).")
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def predict(scene: Path, out: Path | None, checkpoint: Path | None, tile: int | None, overlap: float | None,
+def predict(scene: Path, out: Path | None, checkpoint: Path | None, runtime: str, tile: int | None, overlap: float | None,
             stride: int | None, batch_size: int, tta: str, bands: list[int] | None, input_scale: float | None,
             probs: Path | None, vector: Path | None, cog: bool, device: str, threads: int | None,
             overwrite: bool, quiet: bool) -> None:
@@ -41,9 +43,9 @@ def predict(scene: Path, out: Path | None, checkpoint: Path | None, tile: int | 
     Writes a class mask with the scene's CRS and transform (nodata 255), a JSON record of
     the run beside it, and optionally probabilities and polygons.
     """
-    from rsseg.models import load_checkpoint
     from rsseg.models.default import DEFAULT_MODEL
     from rsseg.tiling import predict_scene
+    from rsseg.models.runtime import load_model
     from rsseg.tiling.engine import resolve_device
 
     if overlap is not None and stride is not None:
@@ -57,9 +59,9 @@ def predict(scene: Path, out: Path | None, checkpoint: Path | None, tile: int | 
         click.echo(f"Using the bundled default model {DEFAULT_MODEL} (trained on synthetic "
                    f"scenes; pass --checkpoint for real maps)", err=True)
     out = out or Path.cwd() / f"{scene.stem}_mask.tif"
-    model, card = load_checkpoint(checkpoint, resolve_device(device))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", UserWarning)
+        model, card, _ = load_model(checkpoint, resolve_device(device), runtime, threads)
         report = predict_scene(scene, out, model, card, tile=tile, overlap=0.5 if overlap is None else overlap,
                                stride=stride, batch_size=batch_size, tta=tta, bands=bands, probs=probs, cog=cog,
                                device=device, overwrite=overwrite, progress=not quiet, input_scale=input_scale,

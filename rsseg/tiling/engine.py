@@ -22,6 +22,7 @@ from tqdm import tqdm
 import rsseg
 from rsseg.errors import RssegError
 from rsseg.io.atomic import atomic_output, check_output
+from rsseg.io.qgis_style import class_mask_qml, stretch_qml, write_sidecar
 from rsseg.io.mask_writer import ClassMaskWriter, to_cog
 from rsseg.io.raster import bounded_gdal_cache, is_georeferenced, open_raster, plan_bands, read_window
 from rsseg.models.checkpoint import ModelCard
@@ -264,6 +265,9 @@ def predict_scene(scene: str | Path, out: str | Path, model: torch.nn.Module, ca
             to_cog(staging / "mask.tif", mask_tmp, "MODE")
             if probs_path:
                 to_cog(staging / "probs.tif", probs_tmp, "AVERAGE")
+        write_sidecar(mask_tmp, class_mask_qml(card.class_names, card.class_colors))
+        if probs_path:
+            write_sidecar(probs_tmp, stretch_qml())
 
         report.model_calls = predictor.calls
         report.model_seconds = predictor.seconds
