@@ -196,7 +196,7 @@ def compare_runtimes(args: argparse.Namespace, workdir: Path) -> None:
     scene = workdir / f"scene_{side}x{side}.tif"
     if not scene.exists():
         make_scene(scene, side, side)
-    repeats = 1 if args.quick else 3
+    repeats = 1 if args.quick else args.repeats
     paths, e2e = [], []
     for name in RUNTIME_MODELS:
         checkpoint = runtime_checkpoint(name, workdir)
@@ -229,6 +229,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--workdir", type=Path, help="where scenes are generated (default: a temp folder)")
     parser.add_argument("--runtimes", action="store_true", help="PyTorch vs ONNX Runtime and other CPU paths")
+    parser.add_argument("--repeats", type=int, default=3, help="timed repeats per --runtimes measurement (best kept)")
     parser.add_argument("--one", nargs=3, metavar=("W", "H", "MODEL"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="rsseg-bench-"))

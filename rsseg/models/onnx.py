@@ -32,7 +32,7 @@ class OnnxModel(nn.Module):
     """An exported model run by ONNX Runtime; called like the torch model (B×C×H×W -> B×K×H×W).
 
     It returns log-probabilities, which are logits: their softmax is the graph's probabilities.
-    A graph fixed to one tile size gets smaller inputs padded (reflection) and cropped back.
+    A graph fixed to one tile size gets smaller inputs padded (edge pixels repeated) and cropped back.
     """
 
     def __init__(self, path: str | os.PathLike, device: torch.device | str = "cpu", threads: int | None = None,
@@ -61,7 +61,7 @@ class OnnxModel(nn.Module):
             if h > self.fixed[0] or w > self.fixed[1]:
                 raise RssegError(f"this ONNX model takes {self.fixed[0]}×{self.fixed[1]} windows, got {h}×{w} "
                                  f"(use --tile {self.fixed[0]})")
-            x = F.pad(x, (0, self.fixed[1] - w, 0, self.fixed[0] - h), mode="reflect")
+            x = F.pad(x, (0, self.fixed[1] - w, 0, self.fixed[0] - h), mode="replicate")
         feed = {self.input_name: np.ascontiguousarray(x.detach().float().cpu().numpy())}
         probs = self.session.run(None, feed)[0][..., :h, :w]
         return torch.from_numpy(np.log(np.maximum(probs, _TINY))).to(x.device)
