@@ -81,8 +81,39 @@ def render(layers: list, png: Path, size: int) -> None:  # noqa: ANN001 - QgsMap
     job = QgsMapRendererParallelJob(settings)
     job.start()
     job.waitForFinished()
-    job.renderedImage().save(str(png), "PNG")
-    print(f"rendered {png} ({size}x{size})")
+    image = job.renderedImage()
+    draw_legend(image, legend_entries(layers[0]))
+    image.save(str(png), "PNG")
+    print(f"rendered {png} ({size}x{size}) with a legend from {layers[0].name()}'s style")
+
+
+def legend_entries(layer) -> list:  # noqa: ANN001 - QgsMapLayer
+    """(label, QColor) of each class, as the layer's renderer (its loaded style) defines them."""
+    renderer = layer.renderer()
+    if renderer.type() == "categorizedSymbol":
+        return [(c.label(), c.symbol().color()) for c in renderer.categories()]
+    return [(c.label, c.color) for c in renderer.classes()]
+
+
+def draw_legend(image, entries: list) -> None:  # noqa: ANN001 - QImage
+    """A white box in the top-left corner with a colour swatch and the label of each class."""
+    from qgis.PyQt.QtCore import QRect
+    from qgis.PyQt.QtGui import QColor, QFont, QPainter
+
+    row = max(14, image.height() // 32)
+    painter = QPainter(image)
+    font = QFont()
+    font.setPixelSize(int(row * 0.75))
+    painter.setFont(font)
+    width = max(painter.fontMetrics().horizontalAdvance(label) for label, _ in entries) + 2 * row
+    painter.fillRect(QRect(4, 4, width, row * len(entries) + row // 2), QColor(255, 255, 255, 230))
+    for i, (label, color) in enumerate(entries):
+        y = 4 + row // 4 + i * row
+        painter.fillRect(QRect(4 + row // 4, y + 2, row - 6, row - 6), color)
+        painter.setPen(QColor(0, 0, 0))
+        painter.drawRect(QRect(4 + row // 4, y + 2, row - 6, row - 6))
+        painter.drawText(QRect(4 + row + 2, y, width - row, row), 0x0081, label)  # AlignLeft | AlignVCenter
+    painter.end()
 
 
 def main() -> None:

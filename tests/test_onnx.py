@@ -150,7 +150,7 @@ def test_cli_export_and_predict_with_onnx(tmp_path, capsys):
     out = tmp_path / "m.onnx"
     code, err = run_cli(["export", str(tmp_path / "m.pt"), "-o", str(out)], capsys)
     assert code == 0 and out.is_file(), err
-    scene = write_scene(tmp_path / "s.tif", random_scene(96, 96).astype(np.uint16))
+    scene = write_scene(tmp_path / "s.tif", random_scene(96, 96))
     code, err = run_cli(["predict", str(scene), "-o", str(tmp_path / "mask.tif"), "--checkpoint", str(out),
                          "--threads", "1", "--quiet"], capsys)
     assert code == 0, err

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from rsseg.errors import RssegError
-from rsseg.io.atomic import atomic_output
+from rsseg.io.atomic import atomic_output, check_output
 from rsseg.models.checkpoint import ModelCard
 
 OPSET = 17
@@ -92,7 +92,8 @@ def _unsupported_op(err: Exception) -> str | None:
 
 
 def _to_onnx_bytes(model: nn.Module, example: torch.Tensor, dynamic: bool) -> bytes:
-    axes = {0: "batch", 2: "tile", 3: "tile"} if dynamic else {0: "batch"}  # one name for H and W: Deepness wants square
+    # one name for H and W: Deepness refuses outputs whose H and W differ (ONNX Runtime does not enforce it)
+    axes = {0: "batch", 2: "tile", 3: "tile"} if dynamic else {0: "batch"}
     buffer = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -149,7 +150,7 @@ def export_onnx(model: nn.Module, card: ModelCard, path: str | Path, *, overwrit
     import onnx
 
     start = time.perf_counter()
-    path = Path(path)
+    path = check_output(path, overwrite)
     model = model.cpu().float().eval()
     tile = tile or card.tile_size
     side = min(tile, 256)
@@ -172,7 +173,7 @@ def export_onnx(model: nn.Module, card: ModelCard, path: str | Path, *, overwrit
             continue
         if diff <= TOLERANCE:
             break
-        failure = f"ONNX Runtime and PyTorch logits differ by {diff:.1e} (> {TOLERANCE:.0e})"
+        failure = f"ONNX Runtime and PyTorch logits differ by {diff:.1e} × max(1, |logit|) (limit {TOLERANCE:.0e})"
     else:
         raise RssegError(f"{path}: export of {card.arch['name']} failed its check: {failure}")
     for key, value in card_metadata(card, dynamic, tile).items():
