@@ -19,8 +19,14 @@ install: $(VENV)/.installed
 demo: install
 	$(PY) scripts/demo.py
 
+# the typed core: what datasets, model files, configs and options promise (mypy, about a minute cold)
+TYPED := rsseg/schema.py rsseg/device.py rsseg/errors.py rsseg/models/checkpoint.py rsseg/data/patches.py \
+	rsseg/train/config.py rsseg/cli/options.py
+
 test: install
+	$(PY) -m ruff check .
+	$(PY) -m mypy $(TYPED)
 	$(PY) -m pytest -q tests
 
 clean:
-	rm -rf $(VENV) demo_out .pytest_cache
+	rm -rf $(VENV) demo_out .pytest_cache .ruff_cache .mypy_cache

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -35,6 +36,7 @@ from rasterio.transform import from_origin
 from rasterio.windows import Window
 from torch import nn
 
+from rsseg.device import torch_threads
 from rsseg.models.base import SegmentationModel
 from rsseg.models.checkpoint import make_card
 from rsseg.tiling import predict_scene
@@ -104,7 +106,8 @@ def run_one(width: int, height: int, model_name: str, tile: int, batch_size: int
     report = predict_scene(scene, workdir / f"mask_{width}x{height}.tif", model, card, batch_size=batch_size,
                            device="cpu", overwrite=True, progress=sys.stderr.isatty(), record=False)
     batches = -(-report.windows_run // batch_size)
-    forward = model_only_seconds(model, batches, batch_size, report.tile[0])
+    with torch_threads(len(os.sched_getaffinity(0))):  # the thread count predict_scene used on CPU
+        forward = model_only_seconds(model, batches, batch_size, report.tile[0])
     return {"scene": f"{width}x{height}", "model": model_name, "windows": report.windows,
             "seconds": report.seconds, "mpix_per_s": report.mpix_per_s, "peak_rss_mb": report.peak_rss_mb,
             "model_seconds": report.model_seconds, "overhead": report.seconds / report.model_seconds,
@@ -253,7 +256,8 @@ def main() -> None:
         r = rows[-1]
         print(f"{r['scene']:>12} {r['model']:>14}: {r['seconds']:7.1f} s  {r['mpix_per_s']:6.2f} MPix/s  "
               f"peak RSS {r['peak_rss_mb']:6.0f} MB  overhead {r['overhead']:.2f} "
-              f"(model {r['model_seconds']:.1f} s in-run, {r['standalone_model_seconds']:.1f} s standalone)", flush=True)
+              f"(model {r['model_seconds']:.1f} s in-run, {r['standalone_model_seconds']:.1f} s standalone)",
+              flush=True)
     print("\n| scene (W×H) | model | windows | seconds | MPix/s | peak RSS (MB) | overhead |")
     print("|---|---|---|---|---|---|---|")
     for r in rows:

@@ -18,7 +18,7 @@ import torch
 from tqdm import tqdm
 
 from rsseg.models import create_model, list_models
-from rsseg.train.config import DEFAULTS
+from rsseg.train.config import OptimConfig
 from rsseg.train.losses import SegmentationLoss
 from rsseg.train.trainer import build_optimizer
 
@@ -27,7 +27,7 @@ def measure(name: str, device: torch.device, tile: int, batch: int, steps: int, 
     """Patches per second over ``steps`` timed training steps after one warm-up step."""
     torch.manual_seed(0)
     model = create_model(name, num_classes=6, in_channels=3).to(device).train()
-    optimizer = build_optimizer(model, DEFAULTS["optim"])
+    optimizer = build_optimizer(model, OptimConfig())
     criterion = SegmentationLoss()
     scaler = torch.amp.GradScaler("cuda", enabled=amp)
     x = torch.randn(batch, 3, tile, tile, device=device)
@@ -64,7 +64,8 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
     if args.batch_size < 2:
-        parser.error("--batch-size must be at least 2 (BatchNorm layers of pooled branches, e.g. DeepLabV3+ ASPP, cannot train on one patch)")
+        parser.error("--batch-size must be at least 2 (BatchNorm layers of pooled branches, "
+                     "e.g. DeepLabV3+ ASPP, cannot train on one patch)")
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)

@@ -121,7 +121,8 @@ def main() -> None:
         print(f"| {mode} | {r['polygons']} | {r['seconds']:.1f} | {r['polygons'] / r['seconds']:,.0f} "
               f"| {r['peak_rss_mb']:.0f} |")
     w, h = results["windowed"], results["whole"]
-    print(f"windowed/whole: time {w['seconds'] / h['seconds']:.2f}x, peak RSS {w['peak_rss_mb'] / h['peak_rss_mb']:.2f}x "
+    print(f"windowed/whole: time {w['seconds'] / h['seconds']:.2f}x, "
+          f"peak RSS {w['peak_rss_mb'] / h['peak_rss_mb']:.2f}x "
           f"(before the run: {w['import_rss_mb']:.0f} MB)")
 
 

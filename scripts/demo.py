@@ -40,7 +40,7 @@ def main() -> None:
     preview = write_preview(scene, mask, OUT / "demo_scene_preview.png", overwrite=True)
     _, card = load_checkpoint(DEFAULT_MODEL)
     matrix, _ = confusion_from_rasters(mask, labels, card)
-    metrics = compute_metrics(matrix.matrix, card.class_names, card.extra.get("excluded_from_mean", ()))
+    metrics = compute_metrics(matrix.matrix, card.classes.names, card.classes.excluded_from_mean)
     print(format_table(metrics))
 
     real = SAMPLES / "OSBS_029.tif"

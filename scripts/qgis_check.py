@@ -39,7 +39,8 @@ def class_names(mask: Path) -> list[str]:
 
 def check_mask(layer, names: list[str]) -> None:  # noqa: ANN001 - QgsRasterLayer
     renderer = layer.renderer()
-    classes = [(int(c.value), c.label, c.color.name()) for c in renderer.classes()] if renderer.type() == "paletted" else []
+    paletted = renderer.type() == "paletted"
+    classes = [(int(c.value), c.label, c.color.name()) for c in renderer.classes()] if paletted else []
     print(f"mask {layer.source()}: renderer {renderer.type()}, {len(classes)} classes: "
           + ", ".join(f"{v}={label} {color}" for v, label, color in classes))
     if renderer.type() != "paletted" or [label for _, label, _ in classes] != names:

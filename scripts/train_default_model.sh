@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # Train the bundled default model reproducibly: generated ISPRS-like scenes -> rsseg prepare ->
-# rsseg train -> fp16 model file at data_samples/models/default.pt -> held-out mIoU.
+# rsseg train -> fp16 model file at rsseg/models/weights/default.pt -> held-out mIoU.
 # About 20 minutes on a 2-core CPU. Usage: bash scripts/train_default_model.sh [EPOCHS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 EPOCHS=${1:-8}
 BIN=${BIN:-.venv/bin}
 WORK=${WORK:-runs/default_model}
-MODEL=data_samples/models/default.pt
-mkdir -p "$WORK/scenes" data_samples/models
+MODEL=rsseg/models/weights/default.pt
+mkdir -p "$WORK/scenes" rsseg/models/weights
 
 images=(); labels=()
 for seed in 11 12 13 14 15; do                      # training scenes
@@ -22,19 +22,17 @@ heldout="$WORK/scenes/heldout_99.tif"               # a scene training never see
     --out-image "$heldout" --out-labels "$WORK/scenes/heldout_99_labels.tif"
 
 "$BIN/rsseg" prepare generic "${images[@]}" "${labels[@]}" --classes isprs --patch 256 --stride 192 \
-    --val-fraction 0.25 --out "$WORK/patches" --overwrite
+    --val-fraction 0.25 -o "$WORK/patches" --overwrite
 "$BIN/rsseg" train --data "$WORK/patches" --model abcnet --set model.backbone=mobilenetv2_100 \
-    --epochs "$EPOCHS" --batch-size 8 --tile 256 --out "$WORK/run" --overwrite
+    --epochs "$EPOCHS" --batch-size 8 --tile 256 -o "$WORK/run" --overwrite
 
 "$BIN/python" - "$WORK/run/best.pt" "$MODEL" <<'PY'
-import dataclasses, sys
+import sys
 from rsseg.models import load_checkpoint, save_checkpoint
 model, card = load_checkpoint(sys.argv[1])
-fields = dataclasses.asdict(card)
-for key in ("arch", "rsseg_version"):
-    fields.pop(key)
-save_checkpoint(model, sys.argv[2], half=True, **fields)
+save_checkpoint(model, sys.argv[2], half=True, classes=card.classes, input=card.input, tile_size=card.tile_size,
+                extra=card.extra)
 print(f"wrote {sys.argv[2]} (float16 weights)")
 PY
 "$BIN/rsseg" evaluate --checkpoint "$MODEL" --scene "$heldout" --labels "$WORK/scenes/heldout_99_labels.tif" \
-    --json "$WORK/heldout_metrics.json"
+    -o "$WORK/heldout_metrics.json"

@@ -74,7 +74,7 @@ class ConstantModel(SegmentationModel):
 
 
 if "test_tiny_fcn" not in _REGISTRY:
-    register_model("test_tiny_fcn", paper="test model", default_backbone="-")(
+    register_model("test_tiny_fcn", paper="test model")(
         lambda num_classes, in_channels=3, seed=0: TinyFCN(num_classes, in_channels, seed=seed))
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-
 from conftest import fit_steps
+
 from rsseg.models import create_model, list_models
 from rsseg.models.attention import SoftmaxAttention
 from rsseg.models.base import resize_logits

@@ -7,8 +7,8 @@ import timm
 import torch
 import torch.nn.functional as F
 from click.testing import CliRunner
-
 from conftest import fit_steps
+
 from rsseg.cli import cli
 from rsseg.errors import RssegError
 from rsseg.models import create_model, list_models, load_checkpoint, save_checkpoint

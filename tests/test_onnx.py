@@ -10,6 +10,7 @@ import pytest
 import rasterio
 import torch
 import torch.nn.functional as F
+from conftest import TinyFCN, random_scene, run_cli, write_scene
 
 from rsseg.errors import RssegError
 from rsseg.models import create_model, load_checkpoint, save_checkpoint
@@ -19,8 +20,6 @@ from rsseg.models.onnx import load_onnx, read_onnx_card
 from rsseg.models.onnx_export import export_onnx
 from rsseg.models.runtime import cached_export, load_model
 from rsseg.tiling import predict_scene
-
-from conftest import TinyFCN, random_scene, run_cli, write_scene
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +55,7 @@ def test_export_stores_card_and_deepness_keys(model_file, onnx_file):
     card = read_onnx_card(onnx_file)
     raw = np.array([0.0, 500.0, 1000.0])
     deep = (raw / 255 - json.loads(meta["standardization_mean"])[0]) / json.loads(meta["standardization_std"])[0]
-    np.testing.assert_allclose(deep, (raw / 1000 - card.mean[0]) / card.std[0], rtol=1e-6)
+    np.testing.assert_allclose(deep, (raw / 1000 - card.input.mean[0]) / card.input.std[0], rtol=1e-6)
     dims = [d.dim_param for d in proto.graph.input[0].type.tensor_type.shape.dim]
     assert dims == ["batch", "", "tile", "tile"] and len(proto.graph.output) == 1
 

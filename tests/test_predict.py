@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import rasterio
 import torch
-
 from conftest import CRS, ConstantModel, TinyFCN, card_for, random_scene, run_cli, write_scene
+
 from rsseg.io.mask_meta import read_class_table
 from rsseg.models import save_checkpoint
 from rsseg.tiling import axis_starts, predict_scene
@@ -22,8 +22,8 @@ from rsseg.tiling.weights import blend_window
 
 def whole_scene_classes(model: torch.nn.Module, data: np.ndarray, card) -> np.ndarray:
     """One pass over the whole scene: the reference the tiled result must match."""
-    x = torch.from_numpy(data).float()[None] / card.input_scale
-    x = (x - torch.tensor(card.mean).view(1, -1, 1, 1)) / torch.tensor(card.std).view(1, -1, 1, 1)
+    x = torch.from_numpy(data).float()[None] / card.input.scale
+    x = (x - torch.tensor(card.input.mean).view(1, -1, 1, 1)) / torch.tensor(card.input.std).view(1, -1, 1, 1)
     with torch.inference_mode():
         return model.eval()(x)[0].argmax(0).numpy().astype(np.uint8)
 
@@ -60,7 +60,7 @@ def test_mask_georeference_classes_and_metadata(tmp_path, tiny):
         assert ds.dtypes[0] == "uint8" and ds.nodata == 255
         assert ds.profile["tiled"] and ds.profile["compress"] == "deflate"
         names, colors = read_class_table(ds)
-        assert names == card.class_names and colors == card.class_colors
+        assert names == list(card.classes.names) and colors == list(card.classes.colors)
     assert labels.max() < 4
     assert report.windows == len(axis_starts(200, 64, 32)) * len(axis_starts(300, 64, 32))
     record = json.loads(out.with_suffix(".json").read_text())
@@ -173,7 +173,7 @@ def test_cog_output(tmp_path, tiny):
     with rasterio.open(out) as ds:
         assert ds.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") == "COG"
         assert ds.overviews(1) and ds.crs.to_string() == CRS
-        assert read_class_table(ds)[0] == card.class_names
+        assert read_class_table(ds)[0] == list(card.classes.names)
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
 
 

@@ -6,19 +6,19 @@ from pathlib import Path
 
 import geopandas as gpd
 import numpy as np
-import torch
 import pytest
 import rasterio
+import torch
+from conftest import CRS, TRANSFORM, run_cli, write_scene
 from rasterio.windows import Window
 from rasterio.windows import transform as window_transform
 from shapely.geometry import box
 
-from conftest import CRS, TRANSFORM, run_cli, write_scene
 from rsseg.data.classes import ISPRS, UAVID
 from rsseg.data.patches import PatchDataset, read_dataset_info
-from rsseg.data.prepare import colors_to_index
 from rsseg.errors import RssegError
 from rsseg.io.mask_meta import read_class_table
+from rsseg.schema import colors_to_index
 from rsseg.tiling.grid import axis_starts
 
 H, W = 100, 90
@@ -90,7 +90,7 @@ def test_prepare_vaihingen_layout(tmp_path, capsys):
             write_scene(src / "gts_eroded_for_participants" / f"{name}_noBoundary.tif", eroded)
         expected[area] = (image, ids)
     out = tmp_path / "patches"
-    code, text = run_cli(["prepare", "vaihingen", "--src", str(src), "--out", str(out), "--patch", "64",
+    code, text = run_cli(["prepare", "vaihingen", "--src", str(src), "-o", str(out), "--patch", "64",
                           "--stride", "32"], capsys)
     assert code == 0, text
     counts = {split: check_split(out, split, f"top_mosaic_09cm_area{area}", *expected[area],
@@ -98,11 +98,11 @@ def test_prepare_vaihingen_layout(tmp_path, capsys):
     assert counts == {"train": 6, "val": 6, "test": 4}
     assert "1 label pixels of unknown colours set to ignore 255 ((255, 204, 0)×1)" in text
     info = read_dataset_info(out)
-    assert info.counts == counts and info.class_names == list(ISPRS.names) and info.gsd == 0.09
+    assert info.counts == counts and info.classes == ISPRS and info.input.gsd == 0.09
     train_image = expected[1][0].reshape(3, -1) / 255.0
-    np.testing.assert_allclose(info.mean, train_image.mean(1), atol=1e-6)
-    np.testing.assert_allclose(info.std, train_image.std(1), atol=1e-5)
-    code, text = run_cli(["prepare", "vaihingen", "--src", str(src), "--out", str(out)], capsys)
+    np.testing.assert_allclose(info.input.mean, train_image.mean(1), atol=1e-6)
+    np.testing.assert_allclose(info.input.std, train_image.std(1), atol=1e-5)
+    code, text = run_cli(["prepare", "vaihingen", "--src", str(src), "-o", str(out)], capsys)
     assert code == 1 and "patch folder exists" in text
 
 
@@ -115,14 +115,14 @@ def test_prepare_potsdam_split_and_faulty_tile(tmp_path, capsys):
         write_scene(src / "2_Ortho_RGB" / f"top_potsdam_{tile}_RGB.tif", image)
         write_scene(src / "5_Labels_all" / f"top_potsdam_{tile}_label.tif", colorize(ids, ISPRS.colors))
     out = tmp_path / "potsdam"
-    code, text = run_cli(["prepare", "potsdam", "--src", str(src), "--out", str(out), "--patch", "64",
+    code, text = run_cli(["prepare", "potsdam", "--src", str(src), "-o", str(out), "--patch", "64",
                           "--stride", "32"], capsys)
     assert code == 0, text
     info = read_dataset_info(out)
     assert info.counts == {"train": 6, "val": 6, "test": 4} and info.name == "potsdam-rgb"
     assert sorted({p.name.rsplit("_", 2)[0] for p in (out / "train" / "images").iterdir()}) == ["top_potsdam_2_11"]
     assert not list(out.rglob("top_potsdam_7_10*"))
-    code, text = run_cli(["prepare", "potsdam", "--src", str(src), "--out", str(tmp_path / "irrg"),
+    code, text = run_cli(["prepare", "potsdam", "--src", str(src), "-o", str(tmp_path / "irrg"),
                           "--variant", "IRRG"], capsys)
     assert code == 1 and "3_Ortho_IRRG/top_potsdam_X_Y_IRRG.tif" in text
 
@@ -141,12 +141,12 @@ def test_prepare_uavid_png_frames(tmp_path, capsys):
                         driver="PNG")
         expected[split] = (f"{seq}_000000", image, ids)
     out = tmp_path / "uavid"
-    code, text = run_cli(["prepare", "uavid", "--src", str(src), "--out", str(out), "--patch", "64",
+    code, text = run_cli(["prepare", "uavid", "--src", str(src), "-o", str(out), "--patch", "64",
                           "--stride", "32"], capsys)
     assert code == 0, text
     assert "uavid_test/seq21/Labels/000000.png; skipped" in text
     info = read_dataset_info(out)
-    assert info.counts == {"train": 6, "val": 6, "test": 0} and info.class_names == list(UAVID.names)
+    assert info.counts == {"train": 6, "val": 6, "test": 0} and info.classes == UAVID
     stem, image, ids = expected["train"]
     patch = read(out / "train" / "masks" / f"{stem}_36_26.tif")[0]
     np.testing.assert_array_equal(patch, ids[36:, 26:])
@@ -166,10 +166,10 @@ def test_prepare_generic_vector_labels_reprojected(tmp_path, capsys):
     out = tmp_path / "generic"
     code, text = run_cli(["prepare", "generic", "--image", str(scene), "--labels", str(tmp_path / "labels.gpkg"),
                           "--classes", "Building,Road,Water", "--class-field", "kind", "--bands", "3,1,2",
-                          "--out", str(out), "--patch", "64", "--stride", "32", "--val-fraction", "0.25"], capsys)
+                          "-o", str(out), "--patch", "64", "--stride", "32", "--val-fraction", "0.25"], capsys)
     assert code == 0, text
     info = read_dataset_info(out)
-    assert info.bands == [3, 1, 2] and info.class_names == ["Building", "Road", "Water"]
+    assert info.input.bands == (3, 1, 2) and info.classes.names == ("Building", "Road", "Water")
     assert info.counts["train"] == 6 and info.counts["val"] == 3  # 90 train rows, 30 val rows
     mask = read(out / "train" / "masks" / "scene_r0_0_0.tif")[0]
     assert (mask[12:38, 12:48] == 0).all() and (mask[22:60, 62:64] == 1).all() and mask[5, 5] == 255
@@ -181,7 +181,7 @@ def test_prepare_generic_vector_labels_reprojected(tmp_path, capsys):
     bad = polygons.assign(kind=["Building", "Lake", "Road"])
     bad.to_file(tmp_path / "bad.gpkg")
     code, text = run_cli(["prepare", "generic", "--image", str(scene), "--labels", str(tmp_path / "bad.gpkg"),
-                          "--classes", "Building,Road,Water", "--class-field", "kind", "--out",
+                          "--classes", "Building,Road,Water", "--class-field", "kind", "-o",
                           str(tmp_path / "g2")], capsys)
     assert code == 1 and "bad.gpkg: kind='Lake' is not one of the classes" in text
 
@@ -192,7 +192,7 @@ def test_prepare_generic_raster_labels_palette_and_bad_values(tmp_path, capsys):
     colours = write_scene(tmp_path / "colours.tif", colorize(ids, ISPRS.colors))
     out = tmp_path / "g"
     code, text = run_cli(["prepare", "generic", "--image", str(scene), "--labels", str(colours), "--classes", "isprs",
-                          "--palette", "isprs", "--out", str(out), "--patch", "64", "--stride", "32",
+                          "--palette", "isprs", "-o", str(out), "--patch", "64", "--stride", "32",
                           "--val-fraction", "0.3"], capsys)
     assert code == 0, text
     np.testing.assert_array_equal(read(out / "train" / "masks" / "scene_r0_0_0.tif")[0], ids[:64, :64])
@@ -200,7 +200,7 @@ def test_prepare_generic_raster_labels_palette_and_bad_values(tmp_path, capsys):
     index[50, 50] = 9
     labels = write_scene(tmp_path / "index.tif", index[None])
     code, text = run_cli(["prepare", "generic", "--image", str(scene), "--labels", str(labels), "--classes", "isprs",
-                          "--out", str(tmp_path / "g3")], capsys)
+                          "-o", str(tmp_path / "g3")], capsys)
     assert code == 1 and text.strip() == f"Error: {labels}: value 9 is not a class id (0..5) nor the ignore index 255"
 
 
@@ -211,7 +211,7 @@ def small_folder(tmp_path, capsys):
     labels = write_scene(tmp_path / "labels.tif", ids[None])
     out = tmp_path / "folder"
     code, text = run_cli(["prepare", "generic", "--image", str(scene), "--labels", str(labels), "--classes", "isprs",
-                          "--out", str(out), "--patch", "32", "--stride", "32"], capsys)
+                          "-o", str(out), "--patch", "32", "--stride", "32"], capsys)
     assert code == 0, text
     return out
 
@@ -221,7 +221,7 @@ def test_patch_dataset_items_normalised(small_folder):
     ds = PatchDataset(small_folder, "train")
     x, y = ds[0]
     raw = read(ds.pairs[0][0]).astype(np.float32) / 255.0
-    expected = (raw - np.array(info.mean)[:, None, None]) / np.array(info.std)[:, None, None]
+    expected = (raw - np.array(info.input.mean)[:, None, None]) / np.array(info.input.std)[:, None, None]
     np.testing.assert_allclose(x.numpy(), expected, rtol=1e-5, atol=1e-5)
     np.testing.assert_array_equal(y.numpy(), read(ds.pairs[0][1])[0])
 
@@ -236,7 +236,7 @@ def test_patch_dataset_bad_inputs_name_the_file(small_folder):
     with pytest.raises(RssegError, match=f"{mask_path}: value 7 is not a class id"):
         ds[0]
     image_path.write_bytes(b"not a tiff")
-    with pytest.raises(RssegError, match=f"{image_path}: unreadable patch"):
+    with pytest.raises(RssegError, match=f"{image_path}: not a raster GDAL can read"):
         ds[0]
     for p in (small_folder / "val" / "images").iterdir():
         p.unlink()

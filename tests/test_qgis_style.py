@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
+from conftest import TinyFCN, card_for, random_scene, write_scene
 from PIL import Image
 
-from conftest import TinyFCN, card_for, random_scene, write_scene
 from rsseg.tiling import predict_scene
 from rsseg.vector import vectorize_mask
 
@@ -49,7 +49,7 @@ def test_mask_qml_is_paletted_with_class_names(outputs):
     entries = renderer.findall("colorPalette/paletteEntry")
     assert [e.get("label") for e in entries] == NAMES
     assert [e.get("value") for e in entries] == ["0", "1", "2", "3"]
-    assert [e.get("color") for e in entries] == ["#{:02x}{:02x}{:02x}".format(*c) for c in card.class_colors]
+    assert [e.get("color") for e in entries] == ["#{:02x}{:02x}{:02x}".format(*c) for c in card.classes.colors]
 
 
 def test_probability_raster_band_names_and_stretch(outputs):
@@ -72,7 +72,8 @@ def _check_categories(qml: str) -> None:
 def test_geopackage_default_style_and_shapefile_sidecar(outputs):
     tmp, _ = outputs
     with sqlite3.connect(tmp / "polygons.gpkg") as db:
-        rows = db.execute('SELECT f_table_name, f_geometry_column, "useAsDefault", "styleQML" FROM layer_styles').fetchall()
+        rows = db.execute('SELECT f_table_name, f_geometry_column, "useAsDefault", "styleQML" '
+                          "FROM layer_styles").fetchall()
         registered = db.execute("SELECT data_type FROM gpkg_contents WHERE table_name = 'layer_styles'").fetchone()
     assert [(r[0], r[1], r[2]) for r in rows] == [("polygons", "geom", 1)] and registered == ("attributes",)
     _check_categories(rows[0][3])

@@ -11,8 +11,21 @@ import rasterio
 from rasterio.windows import Window
 
 from rsseg.data.classes import ISPRS
-from rsseg.data.synthetic import (BUILDING, CAR, CLUTTER, CRS, GSD, IMSURF, LOWVEG, ORIGIN, TREE, iter_blocks,
-                                  plan_scene, render_window, write_scene)
+from rsseg.data.synthetic import (
+    BUILDING,
+    CAR,
+    CLUTTER,
+    CRS,
+    GSD,
+    IMSURF,
+    LOWVEG,
+    ORIGIN,
+    TREE,
+    iter_blocks,
+    plan_scene,
+    render_window,
+    write_scene,
+)
 from rsseg.errors import RssegError
 from rsseg.io.mask_meta import read_class_table
 
@@ -132,8 +145,8 @@ def test_bad_size_and_existing_output_are_refused(tmp_path):
 
 def test_make_samples_cli(tmp_path, capsys):
     image, labels = tmp_path / "s.tif", tmp_path / "s_labels.tif"
-    assert make_samples.main(["--width", "300", "--height", "200", "--seed", "2", "--bands", "IRRG", "--compress", "jpeg",
-                         "--out-image", str(image), "--out-labels", str(labels)]) == 0
+    assert make_samples.main(["--width", "300", "--height", "200", "--seed", "2", "--bands", "IRRG",
+                              "--compress", "jpeg", "--out-image", str(image), "--out-labels", str(labels)]) == 0
     assert "300x200 IRRG, seed 2" in capsys.readouterr().out
     with rasterio.open(image) as ds:
         assert ds.compression.name.lower() == "jpeg" and ds.descriptions == ("nir", "red", "green")

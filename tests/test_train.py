@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 import rasterio
 import torch
+from conftest import run_cli, write_scene
 
 import rsseg.train.trainer as trainer_module
-from conftest import run_cli, write_scene
 from rsseg.data.patches import PatchDataset, read_dataset_info
 from rsseg.data.prepare import prepare_generic
 from rsseg.errors import RssegError
@@ -82,7 +82,8 @@ def config(data: Path, *overrides: str, epochs: int = 3) -> dict:
 def test_train_converges_checkpoint_predicts_and_evaluates(patches, tmp_path, capsys):
     run = tmp_path / "run"
     code, text = run_cli(["train", "--data", str(patches), "--model", "test_tiny_fcn", "--epochs", "6",
-                          "--threads", "1", "--batch-size", "8", "--tile", "64", "--out", str(run), "--workers", "2", "--device", "cpu",
+                          "--threads", "1", "--batch-size", "8", "--tile", "64", "-o", str(run), "--workers", "2",
+                          "--device", "cpu",
                           "--set", "optim.lr=0.01", "--set", "optim.encoder_lr=0.01"], capsys)
     assert code == 0, text
     assert "best mIoU" in text and f"-> {run / 'best.pt'}" in text
@@ -100,8 +101,8 @@ def test_train_converges_checkpoint_predicts_and_evaluates(patches, tmp_path, ca
     best = max(h["mIoU"] for h in history)
     assert baseline < 0.2 and best > 0.6, (baseline, best)  # measured: baseline 0.148, best 0.935 (6 epochs, 22 s)
     model, card = load_checkpoint(run / "best.pt")
-    assert card.class_names == CLASSES.split(",") and card.tile_size == 64 and card.extra["dataset"] == "scene"
-    assert card.mean == read_dataset_info(patches).mean and card.extra["metrics"]["papers"]["mIoU"] == best
+    assert list(card.classes.names) == CLASSES.split(",") and card.tile_size == 64 and card.extra["dataset"] == "scene"
+    assert card.input == read_dataset_info(patches).input and card.extra["metrics"]["papers"]["mIoU"] == best
 
     # a scene training never saw, through `rsseg predict` and `rsseg evaluate --scene`
     image, ids = make_scene(256, seed=5)
@@ -113,7 +114,7 @@ def test_train_converges_checkpoint_predicts_and_evaluates(patches, tmp_path, ca
     with rasterio.open(tmp_path / "new_mask.tif") as ds:
         assert (ds.read(1) == ids).mean() > 0.85
     code, text = run_cli(["evaluate", "--checkpoint", str(run / "best.pt"), "--scene", str(scene), "--labels",
-                          str(labels), "--json", str(tmp_path / "scene.json")], capsys)
+                          str(labels), "-o", str(tmp_path / "scene.json")], capsys)
     assert code == 0, text
     scene_metrics = json.loads((tmp_path / "scene.json").read_text())
     assert scene_metrics["pixels"] == 256 * 256 and scene_metrics["all"]["mIoU"] > 0.6
@@ -121,12 +122,12 @@ def test_train_converges_checkpoint_predicts_and_evaluates(patches, tmp_path, ca
 
     # patch evaluation of best.pt on the validation split reproduces the logged confusion matrix
     code, text = run_cli(["evaluate", "--checkpoint", str(run / "best.pt"), "--data", str(patches), "--split",
-                          "val", "--json", str(tmp_path / "val.json")], capsys)
+                          "val", "-o", str(tmp_path / "val.json")], capsys)
     assert code == 0, text
     logged = next(h for h in history if h["mIoU"] == best)["metrics"]
     assert json.loads((tmp_path / "val.json").read_text())["confusion_matrix"] == logged["confusion_matrix"]
     code, text = run_cli(["evaluate", "--checkpoint", str(run / "best.pt"), "--data", str(patches), "--split",
-                          "val", "--tta", "flip", "--json", str(tmp_path / "val.json")], capsys)
+                          "val", "--tta", "flip", "-o", str(tmp_path / "val.json")], capsys)
     assert code == 1 and "output exists" in text
 
 
@@ -188,7 +189,7 @@ def test_bad_patch_in_a_worker_is_one_clear_line(patches, tmp_path, capsys):
     with rasterio.open(mask, "r+") as ds:
         ds.write(np.full((1, 64, 64), 9, dtype=np.uint8))
     code, text = run_cli(["train", "--data", str(broken), "--model", "test_tiny_fcn", "--epochs", "1",
-                          "--batch-size", "8", "--tile", "64", "--out", str(tmp_path / "run"), "--workers", "2",
+                          "--batch-size", "8", "--tile", "64", "-o", str(tmp_path / "run"), "--workers", "2",
                           "--device", "cpu"], capsys)
     assert code == 1
     assert text.strip().splitlines()[-1] == (f"Error: {mask}: value 9 is not a class id (0..3) nor the ignore "
@@ -215,7 +216,7 @@ def test_ddp_two_processes_gloo(patches, tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(_free_port()),
          str(launcher), "train", "--data", str(patches), "--model", "test_tiny_fcn", "--epochs", "2",
-         "--batch-size", "4", "--tile", "64", "--out", str(run), "--workers", "0", "--device", "cpu",
+         "--batch-size", "4", "--tile", "64", "-o", str(run), "--workers", "0", "--device", "cpu",
          "--set", "optim.lr=0.01", "--set", "optim.encoder_lr=0.01"],
         capture_output=True, text=True, env=env, timeout=240)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -238,6 +239,6 @@ def test_shipped_configs_resolve_to_registered_models(path):
 
     cfg = build_config(path, ("train.epochs=1",))
     dataset = path.parent.name
-    assert cfg["model"]["name"] == path.stem and cfg["model"]["name"] in {m.name for m in list_models()}
-    assert cfg["data"]["root"] == f"data/{dataset}" and cfg["train"]["out"] == f"runs/{dataset}-{path.stem}"
-    assert cfg["optim"]["encoder_lr"] == pytest.approx(cfg["optim"]["lr"] / 10) and cfg["train"]["epochs"] == 1
+    assert cfg.model.name == path.stem and cfg.model.name in {m.name for m in list_models()}
+    assert cfg.data.root == f"data/{dataset}" and cfg.train.out == f"runs/{dataset}-{path.stem}"
+    assert cfg.optim.encoder_lr == pytest.approx(cfg.optim.lr / 10) and cfg.train.epochs == 1

@@ -8,7 +8,7 @@ import sys
 import click
 
 from rsseg import __version__
-from rsseg.errors import RssegError
+from rsseg.errors import OptionError, RssegError
 
 # command name -> "module:attribute"
 COMMANDS = {
@@ -48,9 +48,12 @@ def main(argv: list[str] | None = None) -> None:
     except click.exceptions.Abort:
         click.echo("Aborted.", err=True)
         sys.exit(130)
-    except click.ClickException as err:
-        err.show()
+    except click.ClickException as err:  # usage errors too: one line, like every other error
+        click.echo(f"Error: {err.format_message()}", err=True)
         sys.exit(err.exit_code)
+    except OptionError as err:
+        click.echo(f"Error: {err.as_flag()}", err=True)
+        sys.exit(1)
     except RssegError as err:
         click.echo(f"Error: {err}", err=True)
         sys.exit(1)

@@ -7,32 +7,33 @@ from pathlib import Path
 
 import click
 
+from rsseg.cli import options as opt
+
 
 @click.command()
-@click.option("--checkpoint", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Model file (best.pt / last.pt of a run).")
-@click.option("--data", type=click.Path(exists=True, file_okay=False, path_type=Path), help="Patch folder.")
-@click.option("--split", default="test", show_default=True, help="Split of the patch folder.")
-@click.option("--scene", "scenes", multiple=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+@opt.checkpoint(required=True, help="Model file (best.pt / last.pt of a run).")
+@click.option("--data", type=opt.FOLDER, help="Patch folder.")
+@click.option("--split", type=click.Choice(("train", "val", "test")), default="test", show_default=True,
+              help="Split of the patch folder.")
+@click.option("--scene", "scenes", multiple=True, type=opt.FILE,
               help="Scene GeoTIFF, predicted through the tiling engine (repeatable).")
-@click.option("--labels", "labels", multiple=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+@click.option("--labels", "labels", multiple=True, type=opt.FILE,
               help="Label raster of each --scene (class ids or the model's class colours).")
-@click.option("--tta", type=click.Choice(["none", "flip", "d4"]), default="none", show_default=True)
-@click.option("--batch-size", default=4, show_default=True)
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
-@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
-              help="Write the metrics here (default: beside the checkpoint, <name>_eval.json).")
-@click.option("--overwrite", is_flag=True, help="Replace an existing JSON file.")
+@opt.tta
+@opt.batch_size
+@opt.device()
+@opt.output("Metrics JSON (default: beside the checkpoint, <name>_eval.json).")
+@opt.overwrite
+@opt.quiet
 def evaluate(checkpoint: Path, data: Path | None, split: str, scenes: tuple[Path, ...], labels: tuple[Path, ...],
-             tta: str, batch_size: int, device: str, json_path: Path | None, overwrite: bool) -> None:
+             tta: str, batch_size: int, device: str, output: Path | None, overwrite: bool, quiet: bool) -> None:
     """Per-class IoU/F1 and mIoU, mean F1, OA (all classes and the papers' convention).
 
     \b
     rsseg evaluate --checkpoint runs/vaihingen-manet/best.pt --data data/vaihingen --split test --tta flip
     rsseg evaluate --checkpoint best.pt --scene area2.tif --labels area2_labels.tif
     """
-    import torch
-
+    from rsseg.device import resolve_device
     from rsseg.errors import RssegError
     from rsseg.io.atomic import atomic_output, check_output
     from rsseg.models import load_checkpoint
@@ -43,23 +44,22 @@ def evaluate(checkpoint: Path, data: Path | None, split: str, scenes: tuple[Path
         raise RssegError(f"{checkpoint}: give either --data (patch folder) or --scene/--labels")
     if len(scenes) != len(labels):
         raise RssegError(f"{checkpoint}: one --labels per --scene ({len(scenes)} scenes, {len(labels)} labels)")
-    json_path = json_path or checkpoint.with_name(f"{checkpoint.stem}_eval.json")
+    json_path = output or checkpoint.with_name(f"{checkpoint.stem}_eval.json")
     check_output(json_path, overwrite)
-    dev = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
+    dev = resolve_device(device)
     model, card = load_checkpoint(checkpoint, dev)
     unpredicted = 0
     if data:
-        matrix = evaluate_patches(model, card, data, split, tta, batch_size, dev)
+        matrix = evaluate_patches(model, card, data, split, tta, batch_size, dev, progress=not quiet)
         source = {"data": str(data), "split": split}
     else:
-        matrix = ConfusionMatrix(card.num_classes, card.ignore_index)
+        matrix = ConfusionMatrix(card.num_classes, card.classes.ignore_index)
         for scene, label in zip(scenes, labels):
-            part, missing = evaluate_scene(model, card, scene, label, tta, batch_size, dev)
+            part, missing = evaluate_scene(model, card, scene, label, tta, batch_size, str(dev), progress=not quiet)
             matrix.matrix += part.matrix
             unpredicted += missing
         source = {"scenes": [str(s) for s in scenes], "labels": [str(p) for p in labels]}
-    excluded = list(card.extra.get("excluded_from_mean", []))
-    metrics = compute_metrics(matrix.matrix, card.class_names, excluded)
+    metrics = compute_metrics(matrix.matrix, card.classes.names, card.classes.excluded_from_mean)
     metrics.update(checkpoint=str(checkpoint), tta=tta, unpredicted_labelled_pixels=unpredicted, **source)
     click.echo(format_table(metrics))
     with atomic_output(json_path, overwrite) as tmp:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import click
-import torch
 from tqdm import tqdm
 
+from rsseg.cli import options as opt
+from rsseg.device import torch_threads
 from rsseg.models import list_models
 from rsseg.models.profile import ModelProfile, profile_model
 
@@ -29,14 +30,16 @@ def format_table(profiles: list[ModelProfile], markdown: bool = False) -> str:
 
 
 @click.command("models")
-@click.option("--size", default=512, show_default=True, help="Side of the square test input (multiple of 32).")
-@click.option("--in-channels", default=3, show_default=True, help="Input bands.")
-@click.option("--num-classes", default=6, show_default=True, help="Output classes.")
+@click.option("--size", type=opt.POSITIVE_INT, default=512, show_default=True,
+              help="Side of the square test input (multiple of 32).")
+@click.option("--in-channels", type=opt.POSITIVE_INT, default=3, show_default=True, help="Input bands.")
+@click.option("--num-classes", type=click.IntRange(2, 255), default=6, show_default=True, help="Output classes.")
 @click.option("--timing/--no-timing", default=True, show_default=True, help="Measure CPU milliseconds per tile.")
-@click.option("--threads", type=int, default=None, help="torch CPU threads for timing (default: torch's).")
+@opt.threads
 @click.option("--markdown", is_flag=True, help="Print a README-ready markdown table.")
+@opt.quiet
 def models(size: int, in_channels: int, num_classes: int, timing: bool, threads: int | None,
-           markdown: bool) -> None:
+           markdown: bool, quiet: bool) -> None:
     """List the registered models: paper, default backbone, parameters, GFLOPs and CPU ms.
 
     Models are built with random weights (nothing is downloaded) and run on one
@@ -44,11 +47,9 @@ def models(size: int, in_channels: int, num_classes: int, timing: bool, threads:
     """
     if size % 32:
         raise click.BadParameter(f"{size} is not a multiple of 32", param_hint="--size")
-    if threads:
-        torch.set_num_threads(threads)
-    entries = list_models()
-    profiles = [profile_model(e.name, size, in_channels, num_classes, timing=timing)
-                for e in tqdm(entries, desc="profiling", unit="model")]
+    with torch_threads(threads) as used:
+        profiles = [profile_model(e.name, size, in_channels, num_classes, timing=timing)
+                    for e in tqdm(list_models(), desc="profiling", unit="model", disable=quiet)]
     click.echo(format_table(profiles, markdown))
     click.echo(f"{len(profiles)} models profiled at 1×{in_channels}×{size}×{size}"
-               + (f", CPU ms with {torch.get_num_threads()} thread(s)" if timing else ""), err=True)
+               + (f", CPU ms with {used} thread(s)" if timing else ""), err=True)

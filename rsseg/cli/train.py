@@ -6,41 +6,42 @@ from pathlib import Path
 
 import click
 
+from rsseg.cli import options as opt
+
 
 @click.command()
-@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
-              help="YAML config, e.g. configs/vaihingen/manet.yaml.")
-@click.option("--data", type=click.Path(file_okay=False, path_type=Path), help="Patch folder (data.root).")
+@click.option("--config", "config_path", type=opt.FILE, help="YAML config, e.g. configs/vaihingen/manet.yaml.")
+@click.option("--data", type=opt.FOLDER, help="Patch folder (data.root).")
 @click.option("--model", help="Registered model name (model.name), see `rsseg models`.")
-@click.option("--epochs", type=int, help="train.epochs")
-@click.option("--batch-size", type=int, help="train.batch_size (per process).")
-@click.option("--tile", type=int, help="data.tile: training crop size.")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Run folder (train.out).")
-@click.option("--device", help="auto, cpu, cuda or cuda:N (train.device).")
-@click.option("--workers", type=int, help="DataLoader workers per process (data.workers).")
-@click.option("--threads", type=int, help="CPU threads of the training process (train.threads).")
+@click.option("--epochs", type=opt.POSITIVE_INT, help="train.epochs")
+@click.option("--batch-size", type=opt.POSITIVE_INT, help="train.batch_size (per process).")
+@click.option("--tile", type=click.IntRange(min=32), help="data.tile: training crop size.")
+@opt.output("Run folder (train.out; default: runs/<dataset>-<model>).", folder=True)
+@opt.device(default=None)
+@click.option("--workers", type=opt.NON_NEGATIVE_INT, help="DataLoader workers per process (data.workers).")
+@opt.threads
 @click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE",
               help="Override any config value, e.g. --set model.backbone=resnet18 (repeatable).")
-@click.option("--resume", type=click.Path(file_okay=False, path_type=Path),
-              help="Continue the run in this folder where it stopped.")
-@click.option("--overwrite", is_flag=True, help="Start again in a non-empty run folder.")
+@click.option("--resume", type=opt.FOLDER, help="Continue the run in this folder where it stopped.")
+@opt.overwrite
+@opt.quiet
 def train(config_path: Path | None, data: Path | None, model: str | None, epochs: int | None,
-          batch_size: int | None, tile: int | None, out: Path | None, device: str | None, workers: int | None,
-          threads: int | None, overrides: tuple[str, ...], resume: Path | None, overwrite: bool) -> None:
+          batch_size: int | None, tile: int | None, output: Path | None, device: str | None, workers: int | None,
+          threads: int | None, overrides: tuple[str, ...], resume: Path | None, overwrite: bool, quiet: bool) -> None:
     """Train on a patch folder made by `rsseg prepare`; writes best.pt, last.pt, logs and plots.
 
     \b
     rsseg train --config configs/vaihingen/manet.yaml
-    rsseg train --data patches/ --model unet --epochs 30 --batch-size 8 --tile 256 --out runs/demo
+    rsseg train --data patches/ --model unet --epochs 30 --batch-size 8 --tile 256 -o runs/demo
     torchrun --nproc_per_node 4 --no-python rsseg train --config configs/potsdam/abcnet.yaml
     """
     from rsseg.errors import RssegError
     from rsseg.train.config import build_config
-    from rsseg.train.metrics import metric_value
-    from rsseg.train.trainer import CONFIG_FILE, train as run_training
+    from rsseg.train.trainer import CONFIG_FILE
+    from rsseg.train.trainer import train as run_training
 
     options = {("data", "root"): data, ("model", "name"): model, ("train", "epochs"): epochs,
-               ("train", "batch_size"): batch_size, ("data", "tile"): tile, ("train", "out"): out,
+               ("train", "batch_size"): batch_size, ("data", "tile"): tile, ("train", "out"): output,
                ("train", "device"): device, ("data", "workers"): workers, ("train", "threads"): threads}
     updates: dict = {}
     for (section, key), value in options.items():
@@ -52,10 +53,8 @@ def train(config_path: Path | None, data: Path | None, model: str | None, epochs
         config_path = resume / CONFIG_FILE
         updates.setdefault("train", {})["out"] = str(resume)
     config = build_config(config_path, overrides, updates)
-    best = run_training(config, resume=resume is not None, overwrite=overwrite)
-    if best["rank"] != 0:
+    result = run_training(config, resume=resume is not None, overwrite=overwrite, progress=not quiet)
+    if result.rank != 0:
         return
-    select = config["train"]["select_metric"]
-    click.echo(f"trained {config['train']['epochs']} epochs ({best['seconds_total'] / 60:.1f} min this run); "
-               f"best {select} {100 * metric_value(best['metrics'], select):.2f} at epoch {best['epoch']} "
-               f"-> {Path(best['run_dir']) / 'best.pt'}")
+    click.echo(f"trained {result.epochs} epochs ({result.seconds / 60:.1f} min this run); "
+               f"best {result.metric} {100 * result.score:.2f} at epoch {result.best_epoch} -> {result.best_model}")

@@ -6,27 +6,30 @@ from pathlib import Path
 
 import click
 
+from rsseg.cli import options as opt
 from rsseg.vector import vectorize_mask
 from rsseg.vector.write import DRIVERS
 
 
 @click.command()
 @click.argument("mask", type=click.Path(path_type=Path))
-@click.option("-o", "--output", required=True, type=click.Path(path_type=Path),
-              help="Output file (.gpkg default, .shp, .geojson, .fgb).")
-@click.option("--classes", help="Comma-separated class ids or names to keep (default: all).")
-@click.option("--min-area", type=float, help="Drop regions smaller than this many m² (pixels without CRS).")
-@click.option("--simplify", type=float, help="Coverage simplification tolerance in map units (off by default).")
+@opt.output("Output file (.gpkg default, .shp, .geojson, .fgb).", required=True)
+@click.option("--classes", help="Comma-separated class ids or names (any case) to keep (default: all).")
+@click.option("--min-area", type=opt.NON_NEGATIVE_FLOAT,
+              help="Drop regions smaller than this many m² (pixels without CRS).")
+@click.option("--simplify", type=opt.NON_NEGATIVE_FLOAT,
+              help="Coverage simplification tolerance in map units (off by default).")
 @click.option("--layer-per-class", is_flag=True, help="One GeoPackage layer per class.")
 @click.option("--format", "fmt", type=click.Choice(sorted(DRIVERS)), help="Output format (default: by suffix).")
-@click.option("--probs", type=click.Path(path_type=Path), help="K-band uint8 probability raster: adds mean_prob.")
-@click.option("--window-rows", type=int, help="Rows per processing window (default: ~16 Mpixels).")
-@click.option("--overwrite", is_flag=True, help="Replace an existing output.")
+@click.option("--probs", type=opt.FILE, help="K-band uint8 probability raster: adds mean_prob.")
+@click.option("--window-rows", type=opt.POSITIVE_INT, help="Rows per processing window (default: ~16 Mpixels).")
+@opt.overwrite
+@opt.quiet
 def vectorize(mask: Path, output: Path, classes: str | None, min_area: float | None, simplify: float | None,
               layer_per_class: bool, fmt: str | None, probs: Path | None, window_rows: int | None,
-              overwrite: bool) -> None:
+              overwrite: bool, quiet: bool) -> None:
     """Polygonise class mask MASK window by window (seamless, bounded memory) into OUTPUT."""
     summary = vectorize_mask(mask, output, classes=classes.split(",") if classes else None, min_area=min_area,
                              simplify=simplify, layer_per_class=layer_per_class, driver=fmt, probs_path=probs,
-                             overwrite=overwrite, window_rows=window_rows)
+                             overwrite=overwrite, window_rows=window_rows, progress=not quiet)
     click.echo(summary.summary_line())

@@ -1,31 +1,16 @@
-"""Class tables (names and RGB palettes) of the public benchmarks."""
+"""Class schemas (names and RGB palettes) of the public benchmarks."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from rsseg.schema import ClassSchema
 
-
-@dataclass(frozen=True)
-class ClassTable:
-    """Class names, RGB colours and the classes left out of the papers' mean metrics."""
-
-    names: tuple[str, ...]
-    colors: tuple[tuple[int, int, int], ...]
-    excluded_from_mean: tuple[int, ...] = ()
-    ignore_index: int = 255
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.names)
-
-
-ISPRS = ClassTable(
+ISPRS = ClassSchema(
     names=("ImSurf", "Building", "LowVeg", "Tree", "Car", "Clutter"),
     colors=((255, 255, 255), (0, 0, 255), (0, 255, 255), (0, 255, 0), (255, 255, 0), (255, 0, 0)),
     excluded_from_mean=(5,),
 )
 
-UAVID = ClassTable(
+UAVID = ClassSchema(
     names=("Building", "Road", "Tree", "LowVeg", "Moving_Car", "Static_Car", "Human", "Clutter"),
     colors=((128, 0, 0), (128, 64, 128), (0, 128, 0), (128, 128, 0), (64, 0, 128), (192, 0, 192),
             (64, 64, 0), (0, 0, 0)),

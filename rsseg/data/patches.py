@@ -3,20 +3,19 @@
 from __future__ import annotations
 
 import os
-import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
 import numpy as np
-import rasterio
 import torch
 import yaml
-from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 from torch.utils.data import Dataset
 
 from rsseg.errors import RssegError
 from rsseg.io.atomic import atomic_output
+from rsseg.io.raster import open_raster
+from rsseg.schema import NODATA, ClassSchema, InputSpec
 
 DATASET_YAML = "dataset.yaml"
 SPLITS = ("train", "val", "test")
@@ -25,43 +24,51 @@ PATCH_SUFFIXES = (".tif", ".tiff", ".png")
 Transform = Callable[[torch.Tensor, torch.Tensor, torch.Generator], tuple[torch.Tensor, torch.Tensor]]
 
 
-@dataclass
+@dataclass(frozen=True)
 class DatasetInfo:
-    """What ``dataset.yaml`` says about a patch folder.
+    """What ``dataset.yaml`` says about a patch folder: its classes, its input bands, its patches.
 
-    ``mean``/``std`` are per band in units of ``raw / input_scale``; ``bands`` are the 1-based
-    bands of the source scenes the patches hold (``None``: all of them, in order).
+    ``input.mean``/``input.std`` are per band in units of ``raw / input.scale``; ``input.bands``
+    are the 1-based bands of the source scenes the patches hold (``None``: all, in order).
     """
 
     name: str
-    class_names: list[str]
-    class_colors: list[tuple[int, int, int]]
-    mean: list[float]
-    std: list[float]
-    input_scale: float = 255.0
-    ignore_index: int = 255
-    excluded_from_mean: list[int] = field(default_factory=list)
-    bands: list[int] | None = None
-    gsd: float | None = None
+    classes: ClassSchema
+    input: InputSpec
     patch: int | None = None
     counts: dict[str, int] = field(default_factory=dict)
 
     @property
     def num_classes(self) -> int:
-        return len(self.class_names)
+        return self.classes.num_classes
 
     @property
     def in_channels(self) -> int:
-        return len(self.mean)
+        return self.input.channels
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "classes": self.classes.to_dict(), "input": self.input.to_dict(),
+                "patch": self.patch, "counts": dict(self.counts)}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> DatasetInfo:
+        """Read the nested form, or the flat form of rsseg <= 0.1 (class_names, mean, ... at the top)."""
+        if "classes" not in data:
+            data = {"name": data["name"], "patch": data.get("patch"), "counts": data.get("counts") or {},
+                    "classes": {"names": data["class_names"], "colors": data.get("class_colors"),
+                                "ignore_index": data.get("ignore_index", NODATA),
+                                "excluded_from_mean": data.get("excluded_from_mean")},
+                    "input": {"mean": data["mean"], "std": data["std"], "scale": data.get("input_scale", 255.0),
+                              "bands": data.get("bands"), "gsd": data.get("gsd")}}
+        return cls(str(data["name"]), ClassSchema.from_dict(data["classes"]), InputSpec.from_dict(data["input"]),
+                   data.get("patch"), dict(data.get("counts") or {}))
 
 
 def write_dataset_info(root: str | os.PathLike, info: DatasetInfo) -> Path:
     """Write ``dataset.yaml`` (replacing an existing one)."""
-    data = asdict(info)
-    data["class_colors"] = [list(c) for c in info.class_colors]
     path = Path(root) / DATASET_YAML
     with atomic_output(path, overwrite=True) as tmp:
-        tmp.write_text(yaml.safe_dump(data, sort_keys=False))
+        tmp.write_text(yaml.safe_dump(info.to_dict(), sort_keys=False))
     return path
 
 
@@ -71,25 +78,15 @@ def read_dataset_info(root: str | os.PathLike) -> DatasetInfo:
     if not path.is_file():
         raise RssegError(f"{path}: not found (is {root} a patch folder made by `rsseg prepare`?)")
     try:
-        data = yaml.safe_load(path.read_text())
-        data["class_colors"] = [tuple(int(v) for v in c) for c in data["class_colors"]]
-        info = DatasetInfo(**data)
-    except (yaml.YAMLError, KeyError, TypeError) as err:
-        raise RssegError(f"{path}: not a valid dataset description ({err})") from None
-    if len(info.class_colors) != info.num_classes or len(info.std) != info.in_channels:
-        raise RssegError(f"{path}: class names/colours or band mean/std have different lengths")
-    return info
+        return DatasetInfo.from_dict(yaml.safe_load(path.read_text()))
+    except (yaml.YAMLError, KeyError, TypeError, ValueError, AttributeError) as err:
+        raise RssegError(f"{path}: not a valid dataset description ({type(err).__name__}: {err})") from None
 
 
 def read_raster(path: Path) -> np.ndarray:
     """All bands of an image as a ``bands×H×W`` array; an unreadable file is the file's fault."""
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", NotGeoreferencedWarning)
-            with rasterio.open(path) as ds:
-                return ds.read()
-    except (RasterioIOError, OSError) as err:
-        raise RssegError(f"{path}: unreadable patch ({str(err).splitlines()[0][:160]})") from None
+    with open_raster(path) as ds:
+        return ds.read()
 
 
 def list_pairs(root: Path, split: str) -> list[tuple[Path, Path]]:
@@ -127,8 +124,8 @@ class PatchDataset(Dataset):
         self.transform = transform
         self.seed = seed
         self.epoch = 0
-        self._mean = np.asarray(self.info.mean, dtype=np.float32)[:, None, None]
-        self._std = np.asarray(self.info.std, dtype=np.float32)[:, None, None]
+        self._mean = np.asarray(self.info.input.mean, dtype=np.float32)[:, None, None]
+        self._std = np.asarray(self.info.input.std, dtype=np.float32)[:, None, None]
 
     def set_epoch(self, epoch: int) -> None:
         """Select the epoch whose augmentations the next items get."""
@@ -148,16 +145,16 @@ class PatchDataset(Dataset):
                              f"(bands×H×W) but its image {image_path.name} is "
                              f"{image.shape[1]}×{image.shape[2]} with one mask band expected")
         mask = mask[0]
-        bad = (mask >= self.info.num_classes) & (mask != self.info.ignore_index)
+        bad = (mask >= self.info.num_classes) & (mask != self.info.classes.ignore_index)
         if bad.any():
             raise RssegError(f"{mask_path}: value {int(mask[bad][0])} is not a class id "
-                             f"(0..{self.info.num_classes - 1}) nor the ignore index {self.info.ignore_index}")
+                             f"(0..{self.info.num_classes - 1}) nor the ignore index {self.info.classes.ignore_index}")
         return image, mask.astype(np.uint8, copy=False)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         raw, mask = self.load(index)
         image = raw.astype(np.float32)
-        image /= self.info.input_scale
+        image /= self.info.input.scale
         image -= self._mean
         image /= self._std
         x, y = torch.from_numpy(image), torch.from_numpy(mask).long()
@@ -179,7 +176,7 @@ def worker_errors_as_one_line(loader: Iterable) -> Iterator:
         raise RssegError(lines[-1].split("RssegError: ", 1)[-1]) from None
 
 
-def pad_collate(batch: list[tuple[torch.Tensor, torch.Tensor]], ignore_index: int = 255, multiple: int = 32
+def pad_collate(batch: list[tuple[torch.Tensor, torch.Tensor]], ignore_index: int = NODATA, multiple: int = 32
                 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Stack patches, padding at the bottom/right (image 0, mask ignore index) to the largest
     patch rounded up to ``multiple`` (the input size every registered model accepts)."""

@@ -8,7 +8,7 @@ import re
 import shutil
 import warnings
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -16,16 +16,18 @@ import numpy as np
 import rasterio
 from affine import Affine
 from rasterio.crs import CRS
-from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
+from rasterio.errors import NotGeoreferencedWarning
 from rasterio.windows import Window
 from rasterio.windows import transform as window_transform
 from tqdm import tqdm
 
-from rsseg.data.classes import CLASS_TABLES, ISPRS, UAVID, ClassTable
+from rsseg.data.classes import CLASS_TABLES, ISPRS, UAVID
 from rsseg.data.patches import DATASET_YAML, SPLITS, DatasetInfo, write_dataset_info
 from rsseg.errors import RssegError
 from rsseg.io.atomic import atomic_output
 from rsseg.io.mask_meta import write_class_table
+from rsseg.io.raster import is_georeferenced, open_raster
+from rsseg.schema import ClassSchema, InputSpec, colors_to_index
 from rsseg.tiling.grid import axis_starts
 
 VAIHINGEN_SPLIT = {
@@ -43,6 +45,14 @@ VECTOR_SUFFIXES = (".gpkg", ".shp", ".geojson", ".json", ".fgb")
 BOUNDARY_COLOR = (0, 0, 0)
 
 
+@dataclass(frozen=True)
+class PrepareResult:
+    """What a ``prepare_*`` function made: the patch folder's description and a one-line summary."""
+
+    info: DatasetInfo
+    summary: str
+
+
 @dataclass
 class Scene:
     """One source image and its labels (class ids, ignore index where unlabelled), in memory."""
@@ -55,38 +65,11 @@ class Scene:
 
 
 def _read(path: Path) -> tuple[np.ndarray, Affine | None, CRS | None]:
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", NotGeoreferencedWarning)
-            with rasterio.open(path) as ds:
-                georef = ds.crs is not None or not ds.transform.is_identity
-                return ds.read(), (ds.transform if georef else None), ds.crs
-    except (RasterioIOError, OSError) as err:
-        raise RssegError(f"{path}: unreadable raster ({str(err).splitlines()[0][:160]})") from None
+    with open_raster(path) as ds:
+        return ds.read(), (ds.transform if is_georeferenced(ds) else None), ds.crs
 
 
-def colors_to_index(rgb: np.ndarray, colors: Sequence[tuple[int, int, int]], ignore_index: int = 255,
-                    boundary: tuple[int, int, int] | None = None) -> tuple[np.ndarray, Counter]:
-    """Class ids of an RGB label (3×H×W) by exact colour match.
-
-    Pixels of no class colour get ``ignore_index``; they are counted per colour in the returned
-    counter, except the ``boundary`` colour of eroded labels, which is expected.
-    """
-    if rgb.shape[0] < 3:
-        raise ValueError("an RGB label needs 3 bands")
-    code = (rgb[0].astype(np.int32) << 16) | (rgb[1].astype(np.int32) << 8) | rgb[2].astype(np.int32)
-    out = np.full(code.shape, ignore_index, dtype=np.uint8)
-    for i, (r, g, b) in enumerate(colors):
-        out[code == (r << 16 | g << 8 | b)] = i
-    unknown = out == ignore_index
-    if boundary is not None:
-        unknown &= code != (boundary[0] << 16 | boundary[1] << 8 | boundary[2])
-    values, counts = np.unique(code[unknown], return_counts=True)
-    found = Counter({(int(v) >> 16, int(v) >> 8 & 255, int(v) & 255): int(n) for v, n in zip(values, counts)})
-    return out, found
-
-
-def read_color_label(path: Path, table: ClassTable, unknown: Counter, eroded: bool = False) -> np.ndarray:
+def read_color_label(path: Path, table: ClassSchema, unknown: Counter, eroded: bool = False) -> np.ndarray:
     """Read an RGB label file as class ids, adding its unknown colours to ``unknown``."""
     rgb, _, _ = _read(path)
     if rgb.shape[0] < 3:
@@ -111,7 +94,7 @@ class PatchFolderWriter:
     """Cuts scenes into patches, writes them and collects band statistics of the train split."""
 
     out: Path
-    table: ClassTable
+    table: ClassSchema
     name: str
     patch: int
     stride: int
@@ -180,13 +163,9 @@ class PatchFolderWriter:
         mean = self._sum / self._n
         std = np.sqrt(np.maximum(self._sumsq / self._n - mean ** 2, 0.0))
         std = np.where(std > 1e-6, std, 1.0)
-        info = DatasetInfo(
-            name=self.name, class_names=list(self.table.names), class_colors=list(self.table.colors),
-            mean=[round(float(v), 6) for v in mean], std=[round(float(v), 6) for v in std],
-            input_scale=float(self.input_scale), ignore_index=self.table.ignore_index,
-            excluded_from_mean=list(self.table.excluded_from_mean), bands=self.bands, gsd=self.gsd,
-            patch=self.patch, counts={s: int(self.counts[s]) for s in SPLITS},
-        )
+        spec = InputSpec(tuple(round(float(v), 6) for v in mean), tuple(round(float(v), 6) for v in std),
+                         float(self.input_scale), self.bands, self.gsd)
+        info = DatasetInfo(self.name, self.table, spec, self.patch, {s: int(self.counts[s]) for s in SPLITS})
         write_dataset_info(self.out, info)
         return info
 
@@ -225,27 +204,27 @@ def _find(src: Path, name: str) -> list[Path]:
     return sorted(p for p in src.rglob(name) if p.is_file())
 
 
-def _progress(items: list, desc: str) -> tqdm:
-    return tqdm(items, desc=desc, unit="tile", leave=False)
+def _progress(items: list, desc: str, progress: bool) -> tqdm:
+    return tqdm(items, desc=desc, unit="tile", leave=False, disable=not progress)
 
 
 def prepare_vaihingen(src: str | os.PathLike, out: str | os.PathLike, patch: int = 1024, stride: int = 512,
-                      overwrite: bool = False) -> tuple[DatasetInfo, str]:
+                      overwrite: bool = False, progress: bool = True) -> PrepareResult:
     """ISPRS Vaihingen: ``top/top_mosaic_09cm_area{N}.tif`` with full and eroded colour labels."""
     src = Path(src)
     tiles = [p for p in _find(src, "top_mosaic_09cm_area*.tif") if p.parent.name == "top"]
     if not tiles:
         raise RssegError(f"{src}: no Vaihingen tiles top/top_mosaic_09cm_area{{N}}.tif found")
     writer = PatchFolderWriter(Path(out), ISPRS, "vaihingen", patch, stride, overwrite, gsd=0.09)
-    for tile in _progress(tiles, "vaihingen"):
+    for tile in _progress(tiles, "vaihingen", progress):
         area = int(re.search(r"area(\d+)", tile.stem).group(1))
         split = next((s for s, areas in VAIHINGEN_SPLIT.items() if area in areas), "train")
         _add_isprs_tile(writer, split, tile, tile.name, tile.stem + "_noBoundary.tif", src)
-    return writer.finish(), writer.summary()
+    return PrepareResult(writer.finish(), writer.summary())
 
 
 def prepare_potsdam(src: str | os.PathLike, out: str | os.PathLike, patch: int = 1024, stride: int = 512,
-                    variant: str = "RGB", overwrite: bool = False) -> tuple[DatasetInfo, str]:
+                    variant: str = "RGB", overwrite: bool = False, progress: bool = True) -> PrepareResult:
     """ISPRS Potsdam: ``2_Ortho_RGB`` (or IRRG/RGBIR) tiles with ``5_Labels_all`` labels."""
     src = Path(src)
     if variant not in POTSDAM_VARIANTS:
@@ -254,14 +233,14 @@ def prepare_potsdam(src: str | os.PathLike, out: str | os.PathLike, patch: int =
     if not tiles:
         raise RssegError(f"{src}: no Potsdam tiles {POTSDAM_VARIANTS[variant]}/top_potsdam_X_Y_{variant}.tif found")
     writer = PatchFolderWriter(Path(out), ISPRS, f"potsdam-{variant.lower()}", patch, stride, overwrite, gsd=0.05)
-    for tile in _progress(tiles, "potsdam"):
+    for tile in _progress(tiles, "potsdam", progress):
         tile_id = re.search(r"top_potsdam_(\d+_\d+)_", tile.name).group(1)
         if tile_id in POTSDAM_EXCLUDED:
             continue
         split = next((s for s, ids in POTSDAM_SPLIT.items() if tile_id in ids), "train")
         base = f"top_potsdam_{tile_id}_label"
         _add_isprs_tile(writer, split, tile, base + ".tif", base + "_noBoundary.tif", src)
-    return writer.finish(), writer.summary()
+    return PrepareResult(writer.finish(), writer.summary())
 
 
 def _add_isprs_tile(writer: PatchFolderWriter, split: str, tile: Path, label_name: str, eroded_name: str,
@@ -279,7 +258,7 @@ def _add_isprs_tile(writer: PatchFolderWriter, split: str, tile: Path, label_nam
 
 
 def prepare_uavid(src: str | os.PathLike, out: str | os.PathLike, patch: int = 1024, stride: int = 512,
-                  overwrite: bool = False) -> tuple[DatasetInfo, str]:
+                  overwrite: bool = False, progress: bool = True) -> PrepareResult:
     """UAVid: ``uavid_{train,val,test}/seqN/{Images,Labels}/NNNNNN.png`` frames (test only if labelled)."""
     src = Path(src)
     writer = PatchFolderWriter(Path(out), UAVID, "uavid", patch, stride, overwrite)
@@ -287,7 +266,7 @@ def prepare_uavid(src: str | os.PathLike, out: str | os.PathLike, patch: int = 1
         frames = sorted((src / f"uavid_{split}").glob("seq*/Images/*.png"))
         if not frames and split != "test":
             raise RssegError(f"{src}: no frames uavid_{split}/seqN/Images/*.png found")
-        for frame in _progress(frames, f"uavid {split}"):
+        for frame in _progress(frames, f"uavid {split}", progress):
             label = frame.parent.parent / "Labels" / frame.name
             if not label.is_file():
                 tqdm.write(f"{frame}: no label {label}; skipped")
@@ -295,23 +274,21 @@ def prepare_uavid(src: str | os.PathLike, out: str | os.PathLike, patch: int = 1
             image, _, _ = _read(frame)
             mask = read_color_label(label, UAVID, writer.unknown)
             writer.add(split, Scene(f"{frame.parent.parent.name}_{frame.stem}", image[:3], mask))
-    return writer.finish(), writer.summary()
+    return PrepareResult(writer.finish(), writer.summary())
 
 
-def parse_classes(classes: str) -> ClassTable:
+def parse_classes(classes: str) -> ClassSchema:
     """A preset name (``isprs``, ``vaihingen``, ``potsdam``, ``uavid``) or comma-separated class names."""
     if classes.lower() in CLASS_TABLES:
         return CLASS_TABLES[classes.lower()]
     names = tuple(n.strip() for n in classes.split(",") if n.strip())
-    if len(names) < 2 or len(set(names)) != len(names):
-        raise RssegError(f"--classes {classes!r}: give at least two distinct names or a preset "
+    if len(names) < 2 or len({n.lower() for n in names}) != len(names):
+        raise RssegError(f"classes {classes!r}: give at least two distinct names (ignoring case) or a preset "
                          f"({', '.join(CLASS_TABLES)})")
-    from rsseg.models.checkpoint import default_colors
-
-    return ClassTable(names=names, colors=tuple(default_colors(len(names))))
+    return ClassSchema(names)
 
 
-def parse_palette(palette: str, table: ClassTable) -> ClassTable:
+def parse_palette(palette: str, table: ClassSchema) -> ClassSchema:
     """Class colours from a preset name or ``r,g,b;r,g,b;...`` (one colour per class)."""
     if palette.lower() in CLASS_TABLES:
         colors = CLASS_TABLES[palette.lower()].colors
@@ -321,11 +298,11 @@ def parse_palette(palette: str, table: ClassTable) -> ClassTable:
         except ValueError:
             colors = ()
     if len(colors) != table.num_classes or any(len(c) != 3 for c in colors):
-        raise RssegError(f"--palette {palette!r}: needs {table.num_classes} colours 'r,g,b;...' or a preset name")
-    return ClassTable(table.names, tuple(colors), table.excluded_from_mean, table.ignore_index)
+        raise RssegError(f"palette {palette!r}: needs {table.num_classes} colours 'r,g,b;...' or a preset name")
+    return replace(table, colors=tuple(colors))
 
 
-def rasterize_vector(path: Path, table: ClassTable, class_field: str, shape: tuple[int, int],
+def rasterize_vector(path: Path, table: ClassSchema, class_field: str, shape: tuple[int, int],
                      transform: Affine | None, crs: CRS | None) -> np.ndarray:
     """Rasterise polygons with a class attribute (name or id) onto the image grid."""
     import geopandas as gpd
@@ -344,14 +321,12 @@ def rasterize_vector(path: Path, table: ClassTable, class_field: str, shape: tup
         raise RssegError(f"{path}: layer has no CRS")
     if CRS.from_user_input(frame.crs) != crs:
         frame = frame.to_crs(crs.to_wkt())
-    ids = {name.lower(): i for i, name in enumerate(table.names)}
     shapes = []
     for geom, value in zip(frame.geometry, frame[class_field]):
         if geom is None or geom.is_empty:
             continue
-        key = str(value).strip().lower()
-        cls = ids.get(key, int(key) if key.isdigit() else None)
-        if cls is None or not 0 <= cls < table.num_classes:
+        cls = table.lookup(value)
+        if cls is None:
             raise RssegError(f"{path}: {class_field}={value!r} is not one of the classes {', '.join(table.names)}")
         shapes.append((geom, cls))
     if not shapes:
@@ -359,7 +334,7 @@ def rasterize_vector(path: Path, table: ClassTable, class_field: str, shape: tup
     return rasterize(shapes, out_shape=shape, transform=transform, fill=table.ignore_index, dtype="uint8")
 
 
-def read_raster_label(path: Path, table: ClassTable, shape: tuple[int, int], transform: Affine | None,
+def read_raster_label(path: Path, table: ClassSchema, shape: tuple[int, int], transform: Affine | None,
                       crs: CRS | None, colors: bool, unknown: Counter) -> np.ndarray:
     """Class ids from an index or colour label raster, warped onto the image grid when they differ."""
     data, src_transform, src_crs = _read(path)
@@ -396,7 +371,8 @@ def split_rows(height: int, val_fraction: float, test_fraction: float) -> dict[s
     val_rows = round(height * val_fraction)
     train_rows = height - val_rows - test_rows
     if train_rows <= 0:
-        raise RssegError(f"--val-fraction {val_fraction} + --test-fraction {test_fraction} leave no rows for training")
+        raise RssegError(f"validation fraction {val_fraction} + test fraction {test_fraction} leave no rows "
+                         "for training")
     bounds = {"train": (0, train_rows), "val": (train_rows, train_rows + val_rows),
               "test": (train_rows + val_rows, height)}
     return {s: b for s, b in bounds.items() if b[1] > b[0]}
@@ -405,7 +381,7 @@ def split_rows(height: int, val_fraction: float, test_fraction: float) -> dict[s
 def prepare_generic(images: Sequence[str | os.PathLike], labels: Sequence[str | os.PathLike], classes: str,
                     out: str | os.PathLike, patch: int = 512, stride: int = 256, palette: str | None = None,
                     class_field: str = "class", bands: Sequence[int] | None = None, val_fraction: float = 0.2,
-                    test_fraction: float = 0.0, overwrite: bool = False) -> tuple[DatasetInfo, str]:
+                    test_fraction: float = 0.0, overwrite: bool = False) -> PrepareResult:
     """Any GeoTIFF(s) with label rasters or vector labels; val/test are strips at the bottom of each scene."""
     if len(images) != len(labels) or not images:
         raise RssegError(f"{out}: give one --labels per --image ({len(images)} images, {len(labels)} labels)")
@@ -418,7 +394,7 @@ def prepare_generic(images: Sequence[str | os.PathLike], labels: Sequence[str | 
         image, transform, crs = _read(image_path)
         if band_list:
             if max(band_list) > image.shape[0] or min(band_list) < 1:
-                raise RssegError(f"{image_path}: has {image.shape[0]} bands, --bands asks for {band_list}")
+                raise RssegError(f"{image_path}: has {image.shape[0]} bands, not bands {band_list}")
             image = image[[b - 1 for b in band_list]]
         if writer.gsd is None and transform is not None:
             writer.gsd = abs(float(transform.a))
@@ -432,4 +408,4 @@ def prepare_generic(images: Sequence[str | os.PathLike], labels: Sequence[str | 
             strip_tf = window_transform(strip, transform) if transform is not None else None
             writer.add(split, Scene(f"{image_path.stem}_r{top}", image[:, top:bottom], mask[top:bottom],
                                     strip_tf, crs))
-    return writer.finish(), writer.summary()
+    return PrepareResult(writer.finish(), writer.summary())

@@ -6,8 +6,10 @@ import json
 
 from rasterio.io import DatasetReader, DatasetWriter
 
+from rsseg.schema import NODATA
+
 CLASS_NAMES_TAG = "RSSEG_CLASS_NAMES"
-NODATA = 255
+__all__ = ["CLASS_NAMES_TAG", "NODATA", "read_class_table", "write_class_table"]
 
 
 def write_class_table(ds: DatasetWriter, names: list[str], colors: list[tuple[int, int, int]]) -> None:

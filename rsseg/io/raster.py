@@ -75,7 +75,7 @@ def plan_bands(ds: rasterio.DatasetReader, path: str | Path, in_channels: int,
         bands = data_bands[:in_channels]
     else:
         if len(bands) != in_channels:
-            raise RssegError(f"{path}: --bands names {len(bands)} band(s), the model needs {in_channels}")
+            raise RssegError(f"{path}: bands {list(bands)} are {len(bands)}, the model needs {in_channels}")
         bad = [b for b in bands if not 1 <= b <= ds.count]
         if bad:
             raise RssegError(f"{path}: has {ds.count} band(s), no band {bad[0]}")

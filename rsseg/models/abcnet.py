@@ -20,6 +20,8 @@ from rsseg.models.blocks import ConvBNReLU
 from rsseg.models.encoders import strided_encoder
 from rsseg.models.registry import register_model
 
+DEFAULT_BACKBONE = "resnet18"
+
 
 class AttentionEnhancement(nn.Sequential):
     """Attention enhancement module: ConvBNReLU 3×3, Taylor attention (``γ·out``), BatchNorm."""
@@ -60,7 +62,7 @@ class ABCNet(SegmentationModel):
     Training mode returns ``(main, aux_stride8, aux_stride16)``, weighted by ``aux_weights``.
     """
 
-    def __init__(self, num_classes: int, in_channels: int = 3, backbone: str = "resnet18",
+    def __init__(self, num_classes: int, in_channels: int = 3, backbone: str = DEFAULT_BACKBONE,
                  pretrained_weights: str | None = None, aux_weights: Sequence[float] = (0.4, 0.4),
                  channels: int = 128):
         super().__init__()
@@ -95,8 +97,8 @@ class ABCNet(SegmentationModel):
         return out
 
 
-@register_model("abcnet", paper="ABCNet (Li et al., 2021)", default_backbone="resnet18")
-def build(num_classes: int, in_channels: int = 3, backbone: str = "resnet18",
+@register_model("abcnet", paper="ABCNet (Li et al., 2021)")
+def build(num_classes: int, in_channels: int = 3, backbone: str = DEFAULT_BACKBONE,
           pretrained_weights: str | None = None, aux_weights: Sequence[float] = (0.4, 0.4)) -> ABCNet:
     """ABCNet; ``aux_weights`` weight the stride-8 and stride-16 auxiliary losses."""
     return ABCNet(num_classes, in_channels, backbone, pretrained_weights, aux_weights)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import dataclasses
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,39 +13,29 @@ import torch
 import rsseg
 from rsseg.errors import RssegError
 from rsseg.io.atomic import atomic_output
+from rsseg.schema import ClassSchema, InputSpec, SchemaError
 
 FORMAT_KEY = "rsseg_model_file"
-FORMAT_VERSION = 1
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+FORMAT_VERSION = 2  # 2: ``classes`` and ``input`` nested; 1 (rsseg <= 0.1): their fields flat in the card
+CARD_FIELDS = ("arch", "classes", "input", "tile_size", "rsseg_version", "extra")
+FLAT_CLASS_FIELDS = {"class_names": "names", "class_colors": "colors", "ignore_index": "ignore_index",
+                     "excluded_from_mean": "excluded_from_mean"}
+FLAT_INPUT_FIELDS = {"mean": "mean", "std": "std", "input_scale": "scale", "bands": "bands", "gsd": "gsd"}
 
 
-def default_colors(n: int) -> list[tuple[int, int, int]]:
-    """A distinct colour per class when none is given."""
-    import matplotlib
-
-    cmap = matplotlib.colormaps["tab20"]
-    return [tuple(int(255 * c) for c in cmap(i % 20)[:3]) for i in range(n)]
-
-
-@dataclass
+@dataclass(frozen=True)
 class ModelCard:
     """What a model file says about its model, beside the weights.
 
-    ``bands`` are the 1-based scene bands the model was trained on (``None``: the first
-    ``in_channels``). Inputs are ``(raw / input_scale - mean) / std`` per band.
+    ``classes`` are the model's output classes and ``input`` its input bands (see
+    :mod:`rsseg.schema`); ``tile_size`` is the window it was trained on; ``extra`` holds
+    free-form provenance (dataset, epoch, metrics, config).
     """
 
     arch: dict
-    class_names: list[str]
-    class_colors: list[tuple[int, int, int]]
-    mean: list[float]
-    std: list[float]
-    input_scale: float = 255.0
-    bands: list[int] | None = None
+    classes: ClassSchema
+    input: InputSpec
     tile_size: int = 512
-    gsd: float | None = None
-    ignore_index: int = 255
     rsseg_version: str = rsseg.__version__
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -57,25 +47,48 @@ class ModelCard:
     def in_channels(self) -> int:
         return int(self.arch["in_channels"])
 
+    def to_dict(self) -> dict[str, Any]:
+        return {"arch": self.arch, "classes": self.classes.to_dict(), "input": self.input.to_dict(),
+                "tile_size": self.tile_size, "rsseg_version": self.rsseg_version, "extra": self.extra}
+
+
+def check_card(card: ModelCard) -> ModelCard:
+    """``card`` if its classes and bands fit its architecture; :class:`SchemaError` otherwise."""
+    arch = card.arch
+    if not isinstance(arch, dict) or not {"name", "num_classes", "in_channels", "kwargs"} <= set(arch):
+        raise SchemaError("arch must give name, num_classes, in_channels and kwargs")
+    k, c = card.num_classes, card.in_channels
+    if card.classes.num_classes != k:
+        raise SchemaError(f"model has {k} classes but its card names {card.classes.num_classes}")
+    if card.input.channels != c:
+        raise SchemaError(f"model has {c} input channels but its card gives {card.input.channels} band means/stds")
+    if not isinstance(card.tile_size, int) or card.tile_size < 1:
+        raise SchemaError(f"tile_size {card.tile_size!r} must be a positive integer")
+    return card
+
 
 def make_card(arch: dict, **card: Any) -> ModelCard:
-    """A :class:`ModelCard` for ``arch`` with defaults for anything not given."""
-    k, c = int(arch["num_classes"]), int(arch["in_channels"])
-    names = [f.name for f in dataclasses.fields(ModelCard)]
-    unknown = set(card) - set(names)
+    """A checked :class:`ModelCard` for ``arch`` with defaults for anything not given.
+
+    Accepts ``classes``/``input`` records or their fields by their flat names (``class_names``,
+    ``class_colors``, ``ignore_index``, ``excluded_from_mean``, ``mean``, ``std``, ``input_scale``,
+    ``bands``, ``gsd``), besides ``tile_size``, ``rsseg_version`` and ``extra``.
+    """
+    unknown = set(card) - set(CARD_FIELDS) - set(FLAT_CLASS_FIELDS) - set(FLAT_INPUT_FIELDS)
     if unknown:
         raise TypeError(f"unknown model card fields: {sorted(unknown)}")
-    card.setdefault("class_names", [f"class_{i}" for i in range(k)])
-    card.setdefault("class_colors", default_colors(k))
-    card.setdefault("mean", [IMAGENET_MEAN[i] if i < 3 else 0.5 for i in range(c)])
-    card.setdefault("std", [IMAGENET_STD[i] if i < 3 else 0.25 for i in range(c)])
-    card["class_colors"] = [tuple(int(v) for v in col) for col in card["class_colors"]]
-    result = ModelCard(arch=arch, **card)
-    if len(result.class_names) != k or len(result.class_colors) != k:
-        raise ValueError(f"model has {k} classes but card names {len(result.class_names)} / colours {len(result.class_colors)}")
-    if len(result.mean) != c or len(result.std) != c:
-        raise ValueError(f"model has {c} input channels but card gives {len(result.mean)} means / {len(result.std)} stds")
-    return result
+    k, c = int(arch["num_classes"]), int(arch["in_channels"])
+    class_fields = {new: card.pop(old) for old, new in FLAT_CLASS_FIELDS.items() if card.get(old) is not None}
+    input_fields = {new: card.pop(old) for old, new in FLAT_INPUT_FIELDS.items() if old in card}
+    if "classes" not in card:
+        class_fields.setdefault("names", [f"class_{i}" for i in range(k)])
+        card["classes"] = ClassSchema.from_dict(class_fields)
+    if "input" not in card:
+        defaults = InputSpec.imagenet(c)
+        input_fields.setdefault("mean", defaults.mean)
+        input_fields.setdefault("std", defaults.std)
+        card["input"] = InputSpec.from_dict({k: v for k, v in input_fields.items() if v is not None})
+    return check_card(ModelCard(arch=arch, **card))
 
 
 def save_checkpoint(model: torch.nn.Module, path: str | os.PathLike, half: bool = False,
@@ -90,7 +103,7 @@ def save_checkpoint(model: torch.nn.Module, path: str | os.PathLike, half: bool 
     model_card = make_card(arch, **card)
     state = {k: (v.half() if half and v.is_floating_point() else v).detach().cpu()
              for k, v in model.state_dict().items()}
-    payload = {FORMAT_KEY: FORMAT_VERSION, "card": dataclasses.asdict(model_card), "state_dict": state}
+    payload = {FORMAT_KEY: FORMAT_VERSION, "card": model_card.to_dict(), "state_dict": state}
     with atomic_output(path, overwrite=overwrite) as tmp:
         torch.save(payload, tmp)
     return model_card
@@ -105,14 +118,38 @@ def read_card(path: str | os.PathLike) -> tuple[ModelCard, dict[str, torch.Tenso
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - whatever torch.load trips on, the file is at fault
         detail = str(err).strip().splitlines()[0][:100] if str(err).strip() else ""
-        raise RssegError(f"{path}: not an rsseg model file (torch.load failed: {type(err).__name__} {detail})") from None
+        raise RssegError(f"{path}: not an rsseg model file "
+                         f"(torch.load failed: {type(err).__name__} {detail})") from None
     if not isinstance(payload, dict) or payload.get(FORMAT_KEY) is None:
-        raise RssegError(f"{path}: not an rsseg model file (a plain state dict? save it with rsseg.models.save_checkpoint)")
-    if payload[FORMAT_KEY] > FORMAT_VERSION:
+        raise RssegError(f"{path}: not an rsseg model file "
+                         "(a plain state dict? save it with rsseg.models.save_checkpoint)")
+    if not isinstance(payload[FORMAT_KEY], int) or payload[FORMAT_KEY] > FORMAT_VERSION:
         raise RssegError(f"{path}: model file format {payload[FORMAT_KEY]} is newer than this rsseg understands")
-    card = dict(payload["card"])
-    card["class_colors"] = [tuple(c) for c in card["class_colors"]]
-    return ModelCard(**card), payload["state_dict"]
+    if not isinstance(payload.get("state_dict"), dict):
+        raise RssegError(f"{path}: invalid model file (no state_dict of weights)")
+    try:
+        card = card_from_dict(payload["card"], payload[FORMAT_KEY])
+    except (SchemaError, KeyError, TypeError, ValueError, AttributeError) as err:
+        what = f"missing field {err}" if isinstance(err, KeyError) else str(err)
+        raise RssegError(f"{path}: invalid model card ({what})") from None
+    for name in sorted(set(payload["card"]) - set(CARD_FIELDS) - set(FLAT_CLASS_FIELDS) - set(FLAT_INPUT_FIELDS)):
+        warnings.warn(f"{path}: model card field {name!r} is unknown to this rsseg and ignored", stacklevel=2)
+    return card, payload["state_dict"]
+
+
+def card_from_dict(data: dict, version: int = FORMAT_VERSION) -> ModelCard:
+    """A checked card from its stored form (format 2, or the flat format 1)."""
+    if not isinstance(data, dict):
+        raise TypeError("the card is not a mapping")
+    if version < 2:
+        data = {**data, "classes": {new: data[old] for old, new in FLAT_CLASS_FIELDS.items() if old in data},
+                "input": {new: data[old] for old, new in FLAT_INPUT_FIELDS.items() if old in data}}
+        extra = dict(data.get("extra") or {})
+        data["classes"].setdefault("excluded_from_mean", extra.pop("excluded_from_mean", ()))
+        data["extra"] = extra
+    return check_card(ModelCard(arch=data["arch"], classes=ClassSchema.from_dict(data["classes"]),
+                                input=InputSpec.from_dict(data["input"]), tile_size=data.get("tile_size", 512),
+                                rsseg_version=str(data.get("rsseg_version", "")), extra=dict(data.get("extra") or {})))
 
 
 def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu"

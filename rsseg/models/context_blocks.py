@@ -3,8 +3,8 @@
 - :class:`LowRankReconstruction`: RecoNet's tensor generation (TGM) and reconstruction (TRM).
 - :class:`FullyAttentionalBlock`: FLANet's FLA block, batch-consistent.
 - :class:`SqueezeAttention`: SANet's squeeze-and-attention module.
-- :class:`FCNHead`, :func:`dilated_backbone`, :class:`ContextHeadModel`: the dilated ResNet
-  (output stride 8), the auxiliary FCN head and the model wrapper the four heads share.
+- :class:`FCNHead`, :class:`ContextHeadModel`: the auxiliary FCN head and the model wrapper
+  the four heads share (their dilated ResNet is :func:`rsseg.models.encoders.dilated_backbone`).
 
 DANet's position attention is :class:`rsseg.models.attention.SoftmaxAttention` and its channel
 attention :class:`rsseg.models.blocks.ChannelAttention`.
@@ -16,21 +16,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rsseg.errors import RssegError
 from rsseg.models.base import SegmentationModel, check_input_size
 from rsseg.models.blocks import ConvBN, ConvBNReLU
 from rsseg.models.encoders import TimmEncoder
-
-DILATED_REDUCTIONS = [4, 8, 8, 8]
-
-
-def dilated_backbone(name: str, in_channels: int = 3, pretrained_weights: str | None = None) -> TimmEncoder:
-    """A timm ResNet with dilated stages 3 and 4 (output stride 8), returning stages 1..4."""
-    encoder = TimmEncoder(name, in_channels, output_stride=8, pretrained_weights=pretrained_weights)
-    if encoder.reductions != DILATED_REDUCTIONS:
-        raise RssegError(f"backbone {name!r}: expected a ResNet with stage strides {DILATED_REDUCTIONS} "
-                         f"at output stride 8, got {encoder.reductions}")
-    return encoder
 
 
 def classifier(in_ch: int, num_classes: int, dropout: float = 0.1) -> nn.Sequential:

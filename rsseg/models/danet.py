@@ -9,8 +9,11 @@ from torch import nn
 
 from rsseg.models.attention import SoftmaxAttention
 from rsseg.models.blocks import ChannelAttention, ConvBNReLU
-from rsseg.models.context_blocks import ContextHeadModel, classifier, dilated_backbone
+from rsseg.models.context_blocks import ContextHeadModel, classifier
+from rsseg.models.encoders import dilated_backbone
 from rsseg.models.registry import register_model
+
+DEFAULT_BACKBONE = "resnet50"
 
 
 class DANetHead(nn.Module):
@@ -44,14 +47,14 @@ class DANet(ContextHeadModel):
     Training returns ``(sum, pam, cam)`` logits, weighted 1 : 1 : 1 as in the authors' loss.
     """
 
-    def __init__(self, num_classes: int, in_channels: int = 3, backbone: str = "resnet50",
+    def __init__(self, num_classes: int, in_channels: int = 3, backbone: str = DEFAULT_BACKBONE,
                  pretrained_weights: str | None = None, channels: int = 512):
         encoder = dilated_backbone(backbone, in_channels, pretrained_weights)
         super().__init__(encoder, DANetHead(encoder.channels, num_classes, channels), aux_weights=(1.0, 1.0))
 
 
-@register_model("danet", paper="DANet (Fu et al., 2019)", default_backbone="resnet50")
-def build(num_classes: int, in_channels: int = 3, backbone: str = "resnet50",
+@register_model("danet", paper="DANet (Fu et al., 2019)")
+def build(num_classes: int, in_channels: int = 3, backbone: str = DEFAULT_BACKBONE,
           pretrained_weights: str | None = None, **hyperparams: int) -> DANet:
     """DANet; ``hyperparams``: ``channels`` (512)."""
     return DANet(num_classes, in_channels, backbone, pretrained_weights, **hyperparams)

@@ -1,7 +1,7 @@
-"""Where the bundled default model lives."""
+"""Where the bundled default model lives: package data, so that any install of rsseg has it."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-DEFAULT_MODEL = Path(__file__).resolve().parents[2] / "data_samples" / "models" / "default.pt"
+DEFAULT_MODEL = Path(__file__).resolve().parent / "weights" / "default.pt"

@@ -12,6 +12,8 @@ from torch import nn
 
 from rsseg.errors import RssegError
 
+DILATED_REDUCTIONS = [4, 8, 8, 8]
+
 
 class TimmEncoder(nn.Module):
     """A timm backbone returning the feature maps of ``out_indices`` (stage 1..4 by default).
@@ -96,3 +98,12 @@ def strided_encoder(backbone: str, in_channels: int, strides: Sequence[int],
                          f"it has {sorted(by_stride)}")
     return TimmEncoder(backbone, in_channels, out_indices=[by_stride[s] for s in strides],
                        pretrained_weights=pretrained_weights)
+
+
+def dilated_backbone(name: str, in_channels: int = 3, pretrained_weights: str | None = None) -> TimmEncoder:
+    """A timm ResNet with dilated stages 3 and 4 (output stride 8), returning stages 1..4."""
+    encoder = TimmEncoder(name, in_channels, output_stride=8, pretrained_weights=pretrained_weights)
+    if encoder.reductions != DILATED_REDUCTIONS:
+        raise RssegError(f"backbone {name!r}: expected a ResNet with stage strides {DILATED_REDUCTIONS} "
+                         f"at output stride 8, got {encoder.reductions}")
+    return encoder

@@ -8,9 +8,11 @@ import torch
 from torch import nn
 
 from rsseg.models.blocks import ConvBNReLU
-from rsseg.models.context_blocks import (ContextHeadModel, FCNHead, FullyAttentionalBlock, classifier,
-                                         dilated_backbone)
+from rsseg.models.context_blocks import ContextHeadModel, FCNHead, FullyAttentionalBlock, classifier
+from rsseg.models.encoders import dilated_backbone
 from rsseg.models.registry import register_model
+
+DEFAULT_BACKBONE = "resnet50"
 
 
 class FLANetHead(nn.Module):
@@ -37,14 +39,14 @@ class FLANetHead(nn.Module):
 class FLANet(ContextHeadModel):
     """FLANet on a dilated timm ResNet (output stride 8); auxiliary FCN head on stage 3, weight 0.4."""
 
-    def __init__(self, num_classes: int, in_channels: int = 3, backbone: str = "resnet50",
+    def __init__(self, num_classes: int, in_channels: int = 3, backbone: str = DEFAULT_BACKBONE,
                  pretrained_weights: str | None = None, channels: int = 512):
         encoder = dilated_backbone(backbone, in_channels, pretrained_weights)
         super().__init__(encoder, FLANetHead(encoder.channels, num_classes, channels), aux_weights=(0.4,))
 
 
-@register_model("flanet", paper="FLANet (Song et al., 2022)", default_backbone="resnet50")
-def build(num_classes: int, in_channels: int = 3, backbone: str = "resnet50",
+@register_model("flanet", paper="FLANet (Song et al., 2022)")
+def build(num_classes: int, in_channels: int = 3, backbone: str = DEFAULT_BACKBONE,
           pretrained_weights: str | None = None, **hyperparams: int) -> FLANet:
     """FLANet; ``hyperparams``: ``channels`` (512)."""
     return FLANet(num_classes, in_channels, backbone, pretrained_weights, **hyperparams)

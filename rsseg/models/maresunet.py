@@ -11,6 +11,8 @@ from rsseg.models.decoders import AttentionLinkNet
 from rsseg.models.encoders import strided_encoder
 from rsseg.models.registry import register_model
 
+DEFAULT_BACKBONE = "resnet34"
+
 
 def _conv_relu(in_ch: int, out_ch: int, kernel_size: int) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(in_ch, out_ch, kernel_size, padding=kernel_size // 2), nn.ReLU(inplace=True))
@@ -44,14 +46,14 @@ class MultiStageAttention(nn.Module):
 class MAResUNet(AttentionLinkNet):
     """MAResU-Net on a timm backbone (ResNet-34 in the paper); H and W must be multiples of 32."""
 
-    def __init__(self, num_classes: int, in_channels: int = 3, backbone: str = "resnet34",
+    def __init__(self, num_classes: int, in_channels: int = 3, backbone: str = DEFAULT_BACKBONE,
                  pretrained_weights: str | None = None):
         encoder = strided_encoder(backbone, in_channels, (4, 8, 16, 32), pretrained_weights)
         super().__init__(encoder, MultiStageAttention, num_classes)
 
 
-@register_model("maresunet", paper="MAResU-Net (Li et al., 2021)", default_backbone="resnet34")
-def build(num_classes: int, in_channels: int = 3, backbone: str = "resnet34",
+@register_model("maresunet", paper="MAResU-Net (Li et al., 2021)")
+def build(num_classes: int, in_channels: int = 3, backbone: str = DEFAULT_BACKBONE,
           pretrained_weights: str | None = None) -> MAResUNet:
     """MAResU-Net; ``pretrained_weights`` is a local timm/torchvision state dict for the encoder."""
     return MAResUNet(num_classes, in_channels, backbone, pretrained_weights)

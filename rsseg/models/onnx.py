@@ -12,8 +12,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from rsseg.errors import RssegError
-from rsseg.models.checkpoint import ModelCard
-from rsseg.models.onnx_export import CARD_KEY
+from rsseg.models.checkpoint import FORMAT_VERSION, ModelCard, card_from_dict
+from rsseg.models.onnx_export import CARD_FORMAT_KEY, CARD_KEY
 
 OPTIMIZATION_LEVELS = ("disable", "basic", "extended", "all")
 _TINY = float(np.finfo(np.float32).tiny)
@@ -49,7 +49,8 @@ class OnnxModel(nn.Module):
         try:
             self.session = ort.InferenceSession(str(path), options, providers=providers)
         except Exception as err:  # noqa: BLE001 - onnxruntime raises its own exception types
-            raise RssegError(f"{path}: ONNX Runtime cannot load it ({str(err).strip().splitlines()[0][:120]})") from None
+            first = str(err).strip().splitlines()[0][:120] if str(err).strip() else type(err).__name__
+            raise RssegError(f"{path}: ONNX Runtime cannot load it ({first})") from None
         self.input_name = self.session.get_inputs()[0].name
         h, w = self.session.get_inputs()[0].shape[-2:]
         self.fixed = (h, w) if isinstance(h, int) and isinstance(w, int) else None
@@ -81,9 +82,10 @@ def read_onnx_card(path: str | os.PathLike) -> ModelCard:
     meta = {p.key: p.value for p in proto.metadata_props}
     if CARD_KEY not in meta:
         raise RssegError(f"{path}: ONNX file without an rsseg model card (export it with `rsseg export`)")
-    card = json.loads(meta[CARD_KEY])
-    card["class_colors"] = [tuple(c) for c in card["class_colors"]]
-    return ModelCard(**card)
+    try:
+        return card_from_dict(json.loads(meta[CARD_KEY]), int(meta.get(CARD_FORMAT_KEY, FORMAT_VERSION)))
+    except (ValueError, KeyError, TypeError, AttributeError) as err:  # SchemaError is a ValueError
+        raise RssegError(f"{path}: invalid rsseg model card in the metadata ({err})") from None
 
 
 def load_onnx(path: str | os.PathLike, device: torch.device | str = "cpu", threads: int | None = None,

@@ -8,7 +8,6 @@ fixed to the card's tile size, which is recorded in the metadata.
 
 from __future__ import annotations
 
-import dataclasses
 import io
 import json
 import re
@@ -23,12 +22,12 @@ from torch import nn
 
 from rsseg.errors import RssegError
 from rsseg.io.atomic import atomic_output, check_output
-from rsseg.models.checkpoint import ModelCard
+from rsseg.models.checkpoint import FORMAT_VERSION, ModelCard
 
 OPSET = 17
 TOLERANCE = 1e-4  # max abs difference of the logits, ONNX Runtime vs PyTorch, per unit of max(1, |logit|)
 INPUT, OUTPUT = "image", "probabilities"
-CARD_KEY = "rsseg_card"
+CARD_KEY, CARD_FORMAT_KEY = "rsseg_card", "rsseg_card_format"
 DEFAULT_OVERLAP = 0.5
 
 
@@ -66,21 +65,22 @@ def deepness_metadata(card: ModelCard, tile: int, overlap: float = DEFAULT_OVERL
     Deepness divides 8-bit pixels by 255 before standardising, so the card's input scale is
     folded into the mean and std: ``(raw/255 - m')/s'`` equals ``(raw/scale - m)/s``.
     """
-    factor = card.input_scale / 255.0
+    spec = card.input
+    factor = spec.scale / 255.0
     meta = {"model_type": "Segmentor",
-            "class_names": {str(i): n for i, n in enumerate(card.class_names)},
+            "class_names": {str(i): n for i, n in enumerate(card.classes.names)},
             "tile_size": tile, "tiles_size": tile,  # the plugin's code reads the first, its docs name the second
             "tiles_overlap": int(round(overlap * 100)),
-            "standardization_mean": [m * factor for m in card.mean],
-            "standardization_std": [s * factor for s in card.std]}
-    if card.gsd:
-        meta["resolution"] = card.gsd * 100  # centimetres per pixel
+            "standardization_mean": [m * factor for m in spec.mean],
+            "standardization_std": [s * factor for s in spec.std]}
+    if spec.gsd:
+        meta["resolution"] = spec.gsd * 100  # centimetres per pixel
     return {k: json.dumps(v) for k, v in meta.items()}
 
 
 def card_metadata(card: ModelCard, dynamic: bool, tile: int) -> dict[str, str]:
     """All metadata_props of an exported file: the whole card, the graph's form, Deepness keys."""
-    return {CARD_KEY: json.dumps(dataclasses.asdict(card)), "rsseg_output": OUTPUT,
+    return {CARD_KEY: json.dumps(card.to_dict()), CARD_FORMAT_KEY: json.dumps(FORMAT_VERSION), "rsseg_output": OUTPUT,
             "rsseg_dynamic_size": json.dumps(dynamic), "rsseg_tile": json.dumps(tile),
             **deepness_metadata(card, tile)}
 

@@ -8,9 +8,11 @@ import torch
 from torch import nn
 
 from rsseg.models.blocks import ConvBNReLU
-from rsseg.models.context_blocks import (ContextHeadModel, FCNHead, LowRankReconstruction, classifier,
-                                         dilated_backbone)
+from rsseg.models.context_blocks import ContextHeadModel, FCNHead, LowRankReconstruction, classifier
+from rsseg.models.encoders import dilated_backbone
 from rsseg.models.registry import register_model
+
+DEFAULT_BACKBONE = "resnet50"
 
 
 class GlobalPooling(nn.Module):
@@ -57,7 +59,7 @@ class RecoNet(ContextHeadModel):
     their profiles are resampled to ``profile_size`` and back (see :class:`LowRankReconstruction`).
     """
 
-    def __init__(self, num_classes: int, in_channels: int = 3, backbone: str = "resnet50",
+    def __init__(self, num_classes: int, in_channels: int = 3, backbone: str = DEFAULT_BACKBONE,
                  pretrained_weights: str | None = None, channels: int = 512, rank: int = 64,
                  profile_size: int = 64):
         encoder = dilated_backbone(backbone, in_channels, pretrained_weights)
@@ -65,8 +67,8 @@ class RecoNet(ContextHeadModel):
         super().__init__(encoder, head, aux_weights=(0.2,))
 
 
-@register_model("reconet", paper="RecoNet (Chen et al., 2020)", default_backbone="resnet50")
-def build(num_classes: int, in_channels: int = 3, backbone: str = "resnet50",
+@register_model("reconet", paper="RecoNet (Chen et al., 2020)")
+def build(num_classes: int, in_channels: int = 3, backbone: str = DEFAULT_BACKBONE,
           pretrained_weights: str | None = None, **hyperparams: int) -> RecoNet:
     """RecoNet; ``hyperparams``: ``channels`` (512), ``rank`` (64), ``profile_size`` (64)."""
     return RecoNet(num_classes, in_channels, backbone, pretrained_weights, **hyperparams)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import inspect
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -34,13 +35,18 @@ def _import_architectures() -> None:
             importlib.import_module(f"rsseg.models.{module}")
 
 
-def register_model(name: str, *, paper: str, default_backbone: str) -> Callable:
-    """Decorator registering ``builder(num_classes, in_channels, **kwargs)`` under ``name``."""
+def register_model(name: str, *, paper: str) -> Callable:
+    """Decorator registering ``builder(num_classes, in_channels, **kwargs)`` under ``name``.
+
+    The entry's default backbone is the default of the builder's ``backbone`` argument.
+    """
 
     def wrap(builder: Callable[..., SegmentationModel]) -> Callable[..., SegmentationModel]:
         if name in _REGISTRY:
             raise ValueError(f"model {name!r} registered twice")
-        _REGISTRY[name] = ModelEntry(name, builder, paper, default_backbone)
+        backbone = inspect.signature(builder).parameters.get("backbone")
+        default = backbone.default if backbone is not None and backbone.default is not inspect.Parameter.empty else "-"
+        _REGISTRY[name] = ModelEntry(name, builder, paper, str(default))
         return builder
 
     return wrap

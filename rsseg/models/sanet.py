@@ -9,8 +9,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from rsseg.models.base import Criterion, resize_logits
-from rsseg.models.context_blocks import ContextHeadModel, FCNHead, SqueezeAttention, dilated_backbone
+from rsseg.models.context_blocks import ContextHeadModel, FCNHead, SqueezeAttention
+from rsseg.models.encoders import dilated_backbone
 from rsseg.models.registry import register_model
+
+DEFAULT_BACKBONE = "resnet50"
 
 
 def class_presence(target: torch.Tensor, num_classes: int) -> torch.Tensor:
@@ -62,7 +65,7 @@ class SANet(ContextHeadModel):
     attention branch's BatchNorm needs more than one value per channel at stride 64).
     """
 
-    def __init__(self, num_classes: int, in_channels: int = 3, backbone: str = "resnet50",
+    def __init__(self, num_classes: int, in_channels: int = 3, backbone: str = DEFAULT_BACKBONE,
                  pretrained_weights: str | None = None):
         encoder = dilated_backbone(backbone, in_channels, pretrained_weights)
         # aux_weights: β for the dense head, α for the categorical head
@@ -85,8 +88,8 @@ class SANet(ContextHeadModel):
         return total, {name: float(value.detach()) for name, value in parts.items()}
 
 
-@register_model("sanet", paper="SANet (Zhong et al., 2020)", default_backbone="resnet50")
-def build(num_classes: int, in_channels: int = 3, backbone: str = "resnet50",
+@register_model("sanet", paper="SANet (Zhong et al., 2020)")
+def build(num_classes: int, in_channels: int = 3, backbone: str = DEFAULT_BACKBONE,
           pretrained_weights: str | None = None) -> SANet:
     """SANet; ``pretrained_weights`` is a local timm/torchvision state dict for the backbone."""
     return SANet(num_classes, in_channels, backbone, pretrained_weights)

@@ -22,7 +22,7 @@ class SmpModel(SegmentationModel):
 
 
 def _register(name: str, arch: str, paper: str, default_backbone: str) -> None:
-    @register_model(name, paper=paper, default_backbone=default_backbone)
+    @register_model(name, paper=paper)
     def build(num_classes: int, in_channels: int = 3, backbone: str = default_backbone) -> SmpModel:
         return SmpModel(arch, num_classes, in_channels, backbone)
 

@@ -1,6 +1,6 @@
 """Sliding-window inference: window grid, blending weights, streaming engine."""
 
-from rsseg.tiling.engine import PredictReport, predict_scene
+from rsseg.tiling.engine import PredictOptions, PredictReport, predict_scene
 from rsseg.tiling.grid import TileGrid, axis_starts
 
-__all__ = ["PredictReport", "TileGrid", "axis_starts", "predict_scene"]
+__all__ = ["PredictOptions", "PredictReport", "TileGrid", "axis_starts", "predict_scene"]

@@ -11,24 +11,25 @@ import tempfile
 import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
 import rsseg
-from rsseg.errors import RssegError
+from rsseg.device import resolve_device, torch_threads
+from rsseg.errors import OptionError, RssegError
 from rsseg.io.atomic import atomic_output, check_output
-from rsseg.io.qgis_style import class_mask_qml, stretch_qml, write_sidecar
 from rsseg.io.mask_writer import ClassMaskWriter, to_cog
+from rsseg.io.qgis_style import class_mask_qml, stretch_qml, write_sidecar
 from rsseg.io.raster import bounded_gdal_cache, is_georeferenced, open_raster, plan_bands, read_window
 from rsseg.models.checkpoint import ModelCard
 from rsseg.tiling.blend import RowBandBlender
 from rsseg.tiling.grid import Tile, TileGrid
-from rsseg.tiling.tta import tta_transforms
+from rsseg.tiling.tta import TTA_MODES, tta_probs, tta_transforms
 from rsseg.tiling.weights import blend_window
 
 MULTIPLE = 32  # window sizes every registered architecture accepts
@@ -72,16 +73,6 @@ class PredictReport:
 
     def to_json(self) -> dict:
         return {**asdict(self), "mpix_per_s": self.mpix_per_s}
-
-
-def resolve_device(device: str) -> torch.device:
-    """``auto`` picks CUDA when present."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise RssegError(f"device {device}: CUDA is not available on this machine")
-    return dev
 
 
 def peak_rss_mb() -> float:
@@ -162,110 +153,165 @@ class _Predictor:
     def __init__(self, model: torch.nn.Module, card: ModelCard, scale: float, device: torch.device,
                  tta: str, square: bool, amp: bool):
         self.model, self.device = model, device
-        mean = torch.tensor(card.mean, device=device).view(1, -1, 1, 1)
-        std = torch.tensor(card.std, device=device).view(1, -1, 1, 1)
+        mean = torch.tensor(card.input.mean, device=device).view(1, -1, 1, 1)
+        std = torch.tensor(card.input.std, device=device).view(1, -1, 1, 1)
         self.gain, self.bias = 1 / (scale * std), -mean / std  # (raw / scale - mean) / std
-        self.transforms = tta_transforms(tta, square)
+        try:
+            self.views = tta_transforms(tta, square)
+        except ValueError as err:
+            raise OptionError("tta", tta, str(err)) from None
         self.amp = amp and device.type == "cuda"
         self.calls = 0
         self.seconds = 0.0  # the model's own forward time
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        start = time.perf_counter()
+        logits = self.model(x)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        self.seconds += time.perf_counter() - start
+        self.calls += 1
+        if not isinstance(logits, torch.Tensor) or logits.shape[-2:] != x.shape[-2:]:
+            raise RssegError("model did not return B×K×H×W logits at window size (is it in eval mode?)")
+        return logits
 
     def __call__(self, pixels: np.ndarray, valid: np.ndarray) -> torch.Tensor:
         x = torch.from_numpy(pixels).to(self.device, non_blocking=True).float()
         x = torch.addcmul(self.bias, x, self.gain)
         if not valid.all():
             x = x * torch.from_numpy(valid).to(self.device)[:, None]  # invalid pixels -> band mean
-        probs = None
         with torch.inference_mode(), torch.autocast("cuda", enabled=self.amp):
-            for forward, inverse in self.transforms:
-                start = time.perf_counter()
-                logits = self.model(forward(x))
-                if self.device.type == "cuda":
-                    torch.cuda.synchronize(self.device)
-                self.seconds += time.perf_counter() - start
-                self.calls += 1
-                if not isinstance(logits, torch.Tensor) or logits.shape[-2:] != x.shape[-2:]:
-                    raise RssegError("model did not return B×K×H×W logits at window size (is it in eval mode?)")
-                p = inverse(torch.softmax(logits.float(), 1))
-                probs = p if probs is None else probs.add_(p)
-        return probs / len(self.transforms) if len(self.transforms) > 1 else probs
+            return tta_probs(self._forward, x, self.views)
 
 
-def predict_scene(scene: str | Path, out: str | Path, model: torch.nn.Module, card: ModelCard, *,
-                  tile: int | None = None, overlap: float = 0.5, stride: int | None = None,
-                  batch_size: int = 4, tta: str = "none", bands: list[int] | None = None,
-                  probs: str | Path | None = None, cog: bool = False, device: str = "auto",
-                  overwrite: bool = False, progress: bool = True, input_scale: float | None = None,
-                  threads: int | None = None, amp: bool = True, record: bool = True,
-                  model_source: str | None = None) -> PredictReport:
+@dataclass(frozen=True)
+class PredictOptions:
+    """How :func:`predict_scene` runs; every field has a default.
+
+    Args:
+        tile: window side in pixels, a multiple of 32 (``None``: the model's ``tile_size``).
+        overlap: fraction of a window shared with its neighbour, in [0, 1).
+        stride: window step in pixels; replaces ``overlap`` when given.
+        batch_size: windows per model call.
+        tta: test-time augmentation, one of :data:`rsseg.tiling.tta.TTA_MODES`.
+        bands: 1-based scene bands feeding the model (``None``: the card's, else the first ones).
+        probs: also write per-class probabilities (uint8, p·255) to this GeoTIFF.
+        cog: write Cloud-Optimized GeoTIFFs.
+        device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
+        overwrite: replace existing outputs.
+        progress: show a progress bar.
+        input_scale: divide raw values by this (``None``: the card's ``input.scale``).
+        threads: torch CPU threads during the call (``None``: every available core on CPU);
+            the previous count is restored afterwards.
+        amp: float16 autocast on CUDA.
+        record: write the run record ``OUT.json`` beside the mask.
+        model_source: where the model came from, for the run record.
+    """
+
+    tile: int | None = None
+    overlap: float = 0.5
+    stride: int | None = None
+    batch_size: int = 4
+    tta: str = "none"
+    bands: tuple[int, ...] | None = None
+    probs: str | Path | None = None
+    cog: bool = False
+    device: str = "auto"
+    overwrite: bool = False
+    progress: bool = True
+    input_scale: float | None = None
+    threads: int | None = None
+    amp: bool = True
+    record: bool = True
+    model_source: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.bands is not None:
+            object.__setattr__(self, "bands", tuple(self.bands) or None)
+        checks = [("tile", self.tile is None or (self.tile > 0 and self.tile % MULTIPLE == 0),
+                   f"must be a positive multiple of {MULTIPLE}"),
+                  ("overlap", 0 <= self.overlap < 1, "must be in [0, 1)"),
+                  ("stride", self.stride is None or self.stride >= 1, "must be at least 1"),
+                  ("batch_size", self.batch_size >= 1, "must be at least 1"),
+                  ("tta", self.tta in TTA_MODES, f"choose from {', '.join(TTA_MODES)}"),
+                  ("bands", self.bands is None or min(self.bands) >= 1, "band numbers start at 1"),
+                  ("input_scale", self.input_scale is None or (math.isfinite(self.input_scale)
+                                                               and self.input_scale > 0), "must be finite and > 0"),
+                  ("threads", self.threads is None or self.threads >= 1, "must be at least 1")]
+        for name, ok, problem in checks:
+            if not ok:
+                raise OptionError(name, getattr(self, name), problem)
+
+
+def predict_scene(scene: str | Path, out: str | Path, model: torch.nn.Module, card: ModelCard,
+                  options: PredictOptions | None = None, **changes: Any) -> PredictReport:
     """Segment ``scene`` window by window into a georeferenced class mask at ``out``.
 
-    Softmax probabilities of overlapping windows are blended with a smooth positive weight
-    in a rolling band of rows, so memory depends on window height × scene width, never on
-    scene height. Outputs appear under their final names only when complete.
+    ``options`` (default :class:`PredictOptions`) with any of its fields replaced by ``changes``,
+    e.g. ``predict_scene(scene, out, model, card, tile=256, tta="flip")``. Softmax probabilities
+    of overlapping windows are blended with a smooth positive weight in a rolling band of rows,
+    so memory depends on window height × scene width, never on scene height. Outputs appear
+    under their final names only when complete.
     """
+    opts = replace(options or PredictOptions(), **changes)
+    dev = resolve_device(opts.device)
+    threads = opts.threads or (len(os.sched_getaffinity(0)) if dev.type == "cpu" else None)
+    with torch_threads(threads):
+        return _predict(Path(scene), Path(out), model, card, opts, dev)
+
+
+def _predict(scene: Path, out: Path, model: torch.nn.Module, card: ModelCard, opts: PredictOptions,
+             dev: torch.device) -> PredictReport:
     started = time.perf_counter()
-    scene, out = Path(scene), Path(out)
-    probs_path = Path(probs) if probs else None
+    probs_path = Path(opts.probs) if opts.probs else None
     record_path = out.with_suffix(".json")
-    tile = tile or card.tile_size
-    if tile % MULTIPLE:
-        raise RssegError(f"--tile {tile}: must be a multiple of {MULTIPLE}")
-    if not 0 <= overlap < 1:
-        raise RssegError(f"--overlap {overlap}: must be in [0, 1)")
-    if batch_size < 1:
-        raise RssegError(f"--batch-size {batch_size}: must be at least 1")
-    for path in (out, probs_path, record_path if record else None):
+    tile = opts.tile or card.tile_size
+    for path in (out, probs_path, record_path if opts.record else None):
         if path is not None:
-            check_output(path, overwrite)
-    dev = resolve_device(device)
-    if threads:
-        torch.set_num_threads(threads)
-    elif dev.type == "cpu":
-        torch.set_num_threads(len(os.sched_getaffinity(0)))
+            check_output(path, opts.overwrite)
 
     with contextlib.ExitStack() as stack:
         stack.enter_context(bounded_gdal_cache())
         ds = stack.enter_context(open_raster(scene))
-        plan = plan_bands(ds, scene, card.in_channels, bands if bands else card.bands,
-                          input_scale if input_scale else card.input_scale)
+        plan = plan_bands(ds, scene, card.in_channels, list(opts.bands or card.input.bands or []) or None,
+                          opts.input_scale or card.input.scale)
         if not is_georeferenced(ds):
-            warnings.warn(f"{scene}: no georeference; outputs carry no CRS (pixel coordinates)", stacklevel=2)
+            warnings.warn(f"{scene}: no georeference; outputs carry no CRS (pixel coordinates)", stacklevel=3)
         tile_h, tile_w = window_shape(tile, ds.height, ds.width)
-        step = stride or max(1, round(tile * (1 - overlap)))
+        step = opts.stride or max(1, round(tile * (1 - opts.overlap)))
         if step > tile:
-            raise RssegError(f"--stride {step}: larger than the tile ({tile}) would leave gaps")
+            raise OptionError("stride", step, f"larger than the tile ({tile}) would leave gaps")
         grid = TileGrid.build(ds.height, ds.width, tile_h, tile_w, min(step, tile_h), min(step, tile_w))
         report = PredictReport(str(scene), str(out), str(probs_path) if probs_path else None, ds.width, ds.height,
-                               (tile_h, tile_w), (min(step, tile_h), min(step, tile_w)), batch_size, tta,
+                               (tile_h, tile_w), (min(step, tile_h), min(step, tile_w)), opts.batch_size, opts.tta,
                                plan.bands, str(dev), windows=len(grid),
-                               model={"source": model_source, **card.arch, "class_names": card.class_names})
-        try:
-            predictor = _Predictor(model.to(dev).eval(), card, plan.input_scale, dev,
-                                   tta, tile_h == tile_w, amp)
-        except ValueError as err:
-            raise RssegError(f"--tta {tta}: {err}") from None
+                               model={"source": opts.model_source, **card.arch,
+                                      "class_names": list(card.classes.names)})
+        predictor = _Predictor(model.to(dev).eval(), card, plan.input_scale, dev, opts.tta, tile_h == tile_w,
+                               opts.amp)
         if dev.type == "cuda":
             torch.cuda.reset_peak_memory_stats(dev)
 
-        mask_tmp = stack.enter_context(atomic_output(out, overwrite))
-        probs_tmp = stack.enter_context(atomic_output(probs_path, overwrite)) if probs_path else None
-        staging = Path(stack.enter_context(tempfile.TemporaryDirectory(dir=out.parent, prefix=".rsseg-"))) if cog else None
-        writer = ClassMaskWriter(staging / "mask.tif" if cog else mask_tmp, ds.width, ds.height,
-                                 ds.crs, ds.transform, card.class_names, card.class_colors,
-                                 (staging / "probs.tif" if cog else probs_tmp) if probs_path else None,
+        mask_tmp = stack.enter_context(atomic_output(out, opts.overwrite))
+        probs_tmp = stack.enter_context(atomic_output(probs_path, opts.overwrite)) if probs_path else None
+        staging = (Path(stack.enter_context(tempfile.TemporaryDirectory(dir=out.parent, prefix=".rsseg-")))
+                   if opts.cog else None)
+        writer = ClassMaskWriter(staging / "mask.tif" if staging else mask_tmp, ds.width, ds.height,
+                                 ds.crs, ds.transform, list(card.classes.names), list(card.classes.colors),
+                                 (staging / "probs.tif" if staging else probs_tmp) if probs_path else None,
                                  tags={"RSSEG_SOURCE": scene.name, "RSSEG_VERSION": rsseg.__version__})
         try:
-            _run(ds, plan.bands, grid, batch_size, predictor, writer, card.num_classes, dev, probs_path is not None, report, progress)
+            _run(ds, plan.bands, grid, opts.batch_size, predictor, writer, card.num_classes, dev,
+                 probs_path is not None, report, opts.progress)
             writer.close()
         except BaseException:
             writer.abort()
             raise
-        if cog:
+        if staging:
             to_cog(staging / "mask.tif", mask_tmp, "MODE")
             if probs_path:
                 to_cog(staging / "probs.tif", probs_tmp, "AVERAGE")
-        write_sidecar(mask_tmp, class_mask_qml(card.class_names, card.class_colors))
+        write_sidecar(mask_tmp, class_mask_qml(card.classes.names, card.classes.colors))
         if probs_path:
             write_sidecar(probs_tmp, stretch_qml())
 
@@ -275,8 +321,8 @@ def predict_scene(scene: str | Path, out: str | Path, model: torch.nn.Module, ca
         report.peak_rss_mb = peak_rss_mb()
         if dev.type == "cuda":
             report.peak_cuda_mb = torch.cuda.max_memory_allocated(dev) / 2**20
-        if record:
-            with atomic_output(record_path, overwrite) as tmp:
+        if opts.record:
+            with atomic_output(record_path, opts.overwrite) as tmp:
                 tmp.write_text(json.dumps(report.to_json(), indent=2))
     return report
 

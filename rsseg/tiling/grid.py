@@ -43,7 +43,7 @@ class TileGrid:
     col_starts: tuple[int, ...]
 
     @classmethod
-    def build(cls, height: int, width: int, tile_h: int, tile_w: int, stride_y: int, stride_x: int) -> "TileGrid":
+    def build(cls, height: int, width: int, tile_h: int, tile_w: int, stride_y: int, stride_x: int) -> TileGrid:
         return cls(height, width, tile_h, tile_w,
                    tuple(axis_starts(height, tile_h, stride_y)), tuple(axis_starts(width, tile_w, stride_x)))
 

@@ -19,7 +19,7 @@ def tta_transforms(mode: str, square: bool) -> list[tuple[Transform, Transform]]
     if mode not in TTA_MODES:
         raise ValueError(f"unknown TTA mode {mode!r}; choose from {', '.join(TTA_MODES)}")
     if mode == "d4" and not square:
-        raise ValueError("--tta d4 needs square windows (rotations swap height and width); use flip")
+        raise ValueError("d4 needs square windows (rotations swap height and width); use flip")
 
     def flip(dims: tuple[int, ...]) -> tuple[Transform, Transform]:
         f = (lambda t: t.flip(dims)) if dims else (lambda t: t)
@@ -35,3 +35,17 @@ def tta_transforms(mode: str, square: bool) -> list[tuple[Transform, Transform]]
     if mode == "flip":
         return [flip(()), flip((3,)), flip((2,)), flip((2, 3))]
     return [rot(k, f) for k in range(4) for f in (False, True)]
+
+
+def tta_probs(forward: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
+              views: list[tuple[Transform, Transform]]) -> torch.Tensor:
+    """Softmax probabilities B×K×H×W of ``forward`` (images to logits) averaged over the TTA ``views``.
+
+    ``views`` come from :func:`tta_transforms`; every view's logits are inverted before averaging.
+    """
+    total = None
+    for to_view, from_view in views:
+        probs = from_view(torch.softmax(forward(to_view(x)).float(), 1))
+        total = probs if total is None else total.add_(probs)
+    assert total is not None, "no TTA views"
+    return total / len(views) if len(views) > 1 else total

@@ -3,26 +3,107 @@
 from __future__ import annotations
 
 import copy
+import math
 import os
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Sequence, get_args, get_origin, get_type_hints
 
 import yaml
 
 from rsseg.errors import RssegError
 
-DEFAULTS: dict[str, dict[str, Any]] = {
-    "data": {"root": None, "tile": 512, "scale": [0.5, 1.5], "flips": True, "rot90": True, "workers": 2,
-             "val_split": "val"},
-    # every key besides ``name`` is a constructor argument of the model (backbone, ...)
-    "model": {"name": "unet"},
-    "optim": {"lr": 6e-4, "encoder_lr": 6e-5, "weight_decay": 0.01, "schedule": "cosine", "warmup_epochs": 1.0,
-              "min_lr_ratio": 0.0, "poly_power": 0.9, "clip_grad": 1.0},
-    "loss": {"label_smoothing": 0.05, "dice_weight": 1.0},
-    "train": {"epochs": 50, "batch_size": 8, "val_batch_size": None, "seed": 0, "amp": True, "device": "auto",
-              "threads": None, "select_metric": "mIoU", "out": None},
-}
-FREE_SECTIONS = ("model",)
+METRICS = tuple(f"{group}{name}" for group in ("", "papers.", "all.") for name in ("mIoU", "mF1", "OA"))
+
+
+def _opt(default: Any = None, *, minimum: float | None = None, above: float | None = None,
+         maximum: float | None = None, choices: Sequence[str] = ()) -> Any:
+    """A config field with its default and its allowed range or choices."""
+    bounds = {"minimum": minimum, "above": above, "maximum": maximum, "choices": tuple(choices)}
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: copy.deepcopy(default), metadata=bounds)
+    return field(default=default, metadata=bounds)
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """``data``: the patch folder and the training crops."""
+
+    root: str | None = None
+    tile: int = _opt(512, minimum=32)
+    scale: tuple[float, float] = _opt((0.5, 1.5), above=0)
+    flips: bool = True
+    rot90: bool = True
+    workers: int = _opt(2, minimum=0)
+    val_split: str = _opt("val", choices=("train", "val", "test"))
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """``model``: a registered name; every other key is a constructor argument (backbone, ...)."""
+
+    name: str = "unet"
+    kwargs: dict[str, Any] = _opt({})
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """``optim``: AdamW with warm-up then cosine or poly decay."""
+
+    lr: float = _opt(6e-4, above=0)
+    encoder_lr: float = _opt(6e-5, minimum=0)
+    weight_decay: float = _opt(0.01, minimum=0)
+    schedule: str = _opt("cosine", choices=("cosine", "poly"))
+    warmup_epochs: float = _opt(1.0, minimum=0)
+    min_lr_ratio: float = _opt(0.0, minimum=0, maximum=1)
+    poly_power: float = _opt(0.9, above=0)
+    clip_grad: float = _opt(1.0, minimum=0)
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    """``loss``: label-smoothed cross-entropy plus weighted Dice."""
+
+    label_smoothing: float = _opt(0.05, minimum=0, maximum=1)
+    dice_weight: float = _opt(1.0, minimum=0)
+
+
+@dataclass(frozen=True)
+class TrainSection:
+    """``train``: epochs, batches, seed, device and what selects the best epoch."""
+
+    epochs: int = _opt(50, minimum=1)
+    batch_size: int = _opt(8, minimum=1)
+    val_batch_size: int | None = _opt(None, minimum=1)
+    seed: int = 0
+    amp: bool = True
+    device: str = "auto"
+    threads: int | None = _opt(None, minimum=1)
+    select_metric: str = _opt("mIoU", choices=METRICS)
+    out: str | None = None
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """A whole training configuration, typed and checked (see :func:`build_config`)."""
+
+    data: DataConfig
+    model: ModelConfig
+    optim: OptimConfig
+    loss: LossConfig
+    train: TrainSection
+
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        """The YAML form (``model`` flat: ``name`` beside the constructor arguments)."""
+        out = {f.name: asdict(getattr(self, f.name)) for f in fields(self)}
+        out["model"] = {"name": self.model.name, **self.model.kwargs}
+        out["data"]["scale"] = list(self.data.scale)
+        return out
+
+
+SECTIONS: dict[str, type] = {"data": DataConfig, "model": ModelConfig, "optim": OptimConfig, "loss": LossConfig,
+                             "train": TrainSection}
+DEFAULTS: dict[str, dict[str, Any]] = TrainConfig(*(cls() for cls in SECTIONS.values())).to_dict()
 
 
 def merge(base: dict, update: dict, where: str = "") -> dict:
@@ -60,27 +141,75 @@ def parse_override(item: str) -> dict:
 
 
 def build_config(path: str | os.PathLike | None = None, overrides: Sequence[str] = (),
-                 updates: dict | None = None) -> dict:
-    """Defaults ← config file ← ``updates`` (from CLI options) ← ``--set`` overrides, validated."""
-    config = copy.deepcopy(DEFAULTS)
+                 updates: dict | None = None) -> TrainConfig:
+    """Defaults ← config file ← ``updates`` (from CLI options) ← ``--set`` overrides, checked once.
+
+    Every value is checked for its type, range and choices here, before any data is read.
+    """
+    config: dict = {}
     source = str(path) if path else "--set"
     if path:
-        config = merge(config, read_yaml(Path(path)))
+        config = read_yaml(Path(path))
     if updates:
         config = merge(config, updates)
     for item in overrides:
         config = merge(config, parse_override(item))
     for section, values in config.items():
-        if section not in DEFAULTS:
-            raise RssegError(f"{source}: unknown section {section!r} (known: {', '.join(DEFAULTS)})")
+        if section not in SECTIONS:
+            raise RssegError(f"{source}: unknown section {section!r} (known: {', '.join(SECTIONS)})")
         if not isinstance(values, dict):
             raise RssegError(f"{source}: section {section!r} must be a mapping")
-        unknown = set(values) - set(DEFAULTS[section])
-        if unknown and section not in FREE_SECTIONS:
-            raise RssegError(f"{source}: unknown key {section}.{sorted(unknown)[0]} "
-                             f"(known: {', '.join(DEFAULTS[section])})")
-    if not config["data"]["root"]:
+    model = dict(config.get("model", {}))
+    name = _check(source, "model.name", model.pop("name", "unet"), str, {})
+    sections = {key: _section(source, key, cls, config.get(key, {})) for key, cls in SECTIONS.items()
+                if key != "model"}
+    result = TrainConfig(model=ModelConfig(name, model), **sections)
+    if not result.data.root:
         raise RssegError(f"{source}: no dataset given (data.root in the config, or --data DIR)")
-    if config["optim"]["schedule"] not in ("cosine", "poly"):
-        raise RssegError(f"{source}: optim.schedule must be cosine or poly")
-    return config
+    if result.data.scale[0] > result.data.scale[1]:
+        raise RssegError(f"{source}: data.scale {list(result.data.scale)} must be [low, high] with low <= high")
+    return result
+
+
+def _section(source: str, key: str, cls: type, values: dict) -> Any:
+    """One section's dataclass from its mapping, each value checked."""
+    known = {f.name: f for f in fields(cls)}
+    unknown = set(values) - set(known)
+    if unknown:
+        raise RssegError(f"{source}: unknown key {key}.{sorted(unknown)[0]} (known: {', '.join(known)})")
+    hints = get_type_hints(cls)
+    return cls(**{name: _check(source, f"{key}.{name}", value, hints[name], known[name].metadata)
+                  for name, value in values.items()})
+
+
+def _check(source: str, where: str, value: Any, hint: Any, bounds: Any) -> Any:
+    """``value`` converted to ``hint`` (int, float, bool, str, optional, pair of floats) within ``bounds``."""
+    args = get_args(hint)
+    if type(None) in args:
+        if value is None:
+            return None
+        hint = next(a for a in args if a is not type(None))
+    what = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
+    if get_origin(hint) is tuple:
+        if not isinstance(value, (list, tuple)) or len(value) != len(get_args(hint)):
+            raise RssegError(f"{source}: {where}={value!r} must be a list of {len(get_args(hint))} numbers")
+        return tuple(_check(source, where, v, float, bounds) for v in value)
+    if get_origin(hint) is dict:
+        return value
+    ok = (isinstance(value, bool) if hint is bool else
+          isinstance(value, int) and not isinstance(value, bool) if hint is int else
+          isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+          if hint is float else isinstance(value, str))
+    if not ok:
+        raise RssegError(f"{source}: {where}={value!r} must be {what[hint]}")
+    value = hint(value)
+    choices = bounds.get("choices") or ()
+    if choices and value not in choices:
+        raise RssegError(f"{source}: {where}={value!r} must be one of {', '.join(choices)}")
+    low, above, high = bounds.get("minimum"), bounds.get("above"), bounds.get("maximum")
+    if (low is not None and value < low) or (above is not None and value <= above) or \
+            (high is not None and value > high):
+        rule = " and ".join(r for r in (f">= {low}" if low is not None else "", f"> {above}" if above is not None
+                                        else "", f"<= {high}" if high is not None else "") if r)
+        raise RssegError(f"{source}: {where}={value!r} must be {rule}")
+    return value

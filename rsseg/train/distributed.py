@@ -10,6 +10,8 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import Sampler
 
+from rsseg.device import resolve_device
+
 
 @dataclass(frozen=True)
 class DistEnv:
@@ -35,15 +37,12 @@ def init_distributed(device: str = "auto") -> tuple[DistEnv, torch.device]:
     """
     world = int(os.environ.get("WORLD_SIZE", "1"))
     env = DistEnv(int(os.environ.get("RANK", "0")), world, int(os.environ.get("LOCAL_RANK", "0")))
-    use_cuda = torch.cuda.is_available() if device == "auto" else device.startswith("cuda")
-    if use_cuda:
-        index = env.local_rank if env.enabled or device in ("auto", "cuda") else int(device.split(":")[1])
-        torch.cuda.set_device(index)
-        dev = torch.device("cuda", index)
-    else:
-        dev = torch.device("cpu")
+    dev = resolve_device(device)
+    if dev.type == "cuda":
+        dev = torch.device("cuda", env.local_rank if env.enabled or dev.index is None else dev.index)
+        torch.cuda.set_device(dev)
     if env.enabled and not dist.is_initialized():
-        dist.init_process_group("nccl" if use_cuda else "gloo")
+        dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
     return env, dev
 
 

@@ -6,24 +6,24 @@ import contextlib
 import functools
 import os
 import tempfile
-import warnings
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import rasterio
 import torch
-from rasterio.errors import NotGeoreferencedWarning
 from rasterio.windows import Window
 from torch.utils.data import DataLoader, Sampler
 from tqdm import tqdm
 
 from rsseg.data.patches import PatchDataset, pad_collate, read_dataset_info, worker_errors_as_one_line
-from rsseg.data.prepare import colors_to_index
-from rsseg.errors import RssegError
+from rsseg.device import resolve_device
+from rsseg.errors import OptionError, RssegError
+from rsseg.io.raster import open_raster
 from rsseg.models.base import Criterion, resize_logits
 from rsseg.models.checkpoint import ModelCard
-from rsseg.tiling.tta import tta_transforms
+from rsseg.schema import colors_to_index
+from rsseg.tiling.tta import tta_probs, tta_transforms
 from rsseg.train.metrics import ConfusionMatrix
 
 
@@ -32,13 +32,8 @@ def predict_probs(model: torch.nn.Module, x: torch.Tensor, tta: str = "none") ->
     try:
         views = tta_transforms(tta, square=x.shape[-1] == x.shape[-2])
     except ValueError as err:
-        raise RssegError(f"--tta {tta}: {err}") from None
-    total = None
-    for forward, inverse in views:
-        view = forward(x)
-        probs = inverse(resize_logits(model(view), view).float().softmax(1))
-        total = probs if total is None else total + probs
-    return total / len(views)
+        raise OptionError("tta", tta, str(err)) from None
+    return tta_probs(lambda view: resize_logits(model(view), view), x, views)
 
 
 def confusion_over_loader(model: torch.nn.Module, loader: DataLoader, num_classes: int, ignore_index: int,
@@ -75,11 +70,12 @@ def evaluate_patches(model: torch.nn.Module, card: ModelCard, root: str | os.Pat
     if info.num_classes != card.num_classes or info.in_channels != card.in_channels:
         raise RssegError(f"{root}: dataset has {info.num_classes} classes / {info.in_channels} bands, the model "
                          f"{card.num_classes} / {card.in_channels}")
-    info = replace(info, mean=list(card.mean), std=list(card.std), input_scale=card.input_scale)
+    info = replace(info, input=replace(info.input, mean=card.input.mean, std=card.input.std, scale=card.input.scale))
     dataset = PatchDataset(root, split, info=info)
+    ignore = info.classes.ignore_index
     loader = DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
-                        collate_fn=functools.partial(pad_collate, ignore_index=info.ignore_index))
-    matrix, _, _ = confusion_over_loader(model, loader, card.num_classes, info.ignore_index, torch.device(device),
+                        collate_fn=functools.partial(pad_collate, ignore_index=ignore))
+    matrix, _, _ = confusion_over_loader(model, loader, card.num_classes, ignore, resolve_device(str(device)),
                                          tta, progress=progress, desc=f"evaluate {split}")
     return matrix
 
@@ -88,7 +84,7 @@ def read_label_window(ds: rasterio.io.DatasetReader, window: Window, card: Model
     """Class ids of a window of a label raster: an index mask, or RGB colours of the model's classes."""
     data = ds.read(window=window)
     if data.shape[0] >= 3:
-        return colors_to_index(data[:3], card.class_colors, card.ignore_index)[0]
+        return colors_to_index(data[:3], card.classes.colors, card.classes.ignore_index)[0]
     return data[0]
 
 
@@ -100,15 +96,15 @@ def evaluate_scene(model: torch.nn.Module, card: ModelCard, scene: str | os.Path
 
     Returns the confusion matrix and the number of labelled pixels the prediction left as nodata.
     """
-    from rsseg.tiling import predict_scene
+    from rsseg.tiling import PredictOptions, predict_scene
 
     scene, labels = Path(scene), Path(labels)
     if not labels.is_file():
         raise RssegError(f"{labels}: label raster not found")
     with tempfile.TemporaryDirectory(prefix="rsseg-eval-") as tmp:
         out = Path(tmp) / f"{scene.stem}_pred.tif"
-        predict_scene(scene, out, model, card, overlap=overlap, batch_size=batch_size, tta=tta, device=device,
-                      progress=progress, record=False)
+        predict_scene(scene, out, model, card, PredictOptions(overlap=overlap, batch_size=batch_size, tta=tta,
+                                                              device=device, progress=progress, record=False))
         return confusion_from_rasters(out, labels, card, block_rows)
 
 
@@ -120,24 +116,23 @@ def confusion_from_rasters(prediction: str | os.PathLike, labels: str | os.PathL
     number of labelled pixels the prediction left as nodata.
     """
     labels = Path(labels)
-    matrix = ConfusionMatrix(card.num_classes, card.ignore_index)
+    ignore = card.classes.ignore_index
+    matrix = ConfusionMatrix(card.num_classes, ignore)
     unpredicted = 0
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", NotGeoreferencedWarning)
-        with rasterio.open(prediction) as pred_ds, rasterio.open(labels) as label_ds:
-            if (label_ds.height, label_ds.width) != (pred_ds.height, pred_ds.width):
-                raise RssegError(f"{labels}: labels are {label_ds.height}×{label_ds.width}, the scene "
-                                 f"{pred_ds.height}×{pred_ds.width}")
-            for top in range(0, pred_ds.height, block_rows):
-                window = Window(0, top, pred_ds.width, min(block_rows, pred_ds.height - top))
-                pred = pred_ds.read(1, window=window)
-                ref = read_label_window(label_ds, window, card)
-                bad = (ref >= card.num_classes) & (ref != card.ignore_index)
-                if bad.any():
-                    raise RssegError(f"{labels}: value {int(ref[bad][0])} is not a class id of the model "
-                                     f"(0..{card.num_classes - 1}) nor the ignore index {card.ignore_index}")
-                missing = pred >= card.num_classes
-                unpredicted += int((missing & (ref != card.ignore_index)).sum())
-                ref = np.where(missing, card.ignore_index, ref)
-                matrix.update(torch.from_numpy(pred.astype(np.int64)), torch.from_numpy(ref.astype(np.int64)))
+    with open_raster(prediction) as pred_ds, open_raster(labels) as label_ds:
+        if (label_ds.height, label_ds.width) != (pred_ds.height, pred_ds.width):
+            raise RssegError(f"{labels}: labels are {label_ds.height}×{label_ds.width}, the scene "
+                             f"{pred_ds.height}×{pred_ds.width}")
+        for top in range(0, pred_ds.height, block_rows):
+            window = Window(0, top, pred_ds.width, min(block_rows, pred_ds.height - top))
+            pred = pred_ds.read(1, window=window)
+            ref = read_label_window(label_ds, window, card)
+            bad = (ref >= card.num_classes) & (ref != ignore)
+            if bad.any():
+                raise RssegError(f"{labels}: value {int(ref[bad][0])} is not a class id of the model "
+                                 f"(0..{card.num_classes - 1}) nor the ignore index {ignore}")
+            missing = pred >= card.num_classes
+            unpredicted += int((missing & (ref != ignore)).sum())
+            ref = np.where(missing, ignore, ref)
+            matrix.update(torch.from_numpy(pred.astype(np.int64)), torch.from_numpy(ref.astype(np.int64)))
     return matrix, unpredicted

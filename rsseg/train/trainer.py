@@ -9,6 +9,7 @@ import json
 import math
 import random
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +26,7 @@ from rsseg.errors import RssegError
 from rsseg.io.atomic import atomic_output
 from rsseg.models import create_model, save_checkpoint
 from rsseg.models.encoders import TimmEncoder
+from rsseg.train.config import OptimConfig, TrainConfig
 from rsseg.train.distributed import ShardSampler, all_reduce_sum, barrier, cleanup, init_distributed
 from rsseg.train.evaluation import confusion_over_loader
 from rsseg.train.losses import SegmentationLoss
@@ -46,13 +48,13 @@ def encoder_parameters(model: nn.Module) -> set[int]:
     return ids
 
 
-def build_optimizer(model: nn.Module, optim: dict) -> torch.optim.Optimizer:
+def build_optimizer(model: nn.Module, optim: OptimConfig) -> torch.optim.Optimizer:
     """AdamW with the backbone at ``encoder_lr`` and everything else at ``lr``."""
     encoder = encoder_parameters(model)
     params = [p for p in model.parameters() if p.requires_grad]
-    groups = [{"params": [p for p in params if id(p) in encoder], "lr": float(optim["encoder_lr"])},
-              {"params": [p for p in params if id(p) not in encoder], "lr": float(optim["lr"])}]
-    return torch.optim.AdamW([g for g in groups if g["params"]], weight_decay=float(optim["weight_decay"]))
+    groups = [{"params": [p for p in params if id(p) in encoder], "lr": optim.encoder_lr},
+              {"params": [p for p in params if id(p) not in encoder], "lr": optim.lr}]
+    return torch.optim.AdamW([g for g in groups if g["params"]], weight_decay=optim.weight_decay)
 
 
 def lr_factor(step: int, total: int, warmup: int, schedule: str, min_ratio: float, power: float) -> float:
@@ -79,6 +81,37 @@ def _set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+@dataclass(frozen=True)
+class FitResult:
+    """The outcome of :meth:`Trainer.fit`.
+
+    Args:
+        best: the best epoch's log record (``epoch``, losses, ``metrics``, ...).
+        score: its value of ``metric``.
+        metric: the selecting metric (``train.select_metric``).
+        epochs: epochs the run has now trained.
+        seconds: wall time of this call.
+        run_dir: the run folder (``best.pt``, ``last.pt``, logs, plots).
+        rank: this process's rank (0 outside ``torchrun``).
+    """
+
+    best: dict
+    score: float
+    metric: str
+    epochs: int
+    seconds: float
+    run_dir: Path
+    rank: int = 0
+
+    @property
+    def best_model(self) -> Path:
+        return self.run_dir / "best.pt"
+
+    @property
+    def best_epoch(self) -> int:
+        return int(self.best["epoch"])
+
+
 class NonFiniteLoss(RssegError):
     """The loss became NaN or infinite."""
 
@@ -90,44 +123,44 @@ class Trainer:
     data (DistributedSampler), validation metrics are reduced over ranks, and only rank 0 writes.
     """
 
-    def __init__(self, config: dict, run_dir: str | Path, *, resume: bool = False, overwrite: bool = False,
+    def __init__(self, config: TrainConfig, run_dir: str | Path, *, resume: bool = False, overwrite: bool = False,
                  progress: bool = True):
         self.config = config
         self.run_dir = Path(run_dir)
-        self.env, self.device = init_distributed(str(config["train"]["device"]))
-        if config["train"]["threads"]:
-            torch.set_num_threads(int(config["train"]["threads"]))
+        self.env, self.device = init_distributed(config.train.device)
+        if config.train.threads:
+            torch.set_num_threads(config.train.threads)
         self.progress = progress and self.env.is_main
         if self.env.is_main:
             self._prepare_run_dir(resume, overwrite)
         barrier()
-        train_cfg, data_cfg = config["train"], config["data"]
-        self.seed = int(train_cfg["seed"])
+        data_cfg = config.data
+        self.seed = config.train.seed
         _seed_everything(self.seed)
-        self.info = read_dataset_info(data_cfg["root"])
-        augment = TrainAugment(int(data_cfg["tile"]), tuple(data_cfg["scale"]), bool(data_cfg["flips"]),
-                               bool(data_cfg["rot90"]), self.info.ignore_index)
-        self.train_set = PatchDataset(data_cfg["root"], "train", augment, seed=self.seed, info=self.info)
-        self.val_set = PatchDataset(data_cfg["root"], data_cfg["val_split"], info=self.info)
-        self.batch_size = int(train_cfg["batch_size"])
+        self.info = read_dataset_info(data_cfg.root)
+        augment = TrainAugment(data_cfg.tile, data_cfg.scale, data_cfg.flips, data_cfg.rot90,
+                               self.info.classes.ignore_index)
+        self.train_set = PatchDataset(data_cfg.root, "train", augment, seed=self.seed, info=self.info)
+        self.val_set = PatchDataset(data_cfg.root, data_cfg.val_split, info=self.info)
+        self.batch_size = config.train.batch_size
         per_rank = len(self.train_set) // self.env.world_size
         if per_rank < self.batch_size:
-            raise RssegError(f"{data_cfg['root']}: {len(self.train_set)} training patches for batch size "
+            raise RssegError(f"{data_cfg.root}: {len(self.train_set)} training patches for batch size "
                              f"{self.batch_size} × {self.env.world_size} process(es); lower train.batch_size")
         self.steps_per_epoch = per_rank // self.batch_size
         self.model = self._build_model()
         self.ddp = self._wrap(self.model)
-        self.optimizer = build_optimizer(self.model, config["optim"])
-        optim = config["optim"]
-        total = int(train_cfg["epochs"]) * self.steps_per_epoch
-        warmup = int(float(optim["warmup_epochs"]) * self.steps_per_epoch)
+        optim = config.optim
+        self.optimizer = build_optimizer(self.model, optim)
+        total = config.train.epochs * self.steps_per_epoch
+        warmup = int(optim.warmup_epochs * self.steps_per_epoch)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, functools.partial(
-            lr_factor, total=total, warmup=warmup, schedule=optim["schedule"],
-            min_ratio=float(optim["min_lr_ratio"]), power=float(optim["poly_power"])))
-        self.amp = bool(train_cfg["amp"]) and self.device.type == "cuda"
+            lr_factor, total=total, warmup=warmup, schedule=optim.schedule, min_ratio=optim.min_lr_ratio,
+            power=optim.poly_power))
+        self.amp = config.train.amp and self.device.type == "cuda"
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
-        self.criterion = SegmentationLoss(self.info.ignore_index, float(config["loss"]["label_smoothing"]),
-                                          float(config["loss"]["dice_weight"]))
+        self.criterion = SegmentationLoss(self.info.classes.ignore_index, config.loss.label_smoothing,
+                                          config.loss.dice_weight)
         self.start_epoch, self.best, self.history = 0, -math.inf, []
         if resume:
             self._load_state()
@@ -146,13 +179,13 @@ class Trainer:
         for name in (STATE_FILE, "best.pt", "last.pt", "log.csv", "log.json"):
             (self.run_dir / name).unlink(missing_ok=True)
         with atomic_output(self.run_dir / CONFIG_FILE, overwrite=True) as tmp:
-            tmp.write_text(yaml.safe_dump(self.config, sort_keys=False))
+            tmp.write_text(yaml.safe_dump(self.config.to_dict(), sort_keys=False))
 
     def _build_model(self) -> nn.Module:
-        kwargs = {k: v for k, v in self.config["model"].items() if k != "name"}
+        kwargs = dict(self.config.model.kwargs)
         if kwargs.get("pretrained_weights") is None:
             kwargs.pop("pretrained_weights", None)
-        model = create_model(self.config["model"]["name"], self.info.num_classes, self.info.in_channels, **kwargs)
+        model = create_model(self.config.model.name, self.info.num_classes, self.info.in_channels, **kwargs)
         return model.to(self.device)
 
     def _wrap(self, model: nn.Module) -> nn.Module:
@@ -166,7 +199,7 @@ class Trainer:
 
     def _train_loader(self, epoch: int) -> DataLoader:
         self.train_set.set_epoch(epoch)
-        workers = int(self.config["data"]["workers"])
+        workers = self.config.data.workers
         common = dict(batch_size=self.batch_size, num_workers=workers, drop_last=True,
                       pin_memory=self.device.type == "cuda", persistent_workers=False)
         if self.env.enabled:
@@ -178,10 +211,10 @@ class Trainer:
         return DataLoader(self.train_set, shuffle=True, generator=generator, **common)
 
     def _val_loader(self) -> DataLoader:
-        size = int(self.config["train"]["val_batch_size"] or self.batch_size)
+        size = self.config.train.val_batch_size or self.batch_size
         return DataLoader(self.val_set, batch_size=size, sampler=ShardSampler(len(self.val_set), self.env),
-                          num_workers=int(self.config["data"]["workers"]),
-                          collate_fn=functools.partial(pad_collate, ignore_index=self.info.ignore_index))
+                          num_workers=self.config.data.workers,
+                          collate_fn=functools.partial(pad_collate, ignore_index=self.info.classes.ignore_index))
 
     # -- state -------------------------------------------------------------------------------------
     def _load_state(self) -> None:
@@ -201,22 +234,18 @@ class Trainer:
             torch.save(state, tmp)
 
     def _save_model(self, name: str, epoch: int, metrics: dict) -> None:
-        info = self.info
-        extra = {"dataset": info.name, "epoch": epoch + 1, "excluded_from_mean": list(info.excluded_from_mean),
-                 "select_metric": self.config["train"]["select_metric"],
-                 "metrics": {"all": metrics["all"], "papers": metrics["papers"]}, "config": self.config}
-        save_checkpoint(self.model, self.run_dir / name, overwrite=True, class_names=list(info.class_names),
-                        class_colors=list(info.class_colors), mean=list(info.mean), std=list(info.std),
-                        input_scale=info.input_scale, bands=info.bands, tile_size=int(self.config["data"]["tile"]),
-                        gsd=info.gsd, ignore_index=info.ignore_index, extra=extra)
+        extra = {"dataset": self.info.name, "epoch": epoch + 1, "select_metric": self.config.train.select_metric,
+                 "metrics": {"all": metrics["all"], "papers": metrics["papers"]}, "config": self.config.to_dict()}
+        save_checkpoint(self.model, self.run_dir / name, overwrite=True, classes=self.info.classes,
+                        input=self.info.input, tile_size=self.config.data.tile, extra=extra)
 
     # -- loop --------------------------------------------------------------------------------------
     def train_epoch(self, epoch: int) -> tuple[float, float]:
         """One pass over the training data; mean loss and patches/s (all ranks)."""
         self.ddp.train()
         loader = self._train_loader(epoch)
-        epochs = int(self.config["train"]["epochs"])
-        clip = float(self.config["optim"]["clip_grad"] or 0)
+        epochs = self.config.train.epochs
+        clip = self.config.optim.clip_grad
         autocast = (torch.autocast("cuda", dtype=torch.float16) if self.amp else contextlib.nullcontext)
         bar = tqdm(worker_errors_as_one_line(loader), total=len(loader), desc=f"epoch {epoch + 1}/{epochs}",
                    unit="batch", leave=False, disable=not self.progress)
@@ -249,17 +278,17 @@ class Trainer:
     def validate(self) -> tuple[dict, float]:
         """Metrics over the validation split (reduced over ranks) and the mean validation loss."""
         matrix, loss_sum, count = confusion_over_loader(
-            self.model, self._val_loader(), self.info.num_classes, self.info.ignore_index, self.device,
+            self.model, self._val_loader(), self.info.num_classes, self.info.classes.ignore_index, self.device,
             amp=self.amp, criterion=self.criterion, progress=self.progress, desc="validate")
         totals = all_reduce_sum(torch.tensor([loss_sum, float(count)], device=self.device, dtype=torch.float64))
         all_reduce_sum(matrix.matrix)
-        metrics = compute_metrics(matrix.matrix, self.info.class_names, self.info.excluded_from_mean)
+        metrics = compute_metrics(matrix.matrix, self.info.classes.names, self.info.classes.excluded_from_mean)
         return metrics, float(totals[0] / max(totals[1], 1.0))
 
-    def fit(self) -> dict:
-        """Run the remaining epochs; returns the best epoch's record with ``seconds_total``, ``run_dir``, ``rank``."""
-        epochs = int(self.config["train"]["epochs"])
-        select = self.config["train"]["select_metric"]
+    def fit(self) -> FitResult:
+        """Run the remaining epochs; returns the best epoch and where its model file is."""
+        epochs = self.config.train.epochs
+        select = self.config.train.select_metric
         if self.start_epoch >= epochs:
             raise RssegError(f"{self.run_dir}: run already finished {epochs} epochs (raise train.epochs to go on)")
         started = time.perf_counter()
@@ -290,12 +319,12 @@ class Trainer:
         best = max(self.history, key=lambda h: metric_value(h["metrics"], select))
         if self.env.is_main:
             plot_curves(self.history, self.run_dir / "curves.png")
-            plot_confusion(best["metrics"]["confusion_matrix"], self.info.class_names,
+            plot_confusion(best["metrics"]["confusion_matrix"], self.info.classes.names,
                            self.run_dir / "confusion.png", title=f"validation, epoch {best['epoch']}")
             if self.progress:
                 tqdm.write(format_table(best["metrics"]))
-        return {**best, "seconds_total": time.perf_counter() - started, "run_dir": str(self.run_dir),
-                "rank": self.env.rank}
+        return FitResult(best, metric_value(best["metrics"], select), select, epochs, time.perf_counter() - started,
+                         self.run_dir, self.env.rank)
 
     def _write_epoch(self, epoch: int, metrics: dict, improved: bool) -> None:
         self._save_model("last.pt", epoch, metrics)
@@ -316,18 +345,18 @@ def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def default_run_dir(config: dict) -> Path:
+def default_run_dir(config: TrainConfig) -> Path:
     """``runs/<dataset folder>-<model>``."""
-    return Path("runs") / f"{Path(config['data']['root']).name}-{config['model']['name']}"
+    return Path("runs") / f"{Path(config.data.root or '.').name}-{config.model.name}"
 
 
-def train(config: dict, run_dir: str | Path | None = None, *, resume: bool = False, overwrite: bool = False,
-          progress: bool = True) -> dict:
-    """Train (or resume) a run; returns the best epoch's record. See :class:`Trainer`.
+def train(config: TrainConfig, run_dir: str | Path | None = None, *, resume: bool = False, overwrite: bool = False,
+          progress: bool = True) -> FitResult:
+    """Train (or resume) a run; returns its best epoch. See :class:`Trainer`.
 
     The run folder defaults to ``train.out``, else ``runs/<dataset folder>-<model>``.
     """
     if run_dir is None:
-        run_dir = config["train"]["out"] or default_run_dir(config)
+        run_dir = config.train.out or default_run_dir(config)
     return Trainer(config, run_dir, resume=resume, overwrite=overwrite, progress=progress).fit()
 

@@ -14,8 +14,10 @@ from pyproj import CRS, Transformer
 from rasterio.io import DatasetReader
 
 from rsseg.errors import RssegError
-from rsseg.io.mask_meta import read_class_table
+from rsseg.io.mask_meta import NODATA, read_class_table
 from rsseg.io.raster import open_raster
+
+MAX_CLASS_ID = 2**31 - 1  # polygonisation works in int32
 
 
 @dataclass
@@ -106,6 +108,8 @@ class MaskSource:
 
     def valid(self, data: np.ndarray) -> np.ndarray:
         """Pixels that may become polygons: not nodata and of a selected class."""
+        if data.dtype.itemsize >= 4 and data.size and int(data.max()) > MAX_CLASS_ID:
+            raise RssegError(f"{self.path}: class id {int(data.max())} is larger than {MAX_CLASS_ID}")
         keep = np.ones(data.shape, dtype=bool) if self.nodata is None else data != self.nodata
         if self.selected is not None:
             keep &= np.isin(data, self.selected)
@@ -134,14 +138,12 @@ class MaskSource:
 
 
 def resolve_classes(path: Path, classes: list[int | str], names: list[str] | None) -> list[int]:
-    """Class ids from ids or names (``class_<id>`` for an unnamed mask); unknown ones raise."""
-    if names is not None:
-        lookup = {**{str(i): i for i in range(len(names))}, **{n: i for i, n in enumerate(names)}}
-    else:
-        lookup = {**{str(i): i for i in range(255)}, **{f"class_{i}": i for i in range(255)}}
+    """Class ids from ids or names, matched without regard to case (``class_<id>`` for an unnamed mask)."""
+    lookup = {str(i): i for i in range(len(names) if names is not None else NODATA)}
+    lookup.update({n.lower(): i for i, n in enumerate(names or [f"class_{i}" for i in range(NODATA)])})
     tokens = [str(c).strip() for c in classes]
-    unknown = [t for t in tokens if t not in lookup]
+    unknown = [t for t in tokens if t.lower() not in lookup]
     if unknown:
-        known = ", ".join(f"{i} {n}" for i, n in enumerate(names)) if names else "ids 0-254"
+        known = ", ".join(f"{i} {n}" for i, n in enumerate(names)) if names else f"ids 0-{NODATA - 1}"
         raise RssegError(f"{path}: unknown class(es) {', '.join(unknown)} (mask has {known})")
-    return sorted({lookup[t] for t in tokens})
+    return sorted({lookup[t.lower()] for t in tokens})
