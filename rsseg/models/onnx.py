@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from rsseg.errors import RssegError
-from rsseg.models.checkpoint import FORMAT_VERSION, ModelCard, card_from_dict
+from rsseg.models.checkpoint import ModelCard, card_from_dict
 from rsseg.models.onnx_export import CARD_FORMAT_KEY, CARD_KEY
 
 OPTIMIZATION_LEVELS = ("disable", "basic", "extended", "all")
@@ -83,7 +83,7 @@ def read_onnx_card(path: str | os.PathLike) -> ModelCard:
     if CARD_KEY not in meta:
         raise RssegError(f"{path}: ONNX file without an rsseg model card (export it with `rsseg export`)")
     try:
-        return card_from_dict(json.loads(meta[CARD_KEY]), int(meta.get(CARD_FORMAT_KEY, FORMAT_VERSION)))
+        return card_from_dict(json.loads(meta[CARD_KEY]), int(meta.get(CARD_FORMAT_KEY, 1)))
     except (ValueError, KeyError, TypeError, AttributeError) as err:  # SchemaError is a ValueError
         raise RssegError(f"{path}: invalid rsseg model card in the metadata ({err})") from None
 

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from rsseg.errors import RssegError
-from rsseg.models.checkpoint import ModelCard, load_checkpoint
+from rsseg.models.checkpoint import FORMAT_VERSION, ModelCard, load_checkpoint
 
 RUNTIMES = ("auto", "torch", "onnx")
 
@@ -26,12 +26,13 @@ def cached_export(checkpoint: str | os.PathLike, model: nn.Module | None = None,
                   ) -> Path:
     """The ONNX export of ``checkpoint`` (already loaded as ``model``, ``card``), exported and checked on first use.
 
-    Keyed by a hash of the model file and the exporter's opset, so a changed file is exported anew.
+    Keyed by a hash of the model file, the exporter's opset and the card format, so a changed file
+    (or a newer rsseg) exports anew.
     """
     from rsseg.models.onnx_export import OPSET, export_onnx
 
     digest = hashlib.sha256(Path(checkpoint).read_bytes())
-    digest.update(f"opset{OPSET}".encode())
+    digest.update(f"opset{OPSET} card{FORMAT_VERSION}".encode())
     target = onnx_cache_dir() / f"{digest.hexdigest()[:32]}.onnx"
     if not target.is_file():
         target.parent.mkdir(parents=True, exist_ok=True)
