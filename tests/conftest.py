@@ -126,3 +126,18 @@ def fit_steps(model: nn.Module, x: torch.Tensor, target: torch.Tensor, steps: in
 def tiny():
     model = TinyFCN(4)
     return model, card_for(model, tile_size=64)
+
+
+class SlowFCN(TinyFCN):
+    """TinyFCN that sleeps a little per call, so a test can kill a run half-way."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        import time
+
+        time.sleep(0.05)
+        return super().forward(x)
+
+
+if "test_slow_fcn" not in _REGISTRY:
+    register_model("test_slow_fcn", paper="test model")(
+        lambda num_classes, in_channels=3, seed=0: SlowFCN(num_classes, in_channels, seed=seed))

@@ -158,3 +158,13 @@ def test_cli_export_and_predict_with_onnx(tmp_path, capsys):
     code, err = run_cli(["predict", str(scene), "-o", str(tmp_path / "x.tif"), "--checkpoint", str(out),
                          "--runtime", "torch", "--quiet"], capsys)
     assert code == 1 and err.count("\n") == 1 and "m.onnx" in err
+
+
+def test_onnx_models_are_told_apart_by_their_file(tmp_path, onnx_file):
+    from rsseg.tiling.journal import model_digest
+
+    other = tmp_path / "other.onnx"
+    export_onnx(_FixedSize().eval(), _card(), other)
+    first, second = load_onnx(onnx_file)[0], load_onnx(other)[0]
+    assert model_digest(first) != model_digest(second)
+    assert model_digest(first) == model_digest(load_onnx(onnx_file)[0])

@@ -127,9 +127,9 @@ def test_rolling_band_is_bounded_by_tile_not_scene(tmp_path, tiny, monkeypatch):
     seen = []
     original = RowBandBlender.__init__
 
-    def spy(self, num_classes, width, capacity, device):
+    def spy(self, num_classes, width, capacity, device, **kw):
         seen.append(capacity)
-        original(self, num_classes, width, capacity, device)
+        original(self, num_classes, width, capacity, device, **kw)
 
     monkeypatch.setattr(RowBandBlender, "__init__", spy)
     run(tmp_path, random_scene(1200, 64), model, card, batch_size=2)

@@ -1,19 +1,25 @@
-"""``rsseg predict``: segment a scene of any size into a georeferenced class mask."""
+"""``rsseg predict``: segment scenes of any size into georeferenced class masks."""
 
 from __future__ import annotations
 
+import datetime
 import warnings
 from pathlib import Path
 
 import click
 
 from rsseg.cli import options as opt
+from rsseg.cli.catalogue import FLAG, SceneOutputs, run_catalogue, scene_outputs
 from rsseg.errors import RssegError
+
+BARRIER_TIMEOUT = datetime.timedelta(hours=24)  # ranks wait for each other's scenes, however long
 
 
 @click.command()
-@click.argument("scene", type=click.Path(path_type=Path))
-@opt.output("Class mask GeoTIFF (default: SCENE-STEM_mask.tif in the current folder).")
+@click.argument("scenes", nargs=-1, required=True)
+@opt.output("Class mask GeoTIFF of a single scene (default: SCENE-STEM_mask.tif in the current folder).")
+@click.option("--out-dir", type=opt.FOLDER,
+              help="Write DIR/<stem>_mask.tif per scene, DIR/mosaic.vrt over them and DIR/catalog.json.")
 @opt.checkpoint(help="rsseg model file, .pt or exported .onnx (default: the bundled default model).")
 @opt.runtime
 @click.option("--tile", type=opt.POSITIVE_INT, help="Window size in pixels (default: the model's training tile).")
@@ -23,52 +29,90 @@ from rsseg.errors import RssegError
 @opt.tta
 @opt.bands
 @click.option("--input-scale", type=opt.POSITIVE_FLOAT, help="Divide raw values by this (default: the model's).")
-@click.option("--probs", type=opt.FILE, help="Also write per-class probabilities (uint8).")
-@click.option("--vector", type=opt.FILE, help="Also write polygons (gpkg/shp/geojson/fgb).")
+@click.option("--probs", is_flag=False, flag_value=FLAG,
+              help="Also write per-class probabilities (uint8): PATH, or as a flag <stem>_probs.tif.")
+@click.option("--vector", is_flag=False, flag_value=FLAG,
+              help="Also write polygons (gpkg/shp/geojson/fgb): PATH, or as a flag <stem>_polygons.gpkg "
+                   "(with --out-dir also DIR/mosaic.gpkg, one layer over all scenes).")
 @click.option("--cog", is_flag=True, help="Write Cloud-Optimized GeoTIFFs.")
 @opt.device()
 @opt.threads_for("PyTorch's or ONNX Runtime's")
+@click.option("--restart", is_flag=True, help="Ignore the resume journal of unfinished scenes; start afresh.")
 @opt.overwrite
 @opt.quiet
-def predict(scene: Path, output: Path | None, checkpoint: Path | None, runtime: str, tile: int | None,
-            overlap: float | None, stride: int | None, batch_size: int, tta: str, bands: list[int] | None,
-            input_scale: float | None, probs: Path | None, vector: Path | None, cog: bool, device: str,
-            threads: int | None, overwrite: bool, quiet: bool) -> None:
-    """Segment SCENE window by window with overlap blending.
+def predict(scenes: tuple[str, ...], output: Path | None, out_dir: Path | None, checkpoint: Path | None,
+            runtime: str, tile: int | None, overlap: float | None, stride: int | None, batch_size: int, tta: str,
+            bands: list[int] | None, input_scale: float | None, probs: str | None, vector: str | None, cog: bool,
+            device: str, threads: int | None, restart: bool, overwrite: bool, quiet: bool) -> None:
+    """Segment SCENES window by window with overlap blending.
 
-    Writes a class mask with the scene's CRS and transform (nodata 255), a JSON record of
-    the run beside it, and optionally probabilities and polygons.
+    SCENES are files (VRT mosaics included), folders, glob patterns or @LIST.txt files of
+    paths. Each scene gets a class mask with its CRS and transform (nodata 255), a JSON record
+    beside it, and optionally probabilities and polygons. An interrupted run resumes from the
+    last finished band of rows when started again; under torchrun, ranks share the scenes
+    (or the rows of fewer scenes than ranks).
     """
-    from rsseg.device import resolve_device
+    from rsseg.distributed import cleanup, init_distributed
+    from rsseg.io.inputs import expand_inputs
     from rsseg.models.default import DEFAULT_MODEL
     from rsseg.models.runtime import load_model
     from rsseg.tiling import PredictOptions, predict_scene
 
     if overlap is not None and stride is not None:
         raise click.UsageError("give --overlap or --stride, not both")
-    if not scene.exists():
-        raise RssegError(f"{scene}: file not found")
+    paths = expand_inputs(list(scenes))
+    if len(paths) > 1 and out_dir is None:
+        raise click.UsageError(f"{len(paths)} scenes need --out-dir DIR")
+    if out_dir is not None and output is not None:
+        raise click.UsageError("give -o/--output (one scene) or --out-dir, not both")
+    if out_dir is not None and FLAG not in (probs or FLAG, vector or FLAG):
+        raise click.UsageError("with --out-dir, give --probs and --vector without a path")
+    if len(paths) == 1 and out_dir is None and not paths[0].exists():
+        raise RssegError(f"{paths[0]}: file not found")
     options = PredictOptions(tile=tile, overlap=0.5 if overlap is None else overlap, stride=stride,
-                             batch_size=batch_size, tta=tta, bands=tuple(bands) if bands else None, probs=probs,
-                             cog=cog, device=device, overwrite=overwrite, progress=not quiet,
-                             input_scale=input_scale, threads=threads)
-    dev = resolve_device(device)
+                             batch_size=batch_size, tta=tta, bands=tuple(bands) if bands else None, cog=cog,
+                             overwrite=overwrite, progress=not quiet, input_scale=input_scale, threads=threads,
+                             restart=restart)
     if checkpoint is None:
         if not DEFAULT_MODEL.is_file():
             raise RssegError(f"no --checkpoint given and no default model at {DEFAULT_MODEL}")
         checkpoint = DEFAULT_MODEL
         click.echo(f"Using the bundled default model {DEFAULT_MODEL} (trained on synthetic "
                    f"scenes; pass --checkpoint for real maps)", err=True)
-    output = output or Path.cwd() / f"{scene.stem}_mask.tif"
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", UserWarning)
-        model, card, _ = load_model(checkpoint, dev, runtime, threads)
-        report = predict_scene(scene, output, model, card, options, model_source=str(checkpoint))
-    for w in caught:
-        click.echo(f"Warning: {w.message}", err=True)
-    click.echo(report.summary_line())
-    if vector is not None:
-        from rsseg.vector import vectorize_mask
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
 
-        summary = vectorize_mask(output, vector, probs_path=probs, overwrite=overwrite, progress=not quiet)
-        click.echo(summary.summary_line())
+    def names(scene: Path) -> SceneOutputs:
+        if out_dir is not None:
+            return scene_outputs(scene, out_dir, probs=probs is not None, vector=vector is not None)
+        default = scene_outputs(scene, output.parent if output else Path.cwd(), probs=probs == FLAG,
+                                vector=vector == FLAG)
+        return SceneOutputs(output or default.mask, default.probs or (Path(probs) if probs else None),
+                            default.vector or (Path(vector) if vector else None))
+
+    env, dev = init_distributed(device, backend="gloo", timeout=BARRIER_TIMEOUT)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", UserWarning)
+            model, card, _ = load_model(checkpoint, dev, runtime, threads)
+        for w in caught:
+            click.echo(f"Warning: {w.message}", err=True)
+
+        def predict_one(scene: Path, outputs: SceneOutputs, split) -> str | None:
+            report = predict_scene(scene, outputs.mask, model, card, options, split=split, probs=outputs.probs,
+                                   device=str(dev), progress=options.progress and env.is_main,
+                                   model_source=str(checkpoint))
+            if split is not None and not env.is_main:
+                return None
+            lines = [report.summary_line()]
+            if outputs.vector is not None and not (report.skipped and outputs.vector.exists()):
+                from rsseg.vector import vectorize_mask
+
+                lines.append(vectorize_mask(outputs.mask, outputs.vector, probs_path=outputs.probs,
+                                            overwrite=overwrite, progress=not quiet).summary_line())
+            return "\n".join(lines)
+
+        catalogue_vector = out_dir / "mosaic.gpkg" if out_dir is not None and vector and len(paths) > 1 else None
+        run_catalogue(paths, names, predict_one, env, out_dir, catalogue_vector, probs is not None, quiet)
+    finally:
+        cleanup()

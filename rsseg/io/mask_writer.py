@@ -32,6 +32,11 @@ def geotiff_profile(width: int, height: int, count: int, crs: CRS | None, transf
                 compress="deflate", bigtiff="IF_SAFER", **extra)
 
 
+def quantize_probs(probs: np.ndarray) -> np.ndarray:
+    """Probabilities 0..1 as stored: uint8, p·255 rounded."""
+    return np.rint(np.clip(probs, 0, 1) * 255).astype(np.uint8)
+
+
 class ClassMaskWriter:
     """Writes finished row bands in order, buffered to whole block rows.
 
@@ -62,10 +67,10 @@ class ClassMaskWriter:
         self._buffered = 0
 
     def write(self, classes: np.ndarray, probs: np.ndarray | None = None) -> None:
-        """Append the next finished rows: classes n×W (uint8) and probabilities K×n×W (0..1)."""
+        """Append the next finished rows: classes n×W and probabilities K×n×W (uint8, see :func:`quantize_probs`)."""
         self._rows.append(classes)
         if self.probs is not None:
-            self._probs.append(np.rint(np.clip(probs, 0, 1) * 255).astype(np.uint8))
+            self._probs.append(probs)
         self._buffered += classes.shape[0]
         end = self._y0 + self._buffered
         if end == self.height or end // self.block > self._y0 // self.block:

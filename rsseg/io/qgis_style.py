@@ -6,6 +6,7 @@ and the style marked ``useAsDefault`` in a GeoPackage's ``layer_styles`` table f
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -84,9 +85,11 @@ def polygon_qml(names: Sequence[str], colors: Sequence[Color], field: str = "cla
 
 
 def write_sidecar(layer_path: str | Path, qml: str) -> Path:
-    """Write ``qml`` as ``LAYER.qml`` beside ``layer_path``; QGIS applies it when the layer is opened."""
+    """Write ``qml`` as ``LAYER.qml`` beside ``layer_path`` (atomically); QGIS applies it when the layer is opened."""
     path = Path(layer_path).with_suffix(".qml")
-    path.write_text(qml, encoding="utf-8")
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(qml, encoding="utf-8")
+    os.replace(tmp, path)
     return path
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -51,6 +52,9 @@ class OnnxModel(nn.Module):
         except Exception as err:  # noqa: BLE001 - onnxruntime raises its own exception types
             first = str(err).strip().splitlines()[0][:120] if str(err).strip() else type(err).__name__
             raise RssegError(f"{path}: ONNX Runtime cannot load it ({first})") from None
+        # the file's hash stands in for weights wherever a model is identified by its state dict (resume journal)
+        digest = hashlib.sha256(Path(path).read_bytes()).digest()
+        self.register_buffer("file_sha256", torch.tensor(list(digest), dtype=torch.uint8))
         self.input_name = self.session.get_inputs()[0].name
         h, w = self.session.get_inputs()[0].shape[-2:]
         self.fixed = (h, w) if isinstance(h, int) and isinstance(w, int) else None

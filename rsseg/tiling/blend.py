@@ -11,13 +11,14 @@ class RowBandBlender:
     """``Σ w·p`` and ``Σ w`` for the rows that windows still touch, never the whole scene.
 
     Buffers of ``capacity`` rows hold scene rows ``[top, top + capacity - offset)`` starting at
-    buffer row ``offset``. :meth:`add` accumulates a window; :meth:`pop_until` returns the
-    finished rows above a scene row and releases them. Live rows are moved back to the start
+    buffer row ``offset``; ``top`` starts at 0, or further down for a run over part of the scene.
+    :meth:`add` accumulates a window; :meth:`pop_until` returns the finished rows above a scene
+    row and releases them. Live rows are moved back to the start
     of the buffers only when a window would run past their end, in place, without allocation.
     """
 
-    def __init__(self, num_classes: int, width: int, capacity: int, device: torch.device):
-        self.top = 0
+    def __init__(self, num_classes: int, width: int, capacity: int, device: torch.device, top: int = 0):
+        self.top = top
         self.offset = 0
         self.capacity = capacity
         self.acc = torch.zeros(num_classes, capacity, width, device=device)

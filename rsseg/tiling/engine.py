@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import math
 import os
 import resource
-import tempfile
+import sys
 import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
@@ -21,14 +22,23 @@ from tqdm import tqdm
 
 import rsseg
 from rsseg.device import resolve_device, torch_threads
+from rsseg.distributed import DistEnv, barrier
 from rsseg.errors import OptionError, RssegError
 from rsseg.io.atomic import atomic_output, check_output
-from rsseg.io.mask_writer import ClassMaskWriter, to_cog
+from rsseg.io.mask_writer import ClassMaskWriter, quantize_probs, to_cog
 from rsseg.io.qgis_style import class_mask_qml, stretch_qml, write_sidecar
-from rsseg.io.raster import bounded_gdal_cache, is_georeferenced, open_raster, plan_bands, read_window
+from rsseg.io.raster import (
+    bounded_gdal_cache,
+    is_georeferenced,
+    open_raster,
+    plan_bands,
+    read_window,
+)
 from rsseg.models.checkpoint import ModelCard
 from rsseg.tiling.blend import RowBandBlender
+from rsseg.tiling.distributed import contiguous_share
 from rsseg.tiling.grid import Tile, TileGrid
+from rsseg.tiling.journal import BAND_ROWS, Band, BandJournal, journal_key, model_digest, run_key
 from rsseg.tiling.tta import TTA_MODES, tta_probs, tta_transforms
 from rsseg.tiling.weights import blend_window
 
@@ -59,6 +69,9 @@ class PredictReport:
     peak_rss_mb: float = 0.0
     peak_cuda_mb: float | None = None
     model: dict = field(default_factory=dict)
+    key: str = ""  # hash of the model and every option that changes the result
+    resumed_row: int | None = None  # first row computed when a journal was resumed
+    skipped: bool = False  # finished earlier with the same key: nothing redone
     rsseg_version: str = rsseg.__version__
 
     @property
@@ -66,10 +79,13 @@ class PredictReport:
         return self.width * self.height / 1e6 / max(self.seconds, 1e-9)
 
     def summary_line(self) -> str:
+        if self.skipped:
+            return f"{Path(self.scene).name}: finished earlier with the same model and options -> {self.mask}"
+        resumed = f", resumed at row {self.resumed_row}" if self.resumed_row is not None else ""
         cuda = f", peak CUDA {self.peak_cuda_mb:.0f} MB" if self.peak_cuda_mb is not None else ""
         return (f"{Path(self.scene).name}: {self.width}x{self.height} px, {self.windows} windows "
                 f"({self.windows_skipped} skipped), {self.seconds:.1f} s, {self.mpix_per_s:.2f} MPix/s, "
-                f"peak RSS {self.peak_rss_mb:.0f} MB{cuda} -> {self.mask}")
+                f"peak RSS {self.peak_rss_mb:.0f} MB{cuda}{resumed} -> {self.mask}")
 
     def to_json(self) -> dict:
         return {**asdict(self), "mpix_per_s": self.mpix_per_s}
@@ -92,36 +108,51 @@ class _Batch:
     tiles: list[Tile]
     pixels: np.ndarray  # B×C×th×tw, raw dtype, padded
     valid: np.ndarray  # B×th×tw bool
-    consumed: int  # grid windows read so far (run or skipped)
+    consumed: int  # windows of the run read so far (run or skipped)
 
 
-def _read_batches(ds, bands: list[int], grid: TileGrid, batch_size: int, capacity: int) -> Iterator[_Batch]:
+def rows_per_group(grid: TileGrid, batch_size: int) -> int:
+    """Grid rows a batch may span: enough windows for one batch (1 when a grid row holds a batch)."""
+    return max(1, math.ceil(batch_size / len(grid.col_starts)))
+
+
+def grid_rows_for(grid: TileGrid, group: int, start: int, stop: int) -> range:
+    """Grid rows whose windows touch scene rows ``[start, stop)``, widened to whole groups.
+
+    Batches never cross a group boundary, so a window meets the same batch neighbours whichever
+    rows a run covers, and a band recomputed on resume or on another rank is byte-identical.
+    """
+    rows = grid.row_starts
+    first = next(r for r, y in enumerate(rows) if y + grid.tile_h > start)
+    last = max(r for r, y in enumerate(rows) if y < stop)
+    return range(first - first % group, min(len(rows), (last // group + 1) * group))
+
+
+def _read_batches(ds, bands: list[int], grid: TileGrid, tiles: list[Tile], batch_size: int, group: int
+                  ) -> Iterator[_Batch]:
     """Batches of windows holding valid pixels, padded (symmetric) to the window shape.
 
-    A batch is closed early when its next window would reach below the blender's band
-    (``capacity`` rows from the first unfinished grid row); runs of fully invalid windows
-    are reported as empty batches so that finished rows keep flowing out.
+    A batch is closed at the end of each group of ``group`` grid rows; runs of fully invalid
+    windows are reported as empty batches so that finished rows keep flowing out.
     """
-    tiles = list(grid)
     batch: list[Tile] = []
     pixels: list[np.ndarray] = []
     valid: list[np.ndarray] = []
-    consumed = 0
 
     def emit(upto: int) -> _Batch:
-        nonlocal consumed, batch, pixels, valid
+        nonlocal batch, pixels, valid
         out = _Batch(batch, np.stack(pixels) if batch else np.empty(0), np.stack(valid) if batch else np.empty(0), upto)
-        consumed, batch, pixels, valid = upto, [], [], []
+        batch, pixels, valid = [], [], []
         return out
 
     for j, t in enumerate(tiles):
+        if batch and t.row // group != batch[0].row // group:
+            yield emit(j)
         data, ok = read_window(ds, bands, t.y, t.x, t.height, t.width)
         if not ok.any():
             if not batch:
                 yield emit(j + 1)
             continue
-        if batch and t.y + t.height - grid.row_starts[tiles[consumed].row] > capacity:
-            yield emit(j)
         pad = ((0, grid.tile_h - t.height), (0, grid.tile_w - t.width))
         if pad[0][1] or pad[1][1]:
             data = np.pad(data, ((0, 0), *pad), mode="symmetric")
@@ -206,6 +237,8 @@ class PredictOptions:
         amp: float16 autocast on CUDA.
         record: write the run record ``OUT.json`` beside the mask.
         model_source: where the model came from, for the run record.
+        restart: ignore the resume journal of an unfinished run of this output; start afresh.
+        band_rows: rows per band of the resume journal (and per unit of work between ranks).
     """
 
     tile: int | None = None
@@ -224,6 +257,8 @@ class PredictOptions:
     amp: bool = True
     record: bool = True
     model_source: str | None = None
+    restart: bool = False
+    band_rows: int = BAND_ROWS
 
     def __post_init__(self) -> None:
         if self.bands is not None:
@@ -237,38 +272,41 @@ class PredictOptions:
                   ("bands", self.bands is None or min(self.bands) >= 1, "band numbers start at 1"),
                   ("input_scale", self.input_scale is None or (math.isfinite(self.input_scale)
                                                                and self.input_scale > 0), "must be finite and > 0"),
-                  ("threads", self.threads is None or self.threads >= 1, "must be at least 1")]
+                  ("threads", self.threads is None or self.threads >= 1, "must be at least 1"),
+                  ("band_rows", self.band_rows >= 1, "must be at least 1")]
         for name, ok, problem in checks:
             if not ok:
                 raise OptionError(name, getattr(self, name), problem)
 
 
 def predict_scene(scene: str | Path, out: str | Path, model: torch.nn.Module, card: ModelCard,
-                  options: PredictOptions | None = None, **changes: Any) -> PredictReport:
+                  options: PredictOptions | None = None, split: DistEnv | None = None,
+                  **changes: Any) -> PredictReport:
     """Segment ``scene`` window by window into a georeferenced class mask at ``out``.
 
     ``options`` (default :class:`PredictOptions`) with any of its fields replaced by ``changes``,
     e.g. ``predict_scene(scene, out, model, card, tile=256, tta="flip")``. Softmax probabilities
     of overlapping windows are blended with a smooth positive weight in a rolling band of rows,
-    so memory depends on window height × scene width, never on scene height. Outputs appear
-    under their final names only when complete.
+    so memory depends on window height × scene width, never on scene height. Finished bands of
+    rows go to a journal beside the output (see :mod:`rsseg.tiling.journal`): a rerun after a
+    kill resumes from them, unless ``restart``. With ``split`` (several ranks), each rank
+    computes its own range of bands and rank 0 assembles them. Outputs appear under their final
+    names only when complete; a finished identical run (same key in its record) is not redone.
     """
     opts = replace(options or PredictOptions(), **changes)
     dev = resolve_device(opts.device)
     threads = opts.threads or (len(os.sched_getaffinity(0)) if dev.type == "cpu" else None)
     with torch_threads(threads):
-        return _predict(Path(scene), Path(out), model, card, opts, dev)
+        return _predict(Path(scene), Path(out), model, card, opts, dev, split or DistEnv())
 
 
 def _predict(scene: Path, out: Path, model: torch.nn.Module, card: ModelCard, opts: PredictOptions,
-             dev: torch.device) -> PredictReport:
+             dev: torch.device, env: DistEnv) -> PredictReport:
     started = time.perf_counter()
     probs_path = Path(opts.probs) if opts.probs else None
     record_path = out.with_suffix(".json")
     tile = opts.tile or card.tile_size
-    for path in (out, probs_path, record_path if opts.record else None):
-        if path is not None:
-            check_output(path, opts.overwrite)
+    outputs = [p for p in (out, probs_path, record_path if opts.record else None) if p is not None]
 
     with contextlib.ExitStack() as stack:
         stack.enter_context(bounded_gdal_cache())
@@ -282,79 +320,212 @@ def _predict(scene: Path, out: Path, model: torch.nn.Module, card: ModelCard, op
         if step > tile:
             raise OptionError("stride", step, f"larger than the tile ({tile}) would leave gaps")
         grid = TileGrid.build(ds.height, ds.width, tile_h, tile_w, min(step, tile_h), min(step, tile_w))
-        report = PredictReport(str(scene), str(out), str(probs_path) if probs_path else None, ds.width, ds.height,
-                               (tile_h, tile_w), (min(step, tile_h), min(step, tile_w)), opts.batch_size, opts.tta,
-                               plan.bands, str(dev), windows=len(grid),
-                               model={"source": opts.model_source, **card.arch,
-                                      "class_names": list(card.classes.names)})
         predictor = _Predictor(model.to(dev).eval(), card, plan.input_scale, dev, opts.tta, tile_h == tile_w,
                                opts.amp)
+        key = run_key(scene=str(scene.resolve()), size=scene.stat().st_size, mtime=scene.stat().st_mtime_ns,
+                      model=model_digest(model), card=asdict(card), tile=(tile_h, tile_w), stride=grid_stride(grid),
+                      batch_size=opts.batch_size, tta=opts.tta, bands=plan.bands, input_scale=plan.input_scale,
+                      outputs=["mask", "probs"] if probs_path else ["mask"], device=dev.type, amp=predictor.amp,
+                      band_rows=opts.band_rows, version=rsseg.__version__)
+        if opts.record and not opts.overwrite and finished_earlier(record_path, key, outputs):
+            earlier = json.loads(record_path.read_text())
+            return PredictReport(**{**{k: v for k, v in earlier.items() if k in PredictReport.__dataclass_fields__},
+                                    "skipped": True})
+        # a journal of this very run may have renamed some outputs before it was killed
+        overwrite = opts.overwrite or journal_key(out) == key
+        for path in outputs:
+            check_output(path, overwrite)
+        report = PredictReport(str(scene), str(out), str(probs_path) if probs_path else None, ds.width, ds.height,
+                               (tile_h, tile_w), grid_stride(grid), opts.batch_size, opts.tta, plan.bands,
+                               str(dev), windows=len(grid), key=key,
+                               model={"source": opts.model_source, **card.arch,
+                                      "class_names": list(card.classes.names)})
         if dev.type == "cuda":
             torch.cuda.reset_peak_memory_stats(dev)
 
-        mask_tmp = stack.enter_context(atomic_output(out, opts.overwrite))
-        probs_tmp = stack.enter_context(atomic_output(probs_path, opts.overwrite)) if probs_path else None
-        staging = (Path(stack.enter_context(tempfile.TemporaryDirectory(dir=out.parent, prefix=".rsseg-")))
-                   if opts.cog else None)
-        writer = ClassMaskWriter(staging / "mask.tif" if staging else mask_tmp, ds.width, ds.height,
-                                 ds.crs, ds.transform, list(card.classes.names), list(card.classes.colors),
-                                 (staging / "probs.tif" if staging else probs_tmp) if probs_path else None,
-                                 tags={"RSSEG_SOURCE": scene.name, "RSSEG_VERSION": rsseg.__version__})
+        journal = BandJournal.open(out, key, ds.height, opts.restart, create=env.is_main, band_rows=opts.band_rows)
+        if env.enabled:
+            barrier()
         try:
-            _run(ds, plan.bands, grid, opts.batch_size, predictor, writer, card.num_classes, dev,
-                 probs_path is not None, report, opts.progress)
-            writer.close()
-        except BaseException:
-            writer.abort()
+            compute = functools.partial(_compute_bands, ds, plan.bands, grid, opts.batch_size, predictor,
+                                        card.num_classes, dev, probs_path is not None, report)
+            share = journal.bands[contiguous_share(len(journal.bands), env.rank, env.world_size)] \
+                if env.enabled else journal.bands
+            done = sum(journal.done(b) for b in share)
+            if done:
+                report.resumed_row = journal.first_missing_row() if not env.enabled else share[0].y0
+                _say(f"resumed {scene.name} at row {journal.first_missing_row()} of {ds.height} "
+                     f"({done} of {len(share)} bands done{_rank_note(env)})")
+            runs = _missing_runs(journal, share)
+            windows = sum(len(grid_rows_for(grid, rows_per_group(grid, opts.batch_size), run[0].y0, run[-1].y1))
+                          for run in runs) * len(grid.col_starts)
+            with tqdm(total=windows, unit="win", desc=f"predict {scene.name}", disable=not opts.progress,
+                      dynamic_ncols=True) as bar:
+                for run in runs:
+                    for band, arrays in compute(run, bar=bar):
+                        journal.save(band, arrays)
+            if env.enabled:
+                barrier()  # every band is in the journal
+            if env.is_main:
+                _write_outputs(ds, scene, journal, card, opts.cog, out, probs_path)
+        except Exception:
+            if env.is_main:
+                journal.remove()
             raise
-        if staging:
-            to_cog(staging / "mask.tif", mask_tmp, "MODE")
-            if probs_path:
-                to_cog(staging / "probs.tif", probs_tmp, "AVERAGE")
-        write_sidecar(mask_tmp, class_mask_qml(card.classes.names, card.classes.colors))
-        if probs_path:
-            write_sidecar(probs_tmp, stretch_qml())
-
         report.model_calls = predictor.calls
         report.model_seconds = predictor.seconds
         report.seconds = time.perf_counter() - started
         report.peak_rss_mb = peak_rss_mb()
         if dev.type == "cuda":
             report.peak_cuda_mb = torch.cuda.max_memory_allocated(dev) / 2**20
-        if opts.record:
-            with atomic_output(record_path, opts.overwrite) as tmp:
-                tmp.write_text(json.dumps(report.to_json(), indent=2))
+        if env.is_main:
+            if opts.record:
+                with atomic_output(record_path, overwrite) as tmp:
+                    tmp.write_text(json.dumps(report.to_json(), indent=2))
+            journal.remove()
     return report
 
 
-def _run(ds, bands: list[int], grid: TileGrid, batch_size: int, predictor: _Predictor,
-         writer: ClassMaskWriter, num_classes: int, dev: torch.device, with_probs: bool, report: PredictReport,
-         progress: bool) -> None:
-    """Read, predict, blend and write, batch by batch."""
-    stride_y = grid.row_starts[1] - grid.row_starts[0] if len(grid.row_starts) > 1 else 0
-    capacity = min(grid.height, grid.tile_h + (math.ceil(batch_size / len(grid.col_starts)) - 1) * stride_y)
-    blender = RowBandBlender(num_classes, grid.width, capacity, dev)
+def grid_stride(grid: TileGrid) -> tuple[int, int]:
+    """The grid's window stride (rows, columns)."""
+    def step(starts: tuple[int, ...], tile: int) -> int:
+        return starts[1] - starts[0] if len(starts) > 1 else tile
+    return step(grid.row_starts, grid.tile_h), step(grid.col_starts, grid.tile_w)
+
+
+def finished_earlier(record_path: Path, key: str, outputs: list[Path]) -> bool:
+    """Whether every output exists and the record says they were made with this very key."""
+    if not all(p.exists() for p in outputs):
+        return False
+    try:
+        return json.loads(record_path.read_text()).get("key") == key
+    except (OSError, ValueError):
+        return False
+
+
+def _rank_note(env: DistEnv) -> str:
+    return f" on rank {env.rank} of {env.world_size}" if env.enabled else ""
+
+
+def _say(line: str) -> None:
+    """One line on stderr that does not break a progress bar."""
+    tqdm.write(line, file=sys.stderr)
+
+
+def _missing_runs(journal: BandJournal, bands: list[Band]) -> list[list[Band]]:
+    """Maximal runs of consecutive unfinished bands."""
+    runs: list[list[Band]] = []
+    for band in bands:
+        if journal.done(band):
+            continue
+        if runs and runs[-1][-1].index + 1 == band.index:
+            runs[-1].append(band)
+        else:
+            runs.append([band])
+    return runs
+
+
+def _compute_bands(ds, bands: list[int], grid: TileGrid, batch_size: int, predictor: _Predictor, num_classes: int,
+                   dev: torch.device, with_probs: bool, report: PredictReport, run: list[Band], bar: tqdm
+                   ) -> Iterator[tuple[Band, dict[str, np.ndarray]]]:
+    """The arrays of consecutive bands ``run``, gathered from the finished rows as they come."""
+    pending: list[tuple[np.ndarray, np.ndarray | None]] = []
+    it = iter(run)
+    band = next(it)
+    filled = 0
+    for classes, probs in _predict_rows(ds, bands, grid, batch_size, predictor, num_classes, dev, with_probs,
+                                        report, bar, run[0].y0, run[-1].y1):
+        while classes.shape[0]:
+            n = min(classes.shape[0], band.y1 - band.y0 - filled)
+            pending.append((classes[:n], probs[:, :n] if probs is not None else None))
+            classes, probs = classes[n:], probs[:, n:] if probs is not None else None
+            filled += n
+            if filled == band.y1 - band.y0:
+                arrays = {"mask": np.concatenate([c for c, _ in pending])}
+                if with_probs:
+                    arrays["probs"] = quantize_probs(np.concatenate([p for _, p in pending], 1))
+                yield band, arrays
+                pending, filled = [], 0
+                band = next(it, None)
+
+
+def _predict_rows(ds, bands: list[int], grid: TileGrid, batch_size: int, predictor: _Predictor, num_classes: int,
+                  dev: torch.device, with_probs: bool, report: PredictReport, bar: tqdm, start: int, stop: int
+                  ) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
+    """Scene rows ``[start, stop)`` in order, as (classes n×W, probabilities K×n×W or None) pieces.
+
+    Only the windows touching those rows are run (the halo above ``start`` included); rows
+    of the halo, which lack the windows further up, are blended but never returned.
+    """
+    group = rows_per_group(grid, batch_size)
+    rows = grid_rows_for(grid, group, start, stop)
+    tiles = list(grid.tiles(rows))
+    stride_y = grid_stride(grid)[0]
+    capacity = min(grid.height, grid.tile_h + (group - 1) * stride_y)
+    blender = RowBandBlender(num_classes, grid.width, capacity, dev, top=grid.row_starts[rows.start])
     weight = blend_window(grid.tile_h, grid.tile_w).to(dev)
-    tiles = list(grid)
+    run_before = report.windows_run
     done = 0
-    with tqdm(total=len(grid), unit="win", desc="predict", disable=not progress, dynamic_ncols=True) as bar:
-        for batch in _prefetch(_read_batches(ds, bands, grid, batch_size, capacity)):
-            if batch.tiles:
-                probs = predictor(batch.pixels, batch.valid)
-                valid = torch.from_numpy(batch.valid).to(dev)
-                for i, t in enumerate(batch.tiles):
-                    w = weight[:t.height, :t.width]
-                    if not batch.valid[i].all():
-                        w = w * valid[i, :t.height, :t.width]
-                    blender.add(t.y, t.x, probs[i, :, :t.height, :t.width], w)
-                report.windows_run += len(batch.tiles)
-            report.windows_skipped = batch.consumed - report.windows_run
-            finished_row = tiles[batch.consumed - 1].row if batch.consumed == len(tiles) else \
-                tiles[batch.consumed].row - 1
-            if finished_row >= 0:
-                end = grid.final_rows_after(finished_row)
-                while blender.top < end:
-                    p, classes = blender.pop_until(end, with_probs)
-                    writer.write(classes.numpy(), p.numpy() if p is not None else None)
-            bar.update(batch.consumed - done)
-            done = batch.consumed
+    for batch in _prefetch(_read_batches(ds, bands, grid, tiles, batch_size, group)):
+        if batch.tiles:
+            probs = predictor(batch.pixels, batch.valid)
+            valid = torch.from_numpy(batch.valid).to(dev)
+            for i, t in enumerate(batch.tiles):
+                w = weight[:t.height, :t.width]
+                if not batch.valid[i].all():
+                    w = w * valid[i, :t.height, :t.width]
+                blender.add(t.y, t.x, probs[i, :, :t.height, :t.width], w)
+            report.windows_run += len(batch.tiles)
+        report.windows_skipped += (batch.consumed - done) - (report.windows_run - run_before)
+        run_before = report.windows_run
+        finished_row = tiles[batch.consumed - 1].row if batch.consumed == len(tiles) else \
+            tiles[batch.consumed].row - 1
+        end = min(grid.final_rows_after(finished_row), stop) if finished_row >= rows.start else blender.top
+        while blender.top < end:
+            y0 = blender.top
+            p, classes = blender.pop_until(end, with_probs)
+            cut = max(0, start - y0)
+            if cut < classes.shape[0]:
+                yield classes[cut:].numpy(), p[:, cut:].numpy() if p is not None else None
+        bar.update(batch.consumed - done)
+        done = batch.consumed
+
+
+def _write_outputs(ds, scene: Path, journal: BandJournal, card: ModelCard, cog: bool, out: Path,
+                   probs_path: Path | None) -> None:
+    """Write the journal's bands, in order, into the mask (and probabilities) GeoTIFF, then rename.
+
+    Always the same single pass from the stored bands, so the files are byte-identical
+    whether the bands came from one run, a resumed one or several ranks. The probabilities
+    are renamed before the mask, so a mask under its final name means done.
+    """
+    folder = journal.folder
+    for stale in folder.glob("*.tif"):  # left by a killed assembly
+        stale.unlink()
+    files = {"mask": (folder / "mask.tif", out, "MODE")}
+    if probs_path is not None:
+        files["probs"] = (folder / "probs.tif", probs_path, "AVERAGE")
+    writer = ClassMaskWriter(files["mask"][0], ds.width, ds.height, ds.crs, ds.transform,
+                             list(card.classes.names), list(card.classes.colors),
+                             files["probs"][0] if probs_path else None,
+                             tags={"RSSEG_SOURCE": scene.name, "RSSEG_VERSION": rsseg.__version__})
+    try:
+        for band in journal.bands:
+            arrays = journal.load(band)
+            writer.write(arrays["mask"], arrays.get("probs"))
+        writer.close()
+    except BaseException:
+        writer.abort()
+        raise
+    write_sidecar(out, class_mask_qml(card.classes.names, card.classes.colors))  # QGIS styles, before the mask
+    if probs_path is not None:
+        write_sidecar(probs_path, stretch_qml())
+    for name in ("probs", "mask"):
+        if name not in files:
+            continue
+        staged, final, resampling = files[name]
+        if cog:
+            cog_path = staged.with_suffix(".cog.tif")
+            to_cog(staged, cog_path, resampling)
+            staged = cog_path
+        os.replace(staged, final)

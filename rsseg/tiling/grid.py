@@ -51,7 +51,12 @@ class TileGrid:
         return len(self.row_starts) * len(self.col_starts)
 
     def __iter__(self) -> Iterator[Tile]:
-        for r, y in enumerate(self.row_starts):
+        return self.tiles(range(len(self.row_starts)))
+
+    def tiles(self, rows: range) -> Iterator[Tile]:
+        """The windows of grid rows ``rows``, row-major."""
+        for r in rows:
+            y = self.row_starts[r]
             h = min(self.tile_h, self.height - y)
             for x in self.col_starts:
                 yield Tile(r, y, x, h, min(self.tile_w, self.width - x))

@@ -22,12 +22,13 @@ from tqdm import tqdm
 
 from rsseg.data.patches import PatchDataset, pad_collate, read_dataset_info, worker_errors_as_one_line
 from rsseg.data.transforms import TrainAugment
+from rsseg.distributed import barrier, cleanup, init_distributed
 from rsseg.errors import RssegError
 from rsseg.io.atomic import atomic_output
 from rsseg.models import create_model, save_checkpoint
 from rsseg.models.encoders import TimmEncoder
 from rsseg.train.config import OptimConfig, TrainConfig
-from rsseg.train.distributed import ShardSampler, all_reduce_sum, barrier, cleanup, init_distributed
+from rsseg.train.distributed import ShardSampler, all_reduce_sum
 from rsseg.train.evaluation import confusion_over_loader
 from rsseg.train.losses import SegmentationLoss
 from rsseg.train.metrics import compute_metrics, format_table, metric_value
