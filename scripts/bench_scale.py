@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import glob
+import json
 import os
 import re
 import shutil
@@ -146,10 +147,15 @@ def main() -> None:
     bench_vectorize = ROOT / "scripts" / "bench_vectorize.py"
     if bench_vectorize.is_file():
         proc = subprocess.run([sys.executable, str(bench_vectorize), "--size", str(args.vectorize_size), "--objects",
-                               str(args.vectorize_size ** 2 // 2800), "--workdir", str(work / "vectorize")],
+                               str(args.vectorize_size ** 2 // 2800), "--workdir", str(work / "vectorize"), "--json"],
                               capture_output=True, text=True)
-        ratio = [line for line in proc.stdout.splitlines() if "peak RSS" in line and "/" in line]
-        print(f"\nvectorize memory ({args.vectorize_size}² mask): " + (ratio[-1] if ratio else proc.stdout[-500:]))
+        try:
+            r = json.loads(proc.stdout.strip().splitlines()[-1])
+            print(f"\nvectorize memory ({args.vectorize_size}² mask, background included): windowed "
+                  f"{r['windowed_peak_rss_mb']} MB / whole-array {r['whole_peak_rss_mb']} MB = "
+                  f"{r['memory_ratio']:.2f}x (target <= 0.25); equal output: {r['equal_output']}")
+        except (IndexError, ValueError, KeyError):
+            print(f"\nvectorize memory ratio: bench_vectorize.py failed: {(proc.stdout + proc.stderr)[-500:]}")
     else:
         print("\nvectorize memory ratio: scripts/bench_vectorize.py not found")
 

@@ -8,6 +8,7 @@ polygonises the whole array in one ``rasterio.features.shapes`` call and stitche
 
     python scripts/bench_vectorize.py --workdir /tmp/bench_vec
     python scripts/bench_vectorize.py --size 4096 --objects 6000   # quick
+    python scripts/bench_vectorize.py --json     # one JSON line (memory ratio etc.) for other scripts
 """
 
 from __future__ import annotations
@@ -92,6 +93,8 @@ def main() -> None:
     parser.add_argument("--objects", type=int, default=100_000)
     parser.add_argument("--classes", default="all", help="'all' or comma-separated ids, e.g. 1,2,3")
     parser.add_argument("--workdir", type=Path, default=Path("bench_vectorize_out"))
+    parser.add_argument("--json", action="store_true",
+                        help="print one JSON line (memory_ratio, peak RSS of each path, equal_output), not the table")
     parser.add_argument("--child", choices=["windowed", "whole"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     classes = None if args.classes == "all" else [int(c) for c in args.classes.split(",")]
@@ -113,6 +116,13 @@ def main() -> None:
         results[mode]["count"], results[mode]["area"] = summarise(args.workdir / f"{mode}.gpkg")
     same = results["windowed"]["count"] == results["whole"]["count"] and \
         abs(results["windowed"]["area"] - results["whole"]["area"]) <= 1e-9 * results["whole"]["area"]
+    w, h = results["windowed"], results["whole"]
+    if args.json:
+        print(json.dumps({"size": args.size, "objects": args.objects, "classes": args.classes, "equal_output": same,
+                          "polygons": w["polygons"], "memory_ratio": round(w["peak_rss_mb"] / h["peak_rss_mb"], 3),
+                          "windowed_peak_rss_mb": round(w["peak_rss_mb"]), "whole_peak_rss_mb": round(h["peak_rss_mb"]),
+                          "time_ratio": round(w["seconds"] / h["seconds"], 3)}))
+        return
     print(f"mask {args.size}x{args.size}, {args.objects} objects, classes {args.classes}; "
           f"equal output: {same}")
     print("| path | polygons | seconds | polygons/s | peak RSS (MB) |")
@@ -120,7 +130,6 @@ def main() -> None:
     for mode, r in results.items():
         print(f"| {mode} | {r['polygons']} | {r['seconds']:.1f} | {r['polygons'] / r['seconds']:,.0f} "
               f"| {r['peak_rss_mb']:.0f} |")
-    w, h = results["windowed"], results["whole"]
     print(f"windowed/whole: time {w['seconds'] / h['seconds']:.2f}x, "
           f"peak RSS {w['peak_rss_mb'] / h['peak_rss_mb']:.2f}x "
           f"(before the run: {w['import_rss_mb']:.0f} MB)")

@@ -237,3 +237,40 @@ def test_cli_summary_and_clear_errors(tmp_path, capsys):
         lines = captured.err.strip().splitlines()
         assert code == 1 and lines[-1].startswith("Error: ") and message in lines[-1]
     assert not (tmp_path / "a.gpkg").exists() and not (tmp_path / "c.gpkg").exists()
+
+
+def test_open_background_keeps_holes_compact_and_equals_whole_raster(tmp_path):
+    """A background region open across every strip, holed in every strip, is written from compact rings."""
+    from rsseg.vector.polygonize import polygonize_windows
+    from rsseg.vector.rings import OpenPart, RingPolygon
+
+    rng = np.random.default_rng(12)
+    mask = np.zeros((64, 48), np.uint8)
+    for y in range(1, 61, 5):
+        for x in range(1, 45, 5):
+            mask[y:y + rng.integers(1, 4), x:x + rng.integers(1, 4)] = rng.integers(1, 4)
+    mask[20, 20], mask[21, 21] = 2, 2  # holes touching each other diagonally
+    mask[30:39, 30:33] = 1  # a hole spanning two strips
+    src = write_mask(tmp_path / "m.tif", mask)
+
+    ref_geoms, ref_ids = whole_raster(mask, transform=Affine.identity())
+    (background,) = ref_geoms[ref_ids == 0]
+    with rasterio.open(src) as ds:
+        regions = list(polygonize_windows(ds, lambda d: d != NODATA, 8))
+    compact = [(g, c) for r in regions if r.compact for g, c in zip(r.geoms, r.class_ids)]
+    (region,) = [g for g, c in compact if c == 0]
+    assert isinstance(region, RingPolygon) and len(region.holes) >= 6  # one hole array per holed strip
+    assert all(h.coords.dtype == np.int32 for h in region.holes)
+    assert sum(map(len, region.holes)) + len(region.shell) - 1 == len(background.interiors)
+    assert region.area_px == background.area == int((mask == 0).sum())
+    rebuilt = shapely.from_wkb(region.wkb(lambda xy: xy))
+    assert rebuilt.is_valid and rebuilt.equals(background) and rebuilt.equals(region.to_polygon())
+
+    part = OpenPart.split(np.array([background]), np.array([0]), None)[0]
+    assert len(part.shell.interiors) == 0 and len(part.holes) == len(background.interiors) and part.valid
+
+    vectorize_mask(src, tmp_path / "o.gpkg", window_rows=8, progress=False)
+    out = gpd.read_file(tmp_path / "o.gpkg")
+    got = out.geometry.values[out.class_id.values == 0]
+    assert len(got) == 1 and got[0].is_valid and got[0].equals(whole_raster(mask)[0][ref_ids == 0][0])
+    assert out.area_m2[out.class_id == 0].item() == (mask == 0).sum() * 0.25

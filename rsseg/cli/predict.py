@@ -31,6 +31,9 @@ BARRIER_TIMEOUT = datetime.timedelta(hours=24)  # ranks wait for each other's sc
 @click.option("--input-scale", type=opt.POSITIVE_FLOAT, help="Divide raw values by this (default: the model's).")
 @click.option("--probs", is_flag=False, flag_value=FLAG,
               help="Also write per-class probabilities (uint8): PATH, or as a flag <stem>_probs.tif.")
+@click.option("--confidence", is_flag=False, flag_value=FLAG,
+              help="Also write confidence bands (uint8): top-class probability, margin, entropy, TTA disagreement; "
+                   "PATH, or as a flag <stem>_confidence.tif.")
 @click.option("--vector", is_flag=False, flag_value=FLAG,
               help="Also write polygons (gpkg/shp/geojson/fgb): PATH, or as a flag <stem>_polygons.gpkg "
                    "(with --out-dir also DIR/mosaic.gpkg, one layer over all scenes).")
@@ -42,13 +45,14 @@ BARRIER_TIMEOUT = datetime.timedelta(hours=24)  # ranks wait for each other's sc
 @opt.quiet
 def predict(scenes: tuple[str, ...], output: Path | None, out_dir: Path | None, checkpoint: Path | None,
             runtime: str, tile: int | None, overlap: float | None, stride: int | None, batch_size: int, tta: str,
-            bands: list[int] | None, input_scale: float | None, probs: str | None, vector: str | None, cog: bool,
-            device: str, threads: int | None, restart: bool, overwrite: bool, quiet: bool) -> None:
+            bands: list[int] | None, input_scale: float | None, probs: str | None, confidence: str | None,
+            vector: str | None, cog: bool, device: str, threads: int | None, restart: bool, overwrite: bool,
+            quiet: bool) -> None:
     """Segment SCENES window by window with overlap blending.
 
     SCENES are files (VRT mosaics included), folders, glob patterns or @LIST.txt files of
     paths. Each scene gets a class mask with its CRS and transform (nodata 255), a JSON record
-    beside it, and optionally probabilities and polygons. An interrupted run resumes from the
+    beside it, and optionally probabilities, confidence bands and polygons. An interrupted run resumes from the
     last finished band of rows when started again; under torchrun, ranks share the scenes
     (or the rows of fewer scenes than ranks).
     """
@@ -65,8 +69,8 @@ def predict(scenes: tuple[str, ...], output: Path | None, out_dir: Path | None, 
         raise click.UsageError(f"{len(paths)} scenes need --out-dir DIR")
     if out_dir is not None and output is not None:
         raise click.UsageError("give -o/--output (one scene) or --out-dir, not both")
-    if out_dir is not None and FLAG not in (probs or FLAG, vector or FLAG):
-        raise click.UsageError("with --out-dir, give --probs and --vector without a path")
+    if out_dir is not None and any(v not in (None, FLAG) for v in (probs, confidence, vector)):
+        raise click.UsageError("with --out-dir, give --probs, --confidence and --vector without a path")
     if len(paths) == 1 and out_dir is None and not paths[0].exists():
         raise RssegError(f"{paths[0]}: file not found")
     options = PredictOptions(tile=tile, overlap=0.5 if overlap is None else overlap, stride=stride,
@@ -84,11 +88,13 @@ def predict(scenes: tuple[str, ...], output: Path | None, out_dir: Path | None, 
 
     def names(scene: Path) -> SceneOutputs:
         if out_dir is not None:
-            return scene_outputs(scene, out_dir, probs=probs is not None, vector=vector is not None)
+            return scene_outputs(scene, out_dir, probs=probs is not None, vector=vector is not None,
+                                 confidence=confidence is not None)
         default = scene_outputs(scene, output.parent if output else Path.cwd(), probs=probs == FLAG,
-                                vector=vector == FLAG)
+                                vector=vector == FLAG, confidence=confidence == FLAG)
         return SceneOutputs(output or default.mask, default.probs or (Path(probs) if probs else None),
-                            default.vector or (Path(vector) if vector else None))
+                            default.vector or (Path(vector) if vector else None),
+                            default.confidence or (Path(confidence) if confidence else None))
 
     env, dev = init_distributed(device, backend="gloo", timeout=BARRIER_TIMEOUT)
     try:
@@ -100,6 +106,7 @@ def predict(scenes: tuple[str, ...], output: Path | None, out_dir: Path | None, 
 
         def predict_one(scene: Path, outputs: SceneOutputs, split) -> str | None:
             report = predict_scene(scene, outputs.mask, model, card, options, split=split, probs=outputs.probs,
+                                   confidence=outputs.confidence,
                                    device=str(dev), progress=options.progress and env.is_main,
                                    model_source=str(checkpoint))
             if split is not None and not env.is_main:

@@ -15,13 +15,17 @@ class RowBandBlender:
     :meth:`add` accumulates a window; :meth:`pop_until` returns the finished rows above a scene
     row and releases them. Live rows are moved back to the start
     of the buffers only when a window would run past their end, in place, without allocation.
+    ``extra`` channels after the classes (e.g. TTA disagreement) are blended alike but take no
+    part in choosing the class.
     """
 
-    def __init__(self, num_classes: int, width: int, capacity: int, device: torch.device, top: int = 0):
+    def __init__(self, num_classes: int, width: int, capacity: int, device: torch.device, top: int = 0,
+                 extra: int = 0):
         self.top = top
         self.offset = 0
         self.capacity = capacity
-        self.acc = torch.zeros(num_classes, capacity, width, device=device)
+        self.num_classes = num_classes
+        self.acc = torch.zeros(num_classes + extra, capacity, width, device=device)
         self.wsum = torch.zeros(capacity, width, device=device)
 
     def _compact(self) -> None:
@@ -36,7 +40,7 @@ class RowBandBlender:
         self.offset = 0
 
     def add(self, y: int, x: int, probs: torch.Tensor, weight: torch.Tensor) -> None:
-        """Add ``probs`` (K×h×w) with per-pixel ``weight`` (h×w) at scene position (y, x)."""
+        """Add ``probs`` (K(+extra)×h×w) with per-pixel ``weight`` (h×w) at scene position (y, x)."""
         h, w = weight.shape
         if y < self.top:
             raise RuntimeError(f"window at row {y} lies above rows already written (from {self.top})")
@@ -52,14 +56,15 @@ class RowBandBlender:
         """Release finished rows from ``top`` towards ``row``, at most one band's worth per call.
 
         Returns their class ids (n×W, nodata 255 where no weight fell) and, if asked,
-        probabilities (K×n×W). Call again while ``top < row``.
+        probabilities (K(+extra)×n×W). Call again while ``top < row``.
         """
         if self.offset == self.capacity:  # band empty: reuse it from the start
             self.offset = 0
         n = min(row - self.top, self.capacity - self.offset)
         rows = slice(self.offset, self.offset + n)
         wsum = self.wsum[rows]
-        classes = self.acc[:, rows].max(0).indices.to(torch.uint8)  # max(0) is ~5x faster than argmax(0)
+        # max(0) is ~5x faster than argmax(0)
+        classes = self.acc[:self.num_classes, rows].max(0).indices.to(torch.uint8)
         classes[wsum <= 0] = NODATA
         probs = self.acc[:, rows] / wsum.clamp_min(1e-12) if with_probs else None
         classes = classes.cpu()

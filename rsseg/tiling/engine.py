@@ -36,6 +36,7 @@ from rsseg.io.raster import (
 )
 from rsseg.models.checkpoint import ModelCard
 from rsseg.tiling.blend import RowBandBlender
+from rsseg.tiling.confidence import band_names, confidence_bands, view_disagreement
 from rsseg.tiling.distributed import contiguous_share
 from rsseg.tiling.grid import Tile, TileGrid
 from rsseg.tiling.journal import BAND_ROWS, Band, BandJournal, journal_key, model_digest, run_key
@@ -72,6 +73,7 @@ class PredictReport:
     key: str = ""  # hash of the model and every option that changes the result
     resumed_row: int | None = None  # first row computed when a journal was resumed
     skipped: bool = False  # finished earlier with the same key: nothing redone
+    confidence: str | None = None
     rsseg_version: str = rsseg.__version__
 
     @property
@@ -179,10 +181,14 @@ def _prefetch(it: Iterator[_Batch]) -> Iterator[_Batch]:
 
 
 class _Predictor:
-    """Normalises raw windows, runs the model (with TTA) and returns softmax probabilities."""
+    """Normalises raw windows, runs the model (with TTA) and returns softmax probabilities.
+
+    With ``disagreement`` (and TTA) one channel follows the K probabilities: the share of
+    augmented views whose top class differs from that of their average.
+    """
 
     def __init__(self, model: torch.nn.Module, card: ModelCard, scale: float, device: torch.device,
-                 tta: str, square: bool, amp: bool):
+                 tta: str, square: bool, amp: bool, disagreement: bool = False):
         self.model, self.device = model, device
         mean = torch.tensor(card.input.mean, device=device).view(1, -1, 1, 1)
         std = torch.tensor(card.input.std, device=device).view(1, -1, 1, 1)
@@ -191,6 +197,7 @@ class _Predictor:
             self.views = tta_transforms(tta, square)
         except ValueError as err:
             raise OptionError("tta", tta, str(err)) from None
+        self.disagreement = disagreement and len(self.views) > 1
         self.amp = amp and device.type == "cuda"
         self.calls = 0
         self.seconds = 0.0  # the model's own forward time
@@ -212,7 +219,11 @@ class _Predictor:
         if not valid.all():
             x = x * torch.from_numpy(valid).to(self.device)[:, None]  # invalid pixels -> band mean
         with torch.inference_mode(), torch.autocast("cuda", enabled=self.amp):
-            return tta_probs(self._forward, x, self.views)
+            view_classes: list[torch.Tensor] | None = [] if self.disagreement else None
+            probs = tta_probs(self._forward, x, self.views, view_classes)
+            if view_classes:
+                probs = torch.cat([probs, view_disagreement(view_classes, probs)[:, None]], 1)
+            return probs
 
 
 @dataclass(frozen=True)
@@ -227,6 +238,9 @@ class PredictOptions:
         tta: test-time augmentation, one of :data:`rsseg.tiling.tta.TTA_MODES`.
         bands: 1-based scene bands feeding the model (``None``: the card's, else the first ones).
         probs: also write per-class probabilities (uint8, p·255) to this GeoTIFF.
+        confidence: also write confidence bands (uint8, value·255) to this GeoTIFF, in the
+            same pass: top-class probability, margin, entropy and, with TTA, the views'
+            disagreement (:mod:`rsseg.tiling.confidence`).
         cog: write Cloud-Optimized GeoTIFFs.
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
         overwrite: replace existing outputs.
@@ -248,6 +262,7 @@ class PredictOptions:
     tta: str = "none"
     bands: tuple[int, ...] | None = None
     probs: str | Path | None = None
+    confidence: str | Path | None = None
     cog: bool = False
     device: str = "auto"
     overwrite: bool = False
@@ -304,9 +319,11 @@ def _predict(scene: Path, out: Path, model: torch.nn.Module, card: ModelCard, op
              dev: torch.device, env: DistEnv) -> PredictReport:
     started = time.perf_counter()
     probs_path = Path(opts.probs) if opts.probs else None
+    confidence_path = Path(opts.confidence) if opts.confidence else None
     record_path = out.with_suffix(".json")
     tile = opts.tile or card.tile_size
-    outputs = [p for p in (out, probs_path, record_path if opts.record else None) if p is not None]
+    outputs = [p for p in (out, probs_path, confidence_path, record_path if opts.record else None) if p is not None]
+    extra = {name: path for name, path in (("probs", probs_path), ("confidence", confidence_path)) if path}
 
     with contextlib.ExitStack() as stack:
         stack.enter_context(bounded_gdal_cache())
@@ -321,11 +338,11 @@ def _predict(scene: Path, out: Path, model: torch.nn.Module, card: ModelCard, op
             raise OptionError("stride", step, f"larger than the tile ({tile}) would leave gaps")
         grid = TileGrid.build(ds.height, ds.width, tile_h, tile_w, min(step, tile_h), min(step, tile_w))
         predictor = _Predictor(model.to(dev).eval(), card, plan.input_scale, dev, opts.tta, tile_h == tile_w,
-                               opts.amp)
+                               opts.amp, disagreement=confidence_path is not None)
         key = run_key(scene=str(scene.resolve()), size=scene.stat().st_size, mtime=scene.stat().st_mtime_ns,
                       model=model_digest(model), card=asdict(card), tile=(tile_h, tile_w), stride=grid_stride(grid),
                       batch_size=opts.batch_size, tta=opts.tta, bands=plan.bands, input_scale=plan.input_scale,
-                      outputs=["mask", "probs"] if probs_path else ["mask"], device=dev.type, amp=predictor.amp,
+                      outputs=["mask", *extra], device=dev.type, amp=predictor.amp,
                       band_rows=opts.band_rows, version=rsseg.__version__)
         if opts.record and not opts.overwrite and finished_earlier(record_path, key, outputs):
             earlier = json.loads(record_path.read_text())
@@ -339,7 +356,8 @@ def _predict(scene: Path, out: Path, model: torch.nn.Module, card: ModelCard, op
                                (tile_h, tile_w), grid_stride(grid), opts.batch_size, opts.tta, plan.bands,
                                str(dev), windows=len(grid), key=key,
                                model={"source": opts.model_source, **card.arch,
-                                      "class_names": list(card.classes.names)})
+                                      "class_names": list(card.classes.names)},
+                               confidence=str(confidence_path) if confidence_path else None)
         if dev.type == "cuda":
             torch.cuda.reset_peak_memory_stats(dev)
 
@@ -348,7 +366,7 @@ def _predict(scene: Path, out: Path, model: torch.nn.Module, card: ModelCard, op
             barrier()
         try:
             compute = functools.partial(_compute_bands, ds, plan.bands, grid, opts.batch_size, predictor,
-                                        card.num_classes, dev, probs_path is not None, report)
+                                        card.num_classes, dev, set(extra), report)
             share = journal.bands[contiguous_share(len(journal.bands), env.rank, env.world_size)] \
                 if env.enabled else journal.bands
             done = sum(journal.done(b) for b in share)
@@ -367,7 +385,7 @@ def _predict(scene: Path, out: Path, model: torch.nn.Module, card: ModelCard, op
             if env.enabled:
                 barrier()  # every band is in the journal
             if env.is_main:
-                _write_outputs(ds, scene, journal, card, opts.cog, out, probs_path)
+                _write_outputs(ds, scene, journal, card, opts.cog, out, extra, band_names(predictor.disagreement))
         except Exception:
             if env.is_main:
                 journal.remove()
@@ -426,33 +444,37 @@ def _missing_runs(journal: BandJournal, bands: list[Band]) -> list[list[Band]]:
 
 
 def _compute_bands(ds, bands: list[int], grid: TileGrid, batch_size: int, predictor: _Predictor, num_classes: int,
-                   dev: torch.device, with_probs: bool, report: PredictReport, run: list[Band], bar: tqdm
+                   dev: torch.device, extra: set[str], report: PredictReport, run: list[Band], bar: tqdm
                    ) -> Iterator[tuple[Band, dict[str, np.ndarray]]]:
-    """The arrays of consecutive bands ``run``, gathered from the finished rows as they come."""
-    pending: list[tuple[np.ndarray, np.ndarray | None]] = []
+    """The arrays of consecutive bands ``run``, gathered from the finished rows as they come.
+
+    ``mask`` (n×W class ids) and the ``extra`` outputs asked for (``probs``, ``confidence``:
+    C×n×W, quantised to uint8).
+    """
+    pending: list[dict[str, np.ndarray]] = []
     it = iter(run)
     band = next(it)
     filled = 0
-    for classes, probs in _predict_rows(ds, bands, grid, batch_size, predictor, num_classes, dev, with_probs,
-                                        report, bar, run[0].y0, run[-1].y1):
-        while classes.shape[0]:
-            n = min(classes.shape[0], band.y1 - band.y0 - filled)
-            pending.append((classes[:n], probs[:, :n] if probs is not None else None))
-            classes, probs = classes[n:], probs[:, n:] if probs is not None else None
+    for pieces in _predict_rows(ds, bands, grid, batch_size, predictor, num_classes, dev, extra, report, bar,
+                                run[0].y0, run[-1].y1):
+        while pieces["mask"].shape[1]:
+            n = min(pieces["mask"].shape[1], band.y1 - band.y0 - filled)
+            pending.append({name: a[:, :n] for name, a in pieces.items()})
+            pieces = {name: a[:, n:] for name, a in pieces.items()}
             filled += n
             if filled == band.y1 - band.y0:
-                arrays = {"mask": np.concatenate([c for c, _ in pending])}
-                if with_probs:
-                    arrays["probs"] = quantize_probs(np.concatenate([p for _, p in pending], 1))
+                arrays = {name: np.concatenate([p[name] for p in pending], 1) for name in pieces}
+                arrays = {name: a[0] if name == "mask" else quantize_probs(a) for name, a in arrays.items()}
                 yield band, arrays
                 pending, filled = [], 0
                 band = next(it, None)
 
 
 def _predict_rows(ds, bands: list[int], grid: TileGrid, batch_size: int, predictor: _Predictor, num_classes: int,
-                  dev: torch.device, with_probs: bool, report: PredictReport, bar: tqdm, start: int, stop: int
-                  ) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
-    """Scene rows ``[start, stop)`` in order, as (classes n×W, probabilities K×n×W or None) pieces.
+                  dev: torch.device, extra: set[str], report: PredictReport, bar: tqdm, start: int, stop: int
+                  ) -> Iterator[dict[str, np.ndarray]]:
+    """Scene rows ``[start, stop)`` in order, as pieces: ``mask`` (class ids 1×n×W) and the ``extra``
+    outputs asked for, ``probs`` (K×n×W) and ``confidence`` (C×n×W, :mod:`rsseg.tiling.confidence`).
 
     Only the windows touching those rows are run (the halo above ``start`` included); rows
     of the halo, which lack the windows further up, are blended but never returned.
@@ -462,7 +484,8 @@ def _predict_rows(ds, bands: list[int], grid: TileGrid, batch_size: int, predict
     tiles = list(grid.tiles(rows))
     stride_y = grid_stride(grid)[0]
     capacity = min(grid.height, grid.tile_h + (group - 1) * stride_y)
-    blender = RowBandBlender(num_classes, grid.width, capacity, dev, top=grid.row_starts[rows.start])
+    blender = RowBandBlender(num_classes, grid.width, capacity, dev, top=grid.row_starts[rows.start],
+                             extra=int(predictor.disagreement))
     weight = blend_window(grid.tile_h, grid.tile_w).to(dev)
     run_before = report.windows_run
     done = 0
@@ -483,44 +506,50 @@ def _predict_rows(ds, bands: list[int], grid: TileGrid, batch_size: int, predict
         end = min(grid.final_rows_after(finished_row), stop) if finished_row >= rows.start else blender.top
         while blender.top < end:
             y0 = blender.top
-            p, classes = blender.pop_until(end, with_probs)
+            p, classes = blender.pop_until(end, bool(extra))
             cut = max(0, start - y0)
             if cut < classes.shape[0]:
-                yield classes[cut:].numpy(), p[:, cut:].numpy() if p is not None else None
+                pieces = {"mask": classes[None, cut:]}
+                if "probs" in extra:
+                    pieces["probs"] = p[:num_classes, cut:]
+                if "confidence" in extra:
+                    pieces["confidence"] = confidence_bands(p[:num_classes, cut:], p[num_classes, cut:]
+                                                            if predictor.disagreement else None)
+                yield {name: a.numpy() for name, a in pieces.items()}
         bar.update(batch.consumed - done)
         done = batch.consumed
 
 
 def _write_outputs(ds, scene: Path, journal: BandJournal, card: ModelCard, cog: bool, out: Path,
-                   probs_path: Path | None) -> None:
-    """Write the journal's bands, in order, into the mask (and probabilities) GeoTIFF, then rename.
+                   extra: dict[str, Path], confidence_bands: list[str]) -> None:
+    """Write the journal's bands, in order, into the mask (and ``extra``: probabilities, confidence) GeoTIFFs.
 
     Always the same single pass from the stored bands, so the files are byte-identical
-    whether the bands came from one run, a resumed one or several ranks. The probabilities
+    whether the bands came from one run, a resumed one or several ranks. The other outputs
     are renamed before the mask, so a mask under its final name means done.
     """
     folder = journal.folder
     for stale in folder.glob("*.tif"):  # left by a killed assembly
         stale.unlink()
     files = {"mask": (folder / "mask.tif", out, "MODE")}
-    if probs_path is not None:
-        files["probs"] = (folder / "probs.tif", probs_path, "AVERAGE")
+    files.update({name: (folder / f"{name}.tif", path, "AVERAGE") for name, path in extra.items()})
+    staged = {name: files[name][0] if name in files else None for name in ("probs", "confidence")}
     writer = ClassMaskWriter(files["mask"][0], ds.width, ds.height, ds.crs, ds.transform,
-                             list(card.classes.names), list(card.classes.colors),
-                             files["probs"][0] if probs_path else None,
-                             tags={"RSSEG_SOURCE": scene.name, "RSSEG_VERSION": rsseg.__version__})
+                             list(card.classes.names), list(card.classes.colors), staged["probs"],
+                             tags={"RSSEG_SOURCE": scene.name, "RSSEG_VERSION": rsseg.__version__},
+                             confidence_path=staged["confidence"], confidence_bands=confidence_bands)
     try:
         for band in journal.bands:
             arrays = journal.load(band)
-            writer.write(arrays["mask"], arrays.get("probs"))
+            writer.write(arrays["mask"], arrays.get("probs"), arrays.get("confidence"))
         writer.close()
     except BaseException:
         writer.abort()
         raise
     write_sidecar(out, class_mask_qml(card.classes.names, card.classes.colors))  # QGIS styles, before the mask
-    if probs_path is not None:
-        write_sidecar(probs_path, stretch_qml())
-    for name in ("probs", "mask"):
+    for path in extra.values():  # probabilities and confidence: uint8, value·255
+        write_sidecar(path, stretch_qml())
+    for name in ("probs", "confidence", "mask"):
         if name not in files:
             continue
         staged, final, resampling = files[name]

@@ -38,14 +38,18 @@ def tta_transforms(mode: str, square: bool) -> list[tuple[Transform, Transform]]
 
 
 def tta_probs(forward: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
-              views: list[tuple[Transform, Transform]]) -> torch.Tensor:
+              views: list[tuple[Transform, Transform]],
+              view_classes: list[torch.Tensor] | None = None) -> torch.Tensor:
     """Softmax probabilities B×K×H×W of ``forward`` (images to logits) averaged over the TTA ``views``.
 
     ``views`` come from :func:`tta_transforms`; every view's logits are inverted before averaging.
+    Each view's own top classes (B×H×W uint8) are appended to ``view_classes`` when it is given.
     """
     total = None
     for to_view, from_view in views:
         probs = from_view(torch.softmax(forward(to_view(x)).float(), 1))
+        if view_classes is not None:
+            view_classes.append(probs.argmax(1).to(torch.uint8))
         total = probs if total is None else total.add_(probs)
     assert total is not None, "no TTA views"
     return total / len(views) if len(views) > 1 else total

@@ -4,9 +4,11 @@ The raster is read in full-width strips of rows. Each strip is polygonised with
 ``rasterio.features.shapes`` (4-connectivity, in pixel coordinates: x = column, y = row).
 Polygons that touch a strip edge stay *open*; a union-find over the pixel pairs facing each
 other across the edge (same column, same class) joins the parts of one region, and a region
-is closed, unioned and handed on as soon as none of its parts touches the newest strip's
-bottom edge. Memory is bounded by one strip plus the open regions. Diagonal contacts are not
-4-adjacent, so they never join regions, windowed or whole.
+is closed, merged and handed on as soon as none of its parts touches the newest strip's
+bottom edge. Open parts keep their holes as compact coordinate arrays (``rings``), so
+memory is bounded by one strip plus the open regions' vertices at 8 bytes each, even for a
+background region with tens of thousands of holes. Diagonal contacts are not 4-adjacent, so
+they never join regions, windowed or whole.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from rasterio.io import DatasetReader
 from rasterio.windows import Window
 
 from rsseg.errors import RssegError
+from rsseg.vector.rings import OpenPart, RingPolygon, merge
 
 SHAPES_DTYPES = ("uint8", "uint16", "int16", "int32")
 
@@ -32,13 +35,19 @@ SHAPES_DTYPES = ("uint8", "uint16", "int16", "int32")
 class Regions:
     """Finished regions: polygons in pixel coordinates, their classes and probability sums.
 
-    ``prob_sum`` is the sum over each region's pixels of its class probability (0..255 scale),
-    ``None`` without a probability raster. Pixel counts are the polygons' areas.
+    ``geoms`` holds shapely polygons, or (``compact``) :class:`RingPolygon` s for regions
+    merged from open parts. ``prob_sum`` is the sum over each region's pixels of its class
+    probability (0..255 scale), ``None`` without a probability raster. Pixel counts are the
+    polygons' areas.
     """
 
     geoms: np.ndarray
     class_ids: np.ndarray
     prob_sum: np.ndarray | None
+
+    @property
+    def compact(self) -> bool:
+        return bool(len(self.geoms)) and isinstance(self.geoms[0], RingPolygon)
 
 
 class UnionFind:
@@ -85,17 +94,6 @@ def polygons_from_rings(rings: list[list[list[tuple[float, float]]]]) -> np.ndar
     linear = shapely.linearrings(coords, indices=np.repeat(np.arange(len(flat)), lengths))
     owner = np.repeat(np.arange(len(rings)), [len(r) for r in rings])
     return shapely.polygons(linear, indices=owner)
-
-
-def stitch(parts: list[shapely.Polygon]) -> shapely.Polygon:
-    """One region from its parts in several strips, which meet only along strip edges.
-
-    Holes never reach a strip edge, so every part's holes are holes of the region: only the
-    shells need a (cheap) union, and the parts' holes are added back to it.
-    """
-    shell = shapely.union_all(shapely.polygons(shapely.get_exterior_ring(parts)))
-    holes = list(shell.interiors) + [ring for part in parts for ring in part.interiors]
-    return shapely.Polygon(shell.exterior, holes)
 
 
 def edge_labels(geoms: np.ndarray, ids: np.ndarray, y: float, width: int) -> np.ndarray:
@@ -148,9 +146,7 @@ def polygonize_windows(ds: DatasetReader, valid: Callable[[np.ndarray], np.ndarr
     """
     height, width = ds.height, ds.width
     uf = UnionFind()
-    parts: dict[int, shapely.Polygon] = {}
-    part_class: dict[int, int] = {}
-    part_prob: dict[int, float] = {}
+    parts: dict[int, OpenPart] = {}
     prev_labels = prev_values = None
     next_id = 0
     for row0 in range(0, height, window_rows):
@@ -169,10 +165,8 @@ def polygonize_windows(ds: DatasetReader, valid: Callable[[np.ndarray], np.ndarr
         ids = np.full(len(geoms), -1, dtype=np.int64)
         ids[~inner] = np.arange(next_id, next_id + int((~inner).sum()))
         next_id += int((~inner).sum())
-        for k in np.flatnonzero(~inner):
-            parts[int(ids[k])] = geoms[k]
-            part_class[int(ids[k])] = int(values[k])
-            part_prob[int(ids[k])] = 0.0 if sums is None else float(sums[k])
+        parts.update(zip(ids[~inner].tolist(), OpenPart.split(geoms[~inner], values[~inner],
+                                                              None if sums is None else sums[~inner])))
         if prev_labels is not None:
             top_labels = edge_labels(geoms[top], ids[top], row0, width)
             join = (prev_labels >= 0) & (top_labels >= 0) & (prev_values == data[0])
@@ -187,17 +181,17 @@ def polygonize_windows(ds: DatasetReader, valid: Callable[[np.ndarray], np.ndarr
             root = uf.find(i)
             if root not in still_open:
                 closing[root].append(i)
-        if closing:
-            finished.append(Regions(
-                np.array([stitch([parts[i] for i in members]) if len(members) > 1
-                          else parts[members[0]] for members in closing.values()], dtype=object),
-                np.array([part_class[members[0]] for members in closing.values()], dtype=np.int64),
-                None if probs is None else
-                np.array([sum(part_prob[i] for i in members) for members in closing.values()])))
-            for members in closing.values():
-                uf.forget(members)
-                for i in members:
-                    del parts[i], part_class[i], part_prob[i]
+        merged = []
+        for members in closing.values():
+            region = [parts.pop(i) for i in members]
+            uf.forget(members)
+            merged.append((merge(region), region[0].class_id, sum(p.prob_sum for p in region)))
+        for compact in (False, True):
+            chosen = [m for m in merged if isinstance(m[0], RingPolygon) == compact]
+            if chosen:
+                geoms, class_ids, prob_sums = zip(*chosen)
+                finished.append(Regions(np.array(geoms, dtype=object), np.array(class_ids, dtype=np.int64),
+                                        None if probs is None else np.array(prob_sums)))
         for batch in finished:
             if len(batch.geoms):
                 yield batch

@@ -55,20 +55,29 @@ class Georef:
     def area_field(self) -> str:
         return f"area_{self.area_unit}"
 
+    def map_xy(self, xy: np.ndarray) -> np.ndarray:
+        """Pixel coordinates (N×2) in the output CRS."""
+        t = self.transform
+        return xy @ np.array([[t.a, t.d], [t.b, t.e]]) + np.array([t.c, t.f])
+
     def to_map(self, geoms: np.ndarray) -> np.ndarray:
         """Pixel-coordinate geometries in the output CRS."""
-        t = self.transform
-        matrix = np.array([[t.a, t.d], [t.b, t.e]])
-        offset = np.array([t.c, t.f])
-        return shapely.transform(geoms, lambda xy: xy @ matrix + offset)
+        return shapely.transform(geoms, self.map_xy)
+
+    def _equal_area_xy(self, xy: np.ndarray) -> np.ndarray:
+        return np.column_stack(self.equal_area.transform(xy[:, 0], xy[:, 1]))
 
     def areas(self, pixel_geoms: np.ndarray) -> np.ndarray:
-        """Areas of pixel-coordinate regions in ``area_unit``."""
+        """Areas of pixel-coordinate regions (shapely polygons) in ``area_unit``."""
         if self.equal_area is None:
             return shapely.area(pixel_geoms) * self.unit_area
-        projected = shapely.transform(self.to_map(pixel_geoms), lambda xy: np.column_stack(
-            self.equal_area.transform(xy[:, 0], xy[:, 1])))
-        return shapely.area(projected)
+        return shapely.area(shapely.transform(self.to_map(pixel_geoms), self._equal_area_xy))
+
+    def ring_areas(self, polygons: np.ndarray) -> np.ndarray:
+        """Areas of compact pixel-coordinate regions (:class:`RingPolygon`) in ``area_unit``."""
+        if self.equal_area is None:
+            return np.array([p.area_px for p in polygons]) * self.unit_area
+        return np.array([p.area(lambda xy: self._equal_area_xy(self.map_xy(xy))) for p in polygons])
 
 
 @dataclass

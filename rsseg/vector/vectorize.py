@@ -52,7 +52,7 @@ class VectorizeSummary:
 
 @dataclass
 class _Pending:
-    """Finished polygons waiting to be written (map coordinates, or pixel ones when simplifying)."""
+    """Finished polygons waiting to be written: WKB in map coordinates, or pixel geometries to simplify."""
 
     geoms: list[np.ndarray] = field(default_factory=list)
     class_ids: list[np.ndarray] = field(default_factory=list)
@@ -63,15 +63,31 @@ class _Pending:
         return sum(len(g) for g in self.geoms)
 
     def add(self, regions: Regions, georef: Georef, min_area: float | None, keep_pixels: bool) -> int:
-        """Queue valid regions of at least ``min_area``; return how many were too small."""
-        geoms = valid_polygons(regions.geoms)
-        area = georef.areas(geoms)
+        """Queue valid regions of at least ``min_area``; return how many were too small.
+
+        Compact regions (merged from open parts, valid by construction) go straight to WKB,
+        never building a GEOS geometry, unless they are kept in pixels for simplification.
+        """
+        geoms = regions.geoms
+        if regions.compact and keep_pixels:
+            geoms = np.array([g.to_polygon() for g in geoms], dtype=object)
+        if regions.compact and not keep_pixels:
+            area, pixels = georef.ring_areas(geoms), np.array([g.area_px for g in geoms])
+        else:
+            geoms = valid_polygons(geoms)
+            area, pixels = georef.areas(geoms), None
         keep = area >= min_area * (1 - 1e-9) if min_area else np.ones(len(geoms), dtype=bool)
-        self.geoms.append(geoms[keep] if keep_pixels else georef.to_map(geoms[keep]))
+        if keep_pixels:
+            self.geoms.append(geoms[keep])
+        elif pixels is not None:
+            self.geoms.append(np.array([g.wkb(georef.map_xy) for g in geoms[keep]], dtype=object))
+        else:
+            self.geoms.append(shapely.to_wkb(georef.to_map(geoms[keep])))
         self.class_ids.append(regions.class_ids[keep])
         self.areas.append(area[keep])
         if regions.prob_sum is not None:
-            self.mean_prob.append(regions.prob_sum[keep] / shapely.area(geoms[keep]) / 255.0)
+            pixels = shapely.area(geoms[keep]) if pixels is None else pixels[keep]
+            self.mean_prob.append(regions.prob_sum[keep] / pixels / 255.0)
         return int((~keep).sum())
 
     def take(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
@@ -91,7 +107,7 @@ class _Layers:
         self.counts: Counter[int] = Counter()
         self.areas: Counter[int] = Counter()
 
-    def write(self, geoms: np.ndarray, class_ids: np.ndarray, areas: np.ndarray, mean_prob: np.ndarray | None) -> None:
+    def write(self, wkb: np.ndarray, class_ids: np.ndarray, areas: np.ndarray, mean_prob: np.ndarray | None) -> None:
         uniq, inverse = np.unique(class_ids, return_inverse=True)
         columns = {"class_id": class_ids.astype(np.int32),
                    "class_name": np.array([self.src.name(int(c)) for c in uniq], dtype=object)[inverse],
@@ -104,7 +120,7 @@ class _Layers:
         groups = [(self.src.name(int(c)), inverse == k) for k, c in enumerate(uniq)] if self.per_class else \
             [(self.layer, slice(None))]
         for layer, rows in groups:
-            self.writer.write(layer, geoms[rows], {f: v[rows] for f, v in columns.items()})
+            self.writer.write(layer, wkb[rows], {f: v[rows] for f, v in columns.items()})
 
     def add_empty(self) -> None:
         """Create the layers that received no polygon, so that every expected layer exists."""
@@ -161,12 +177,13 @@ def vectorize_mask(mask_path: str | os.PathLike, out_path: str | os.PathLike, *,
         pending, removed = _Pending(), 0
         for regions in polygonize_windows(src.ds, src.valid, rows, probs, bar.update):
             removed += pending.add(regions, georef, min_area, keep_pixels=simplify is not None)
+            del regions  # a compact region's rings are not needed while its WKB is written
             if simplify is None and len(pending) >= CHUNK_FEATURES:
                 layers.write(*pending.take())
         if len(pending):
             geoms, class_ids, areas, mean_prob = pending.take()
             if simplify is not None:
-                geoms = simplify_coverage(geoms, georef, simplify)
+                geoms = shapely.to_wkb(simplify_coverage(geoms, georef, simplify))
             layers.write(geoms, class_ids, areas, mean_prob)
         layers.add_empty()
         if src.colors:

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Iterator
 
 import numpy as np
-import shapely
 from pyogrio.raw import write
 
 from rsseg.errors import RssegError
@@ -49,13 +48,13 @@ class LayerWriter:
         self.path, self.fmt, self.crs_wkt, self.fields = tmp_path, fmt, crs_wkt, fields
         self.written: set[str] = set()
 
-    def write(self, layer: str, geoms: np.ndarray, columns: dict[str, np.ndarray]) -> None:
-        """Append polygons (already in the output CRS) and their attribute columns to ``layer``."""
-        if layer in self.written and not len(geoms):
+    def write(self, layer: str, wkb: np.ndarray, columns: dict[str, np.ndarray]) -> None:
+        """Append polygons (WKB, already in the output CRS) and their attribute columns to ``layer``."""
+        if layer in self.written and not len(wkb):
             return
         with warnings.catch_warnings():  # a mask without CRS was already reported by the caller
             warnings.filterwarnings("ignore", message="'crs' was not provided")
-            write(str(self.path), shapely.to_wkb(geoms), [columns[f] for f in self.fields], self.fields,
+            write(str(self.path), wkb, [columns[f] for f in self.fields], self.fields,
                   layer=None if self.fmt == "shp" else layer, driver=DRIVERS[self.fmt], geometry_type="Polygon",
                   crs=self.crs_wkt, encoding="UTF-8" if self.fmt == "shp" else None, append=layer in self.written)
         self.written.add(layer)
