@@ -2,9 +2,26 @@
 
 from __future__ import annotations
 
+GENERIC = ("see previous exception", "read or write failed", "read failed", "write failed")
+
 
 class RssegError(Exception):
     """A user-facing error: the message names the file and what is wrong with it."""
+
+
+def reason(err: BaseException, limit: int = 160) -> str:
+    """The most telling one-line cause of ``err``: GDAL's own message rather than rasterio's
+    "Read failed. See previous exception for details." (followed through ``__cause__``/``__context__``)."""
+    seen: set[int] = set()
+    lines = []
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        text = str(err).strip()
+        if text:
+            lines.append(text.splitlines()[0])
+        err = err.__cause__ or err.__context__
+    specific = [line for line in lines if not any(g in line.lower() for g in GENERIC)]
+    return (specific[-1] if specific else lines[0] if lines else "unknown error")[:limit]
 
 
 class OptionError(RssegError):

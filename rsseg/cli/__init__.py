@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import importlib
+import logging
 import sys
+import warnings
 
 import click
 
 from rsseg import __version__
 from rsseg.errors import OptionError, RssegError
+from rsseg.interrupts import Terminated, install_stop_handlers
 
 # command name -> "module:attribute"
 COMMANDS = {
@@ -41,13 +44,39 @@ def cli() -> None:
     """rsseg: semantic segmentation of very large remote-sensing scenes."""
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
+    """Warnings as one ``Warning: ...`` line (no file, line number or category)."""
+    click.echo(f"Warning: {str(message).strip().splitlines()[0] if str(message).strip() else category.__name__}",
+               err=True)
+
+
+def _one_line_warnings() -> None:
+    """Route Python warnings and GDAL/pyogrio log records to one-line ``Warning:`` messages."""
+    warnings.showwarning = _show_warning
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("Warning: %(message)s"))
+    for name in ("rasterio", "pyogrio", "fiona"):
+        logger = logging.getLogger(name)
+        if not logger.handlers:
+            logger.addHandler(handler)
+            logger.propagate = False
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: user errors become one line on stderr and exit code 1."""
+    """Entry point: user errors become one line on stderr and exit code 1.
+
+    SIGTERM and SIGHUP unwind like Ctrl-C (removing unfinished outputs), then exit 143 / 129.
+    """
+    install_stop_handlers()
+    _one_line_warnings()
     try:
         cli.main(args=argv, prog_name="rsseg", standalone_mode=False)
     except click.exceptions.Abort:
-        click.echo("Aborted.", err=True)
+        click.echo("Aborted; unfinished outputs removed.", err=True)
         sys.exit(130)
+    except Terminated as stop:
+        click.echo(f"Stopped by {stop}; unfinished outputs removed.", err=True)
+        sys.exit(stop.exit_code)
     except click.ClickException as err:  # usage errors too: one line, like every other error
         click.echo(f"Error: {err.format_message()}", err=True)
         sys.exit(err.exit_code)

@@ -35,7 +35,8 @@ def evaluate(checkpoint: Path, data: Path | None, split: str, scenes: tuple[Path
     """
     from rsseg.device import resolve_device
     from rsseg.errors import RssegError
-    from rsseg.io.atomic import atomic_output, check_output
+    from rsseg.io.atomic import atomic_output
+    from rsseg.io.outputs import check_outputs
     from rsseg.models import load_checkpoint
     from rsseg.train.evaluation import evaluate_patches, evaluate_scene
     from rsseg.train.metrics import ConfusionMatrix, compute_metrics, format_table
@@ -45,7 +46,7 @@ def evaluate(checkpoint: Path, data: Path | None, split: str, scenes: tuple[Path
     if len(scenes) != len(labels):
         raise RssegError(f"{checkpoint}: one --labels per --scene ({len(scenes)} scenes, {len(labels)} labels)")
     json_path = output or checkpoint.with_name(f"{checkpoint.stem}_eval.json")
-    check_output(json_path, overwrite)
+    check_outputs({"--json": json_path}, [checkpoint, *scenes, *labels], overwrite)
     dev = resolve_device(device)
     model, card = load_checkpoint(checkpoint, dev)
     unpredicted = 0

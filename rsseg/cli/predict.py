@@ -15,6 +15,26 @@ from rsseg.errors import RssegError
 BARRIER_TIMEOUT = datetime.timedelta(hours=24)  # ranks wait for each other's scenes, however long
 
 
+def check_predict_outputs(scene: Path, checkpoint: Path, out: Path, probs: Path | None, vector: Path | None,
+                          overwrite: bool) -> None:
+    """The outputs of a one-scene ``predict`` checked before the model is even loaded (see
+    :func:`check_outputs`). Existing masks are left to the engine, which skips a finished
+    identical run and resumes a killed one; polygons are written last, so they are checked here."""
+    from rsseg.io.outputs import check_outputs, run_record_path
+    from rsseg.io.raster import open_raster, require_map_grid
+    from rsseg.vector.write import resolve_format
+
+    if vector is not None:
+        resolve_format(vector, None)
+    check_outputs({"-o": out, "--probs": probs, "the run record": run_record_path(out), "--vector": vector},
+                  [scene, checkpoint], overwrite=True)
+    if vector is not None and vector.exists() and not overwrite and not out.exists():
+        raise RssegError(f"{vector}: output exists (use --overwrite to replace it)")
+    if vector is not None:
+        with open_raster(scene) as ds:
+            require_map_grid(ds, scene, "--vector polygons")
+
+
 @click.command()
 @click.argument("scenes", nargs=-1, required=True)
 @opt.output("Class mask GeoTIFF of a single scene (default: SCENE-STEM_mask.tif in the current folder).")
@@ -58,7 +78,6 @@ def predict(scenes: tuple[str, ...], output: Path | None, out_dir: Path | None, 
     """
     from rsseg.distributed import cleanup, init_distributed
     from rsseg.io.inputs import expand_inputs
-    from rsseg.models.default import DEFAULT_MODEL
     from rsseg.models.runtime import load_model
     from rsseg.tiling import PredictOptions, predict_scene
 
@@ -78,6 +97,8 @@ def predict(scenes: tuple[str, ...], output: Path | None, out_dir: Path | None, 
                              overwrite=overwrite, progress=not quiet, input_scale=input_scale, threads=threads,
                              restart=restart)
     if checkpoint is None:
+        from rsseg.models.default import DEFAULT_MODEL
+
         if not DEFAULT_MODEL.is_file():
             raise RssegError(f"no --checkpoint given and no default model at {DEFAULT_MODEL}")
         checkpoint = DEFAULT_MODEL
@@ -96,6 +117,9 @@ def predict(scenes: tuple[str, ...], output: Path | None, out_dir: Path | None, 
                             default.vector or (Path(vector) if vector else None),
                             default.confidence or (Path(confidence) if confidence else None))
 
+    if out_dir is None:
+        first = names(paths[0])
+        check_predict_outputs(paths[0], checkpoint, first.mask, first.probs, first.vector, overwrite)
     env, dev = init_distributed(device, backend="gloo", timeout=BARRIER_TIMEOUT)
     try:
         with warnings.catch_warnings(record=True) as caught:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import shutil
 import warnings
 from collections import Counter
 from dataclasses import dataclass, field, replace
@@ -23,9 +22,10 @@ from tqdm import tqdm
 
 from rsseg.data.classes import CLASS_TABLES, ISPRS, UAVID
 from rsseg.data.patches import DATASET_YAML, SPLITS, DatasetInfo, write_dataset_info
-from rsseg.errors import RssegError
-from rsseg.io.atomic import atomic_output
+from rsseg.errors import RssegError, reason
+from rsseg.io.atomic import OutputClaim
 from rsseg.io.mask_meta import write_class_table
+from rsseg.io.outputs import check_outputs
 from rsseg.io.raster import is_georeferenced, open_raster
 from rsseg.schema import ClassSchema, InputSpec, colors_to_index
 from rsseg.tiling.grid import axis_starts
@@ -91,7 +91,11 @@ def input_scale_for(dtype: np.dtype) -> float:
 
 @dataclass
 class PatchFolderWriter:
-    """Cuts scenes into patches, writes them and collects band statistics of the train split."""
+    """Cuts scenes into patches, writes them and collects band statistics of the train split.
+
+    Use it as a context manager: patches go to a temporary folder beside ``out`` that
+    :meth:`finish` moves into place; a run that fails or is interrupted leaves nothing.
+    """
 
     out: Path
     table: ClassSchema
@@ -102,6 +106,7 @@ class PatchFolderWriter:
     bands: list[int] | None = None
     gsd: float | None = None
     input_scale: float | None = None
+    inputs: list[Path] = field(default_factory=list)
     counts: Counter = field(default_factory=Counter)
     unknown: Counter = field(default_factory=Counter)
     _sum: np.ndarray | None = None
@@ -110,16 +115,27 @@ class PatchFolderWriter:
 
     def __post_init__(self) -> None:
         self.out = Path(self.out)
-        if self.out.exists():
+        check_outputs({"-o": self.out}, self.inputs, overwrite=True, folders=["-o"])
+        if self.out.is_dir():
             if not (self.out / DATASET_YAML).is_file() and any(self.out.iterdir()):
                 raise RssegError(f"{self.out}: output folder exists and is not a patch folder; choose another")
             if (self.out / DATASET_YAML).is_file() and not self.overwrite:
                 raise RssegError(f"{self.out}: patch folder exists (use --overwrite to replace it)")
-            for split in SPLITS:
-                shutil.rmtree(self.out / split, ignore_errors=True)
-            (self.out / DATASET_YAML).unlink(missing_ok=True)
-        elif not self.out.parent.is_dir():
-            raise RssegError(f"{self.out}: parent folder {self.out.parent} does not exist")
+        self.root = self.out  # where patches go: a temporary folder while writing
+        self._claim: OutputClaim | None = None
+
+    def __enter__(self) -> PatchFolderWriter:
+        """Write into a temporary folder beside ``out``; it replaces ``out`` in :meth:`finish`."""
+        self._claim = OutputClaim(self.out)
+        self._claim.acquire()
+        self._claim.tmp.mkdir()
+        self.root = self._claim.tmp
+        return self
+
+    def __exit__(self, *exc) -> None:
+        """Remove the temporary folder of a run that did not finish (nothing is left behind)."""
+        if self._claim is not None:
+            self._claim.discard()
 
     def windows(self, height: int, width: int, overlap: bool) -> Iterator[Window]:
         """Patch windows; the last row/column shifted inward (a scene smaller than a patch: one window)."""
@@ -142,7 +158,7 @@ class PatchFolderWriter:
             self._sum = s if self._sum is None else self._sum + s
             self._sumsq = ss if self._sumsq is None else self._sumsq + ss
             self._n += flat.shape[1]
-        images, masks = self.out / split / "images", self.out / split / "masks"
+        images, masks = self.root / split / "images", self.root / split / "masks"
         images.mkdir(parents=True, exist_ok=True)
         masks.mkdir(parents=True, exist_ok=True)
         for win in self.windows(*scene.mask.shape, overlap=split != "test"):
@@ -157,7 +173,8 @@ class PatchFolderWriter:
             self.counts[split] += 1
 
     def finish(self) -> DatasetInfo:
-        """Write ``dataset.yaml``: classes, band statistics of the train split, patch counts."""
+        """Write ``dataset.yaml`` (classes, band statistics of the train split, patch counts) and
+        move the finished patch folder into place, replacing a previous one."""
         if not self.counts["train"]:
             raise RssegError(f"{self.out}: no training patches were made (check the source folder and names)")
         mean = self._sum / self._n
@@ -166,7 +183,10 @@ class PatchFolderWriter:
         spec = InputSpec(tuple(round(float(v), 6) for v in mean), tuple(round(float(v), 6) for v in std),
                          float(self.input_scale), self.bands, self.gsd)
         info = DatasetInfo(self.name, self.table, spec, self.patch, {s: int(self.counts[s]) for s in SPLITS})
-        write_dataset_info(self.out, info)
+        write_dataset_info(self.root, info)
+        if self._claim is not None:
+            self._claim.commit(overwrite=True)
+            self.root = self.out
         return info
 
     def summary(self) -> str:
@@ -183,7 +203,7 @@ class PatchFolderWriter:
 @contextlib.contextmanager
 def open_patch(path: Path, array: np.ndarray, transform: Affine | None, crs: CRS | None,
                nodata: int | None = None) -> Iterator[rasterio.io.DatasetWriter]:
-    """Write a bands×H×W patch as a compressed GeoTIFF (georeferenced when the source is), atomically.
+    """Write a bands×H×W patch as a compressed GeoTIFF (georeferenced when the source is).
 
     Yields the open dataset so that callers can add tags or a colormap before it is closed.
     """
@@ -192,12 +212,11 @@ def open_patch(path: Path, array: np.ndarray, transform: Affine | None, crs: CRS
                    dtype=array.dtype, compress="deflate", predictor=predictor, nodata=nodata)
     if transform is not None:
         profile.update(transform=transform, crs=crs)
-    with atomic_output(path, overwrite=True) as tmp:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", NotGeoreferencedWarning)
-            with rasterio.open(tmp, "w", **profile) as ds:
-                ds.write(array)
-                yield ds
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        with rasterio.open(path, "w", **profile) as ds:
+            ds.write(array)
+            yield ds
 
 
 def _find(src: Path, name: str) -> list[Path]:
@@ -215,12 +234,13 @@ def prepare_vaihingen(src: str | os.PathLike, out: str | os.PathLike, patch: int
     tiles = [p for p in _find(src, "top_mosaic_09cm_area*.tif") if p.parent.name == "top"]
     if not tiles:
         raise RssegError(f"{src}: no Vaihingen tiles top/top_mosaic_09cm_area{{N}}.tif found")
-    writer = PatchFolderWriter(Path(out), ISPRS, "vaihingen", patch, stride, overwrite, gsd=0.09)
-    for tile in _progress(tiles, "vaihingen", progress):
-        area = int(re.search(r"area(\d+)", tile.stem).group(1))
-        split = next((s for s, areas in VAIHINGEN_SPLIT.items() if area in areas), "train")
-        _add_isprs_tile(writer, split, tile, tile.name, tile.stem + "_noBoundary.tif", src)
-    return PrepareResult(writer.finish(), writer.summary())
+    with PatchFolderWriter(Path(out), ISPRS, "vaihingen", patch, stride, overwrite, gsd=0.09,
+                           inputs=[src]) as writer:
+        for tile in _progress(tiles, "vaihingen", progress):
+            area = int(re.search(r"area(\d+)", tile.stem).group(1))
+            split = next((s for s, areas in VAIHINGEN_SPLIT.items() if area in areas), "train")
+            _add_isprs_tile(writer, split, tile, tile.name, tile.stem + "_noBoundary.tif", src)
+        return PrepareResult(writer.finish(), writer.summary())
 
 
 def prepare_potsdam(src: str | os.PathLike, out: str | os.PathLike, patch: int = 1024, stride: int = 512,
@@ -232,15 +252,16 @@ def prepare_potsdam(src: str | os.PathLike, out: str | os.PathLike, patch: int =
     tiles = _find(src, f"top_potsdam_*_{variant}.tif")
     if not tiles:
         raise RssegError(f"{src}: no Potsdam tiles {POTSDAM_VARIANTS[variant]}/top_potsdam_X_Y_{variant}.tif found")
-    writer = PatchFolderWriter(Path(out), ISPRS, f"potsdam-{variant.lower()}", patch, stride, overwrite, gsd=0.05)
-    for tile in _progress(tiles, "potsdam", progress):
-        tile_id = re.search(r"top_potsdam_(\d+_\d+)_", tile.name).group(1)
-        if tile_id in POTSDAM_EXCLUDED:
-            continue
-        split = next((s for s, ids in POTSDAM_SPLIT.items() if tile_id in ids), "train")
-        base = f"top_potsdam_{tile_id}_label"
-        _add_isprs_tile(writer, split, tile, base + ".tif", base + "_noBoundary.tif", src)
-    return PrepareResult(writer.finish(), writer.summary())
+    name = f"potsdam-{variant.lower()}"
+    with PatchFolderWriter(Path(out), ISPRS, name, patch, stride, overwrite, gsd=0.05, inputs=[src]) as writer:
+        for tile in _progress(tiles, "potsdam", progress):
+            tile_id = re.search(r"top_potsdam_(\d+_\d+)_", tile.name).group(1)
+            if tile_id in POTSDAM_EXCLUDED:
+                continue
+            split = next((s for s, ids in POTSDAM_SPLIT.items() if tile_id in ids), "train")
+            base = f"top_potsdam_{tile_id}_label"
+            _add_isprs_tile(writer, split, tile, base + ".tif", base + "_noBoundary.tif", src)
+        return PrepareResult(writer.finish(), writer.summary())
 
 
 def _add_isprs_tile(writer: PatchFolderWriter, split: str, tile: Path, label_name: str, eroded_name: str,
@@ -261,20 +282,20 @@ def prepare_uavid(src: str | os.PathLike, out: str | os.PathLike, patch: int = 1
                   overwrite: bool = False, progress: bool = True) -> PrepareResult:
     """UAVid: ``uavid_{train,val,test}/seqN/{Images,Labels}/NNNNNN.png`` frames (test only if labelled)."""
     src = Path(src)
-    writer = PatchFolderWriter(Path(out), UAVID, "uavid", patch, stride, overwrite)
-    for split in SPLITS:
-        frames = sorted((src / f"uavid_{split}").glob("seq*/Images/*.png"))
-        if not frames and split != "test":
-            raise RssegError(f"{src}: no frames uavid_{split}/seqN/Images/*.png found")
-        for frame in _progress(frames, f"uavid {split}", progress):
-            label = frame.parent.parent / "Labels" / frame.name
-            if not label.is_file():
-                tqdm.write(f"{frame}: no label {label}; skipped")
-                continue
-            image, _, _ = _read(frame)
-            mask = read_color_label(label, UAVID, writer.unknown)
-            writer.add(split, Scene(f"{frame.parent.parent.name}_{frame.stem}", image[:3], mask))
-    return PrepareResult(writer.finish(), writer.summary())
+    with PatchFolderWriter(Path(out), UAVID, "uavid", patch, stride, overwrite, inputs=[src]) as writer:
+        for split in SPLITS:
+            frames = sorted((src / f"uavid_{split}").glob("seq*/Images/*.png"))
+            if not frames and split != "test":
+                raise RssegError(f"{src}: no frames uavid_{split}/seqN/Images/*.png found")
+            for frame in _progress(frames, f"uavid {split}", progress):
+                label = frame.parent.parent / "Labels" / frame.name
+                if not label.is_file():
+                    tqdm.write(f"{frame}: no label {label}; skipped")
+                    continue
+                image, _, _ = _read(frame)
+                mask = read_color_label(label, UAVID, writer.unknown)
+                writer.add(split, Scene(f"{frame.parent.parent.name}_{frame.stem}", image[:3], mask))
+        return PrepareResult(writer.finish(), writer.summary())
 
 
 def parse_classes(classes: str) -> ClassSchema:
@@ -313,7 +334,7 @@ def rasterize_vector(path: Path, table: ClassSchema, class_field: str, shape: tu
     try:
         frame = gpd.read_file(path)
     except Exception as err:  # noqa: BLE001 - any reading failure is the file's fault
-        raise RssegError(f"{path}: unreadable vector file ({str(err).splitlines()[0][:160]})") from None
+        raise RssegError(f"{path}: unreadable vector file ({reason(err)})") from None
     if class_field not in frame.columns:
         raise RssegError(f"{path}: no attribute {class_field!r} (has {', '.join(map(str, frame.columns))}); "
                          "use --class-field")
@@ -365,6 +386,17 @@ def read_raster_label(path: Path, table: ClassSchema, shape: tuple[int, int], tr
     return warped
 
 
+def check_label_cover(mask: np.ndarray, ignore_index: int, label_path: Path, image_path: Path,
+                      warn_below: float = 0.01) -> None:
+    """Refuse labels that label no pixel of the image; warn when they label almost none."""
+    labelled = np.count_nonzero(mask != ignore_index) / max(mask.size, 1)
+    if labelled == 0:
+        raise RssegError(f"{label_path}: labels no pixel of {image_path} (do they overlap it? same CRS?)")
+    if labelled < warn_below:
+        warnings.warn(f"{label_path}: labels only {100 * labelled:.2g} % of {image_path} (do they overlap it?)",
+                      stacklevel=2)
+
+
 def split_rows(height: int, val_fraction: float, test_fraction: float) -> dict[str, tuple[int, int]]:
     """Row ranges of the train/val/test strips of a scene (val and test at the bottom)."""
     test_rows = round(height * test_fraction)
@@ -389,23 +421,26 @@ def prepare_generic(images: Sequence[str | os.PathLike], labels: Sequence[str | 
     if palette:
         table = parse_palette(palette, table)
     band_list = list(bands) if bands else None
-    writer = PatchFolderWriter(Path(out), table, Path(images[0]).stem, patch, stride, overwrite, bands=band_list)
-    for image_path, label_path in zip(map(Path, images), map(Path, labels)):
-        image, transform, crs = _read(image_path)
-        if band_list:
-            if max(band_list) > image.shape[0] or min(band_list) < 1:
-                raise RssegError(f"{image_path}: has {image.shape[0]} bands, not bands {band_list}")
-            image = image[[b - 1 for b in band_list]]
-        if writer.gsd is None and transform is not None:
-            writer.gsd = abs(float(transform.a))
-        shape = image.shape[1:]
-        if label_path.suffix.lower() in VECTOR_SUFFIXES:
-            mask = rasterize_vector(label_path, table, class_field, shape, transform, crs)
-        else:
-            mask = read_raster_label(label_path, table, shape, transform, crs, bool(palette), writer.unknown)
-        for split, (top, bottom) in split_rows(shape[0], val_fraction, test_fraction).items():
-            strip = Window(0, top, shape[1], bottom - top)
-            strip_tf = window_transform(strip, transform) if transform is not None else None
-            writer.add(split, Scene(f"{image_path.stem}_r{top}", image[:, top:bottom], mask[top:bottom],
-                                    strip_tf, crs))
-    return PrepareResult(writer.finish(), writer.summary())
+    writer = PatchFolderWriter(Path(out), table, Path(images[0]).stem, patch, stride, overwrite, bands=band_list,
+                               inputs=[*map(Path, images), *map(Path, labels)])
+    with writer:
+        for image_path, label_path in zip(map(Path, images), map(Path, labels)):
+            image, transform, crs = _read(image_path)
+            if band_list:
+                if max(band_list) > image.shape[0] or min(band_list) < 1:
+                    raise RssegError(f"{image_path}: has {image.shape[0]} bands, not bands {band_list}")
+                image = image[[b - 1 for b in band_list]]
+            if writer.gsd is None and transform is not None:
+                writer.gsd = abs(float(transform.a))
+            shape = image.shape[1:]
+            if label_path.suffix.lower() in VECTOR_SUFFIXES:
+                mask = rasterize_vector(label_path, table, class_field, shape, transform, crs)
+            else:
+                mask = read_raster_label(label_path, table, shape, transform, crs, bool(palette), writer.unknown)
+            check_label_cover(mask, table.ignore_index, label_path, image_path)
+            for split, (top, bottom) in split_rows(shape[0], val_fraction, test_fraction).items():
+                strip = Window(0, top, shape[1], bottom - top)
+                strip_tf = window_transform(strip, transform) if transform is not None else None
+                writer.add(split, Scene(f"{image_path.stem}_r{top}", image[:, top:bottom], mask[top:bottom],
+                                        strip_tf, crs))
+        return PrepareResult(writer.finish(), writer.summary())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -10,9 +11,11 @@ import rasterio.shutil
 from affine import Affine
 from rasterio.crs import CRS
 from rasterio.enums import Resampling
+from rasterio.errors import NotGeoreferencedWarning
 from rasterio.windows import Window
 
 from rsseg.io.mask_meta import NODATA, write_class_table
+from rsseg.io.raster import write_georeference
 
 
 def overview_factors(width: int, height: int, smallest: int = 256) -> list[int]:
@@ -41,10 +44,12 @@ class _ScaledRaster:
     """A multi-band uint8 raster of values in [0, 1] stored × 255, with an internal validity mask."""
 
     def __init__(self, path: Path, width: int, height: int, crs: CRS | None, transform: Affine,
-                 descriptions: list[str], tags: dict[str, str]):
-        with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True):
+                 descriptions: list[str], tags: dict[str, str], georef: dict | None = None):
+        with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True), warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)  # reported already
             self.ds = rasterio.open(path, "w", **geotiff_profile(width, height, len(descriptions), crs, transform))
         self.ds.descriptions = tuple(descriptions)
+        write_georeference(self.ds, georef)
         self.ds.update_tags(**tags)
         self.rows: list[np.ndarray] = []
 
@@ -65,18 +70,23 @@ class ClassMaskWriter:
     def __init__(self, path: Path, width: int, height: int, crs: CRS | None, transform: Affine,
                  class_names: list[str], class_colors: list[tuple[int, int, int]],
                  probs_path: Path | None = None, tags: dict | None = None,
-                 confidence_path: Path | None = None, confidence_bands: list[str] | None = None):
+                 confidence_path: Path | None = None, confidence_bands: list[str] | None = None,
+                 georef: dict | None = None):
         profile = geotiff_profile(width, height, 1, crs, transform, nodata=NODATA)
         self.block = profile["blockysize"]
         self.height = height
-        self.mask = rasterio.open(path, "w", **profile)
+        with warnings.catch_warnings():  # a scene without georeference was reported already
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            self.mask = rasterio.open(path, "w", **profile)
         write_class_table(self.mask, class_names, class_colors)
+        write_georeference(self.mask, georef)
         if tags:
             self.mask.update_tags(**tags)
         self.probs = None if probs_path is None else _ScaledRaster(
-            probs_path, width, height, crs, transform, class_names, {"RSSEG_PROBABILITY_SCALE": "255"})
+            probs_path, width, height, crs, transform, class_names, {"RSSEG_PROBABILITY_SCALE": "255"}, georef)
         self.confidence = None if confidence_path is None else _ScaledRaster(
-            confidence_path, width, height, crs, transform, confidence_bands or [], {"RSSEG_CONFIDENCE_SCALE": "255"})
+            confidence_path, width, height, crs, transform, confidence_bands or [], {"RSSEG_CONFIDENCE_SCALE": "255"},
+            georef)
         self._rows: list[np.ndarray] = []
         self._y0 = 0
         self._buffered = 0

@@ -12,7 +12,7 @@ from rasterio.enums import ColorInterp, MaskFlags
 from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 from rasterio.windows import Window
 
-from rsseg.errors import RssegError
+from rsseg.errors import RssegError, reason
 
 GDAL_CACHE_MB = 128  # GDAL's block cache defaults to 5 % of RAM and would grow with the scene
 
@@ -34,18 +34,13 @@ def open_raster(path: str | Path) -> rasterio.DatasetReader:
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
             ds = rasterio.open(path)
     except RasterioIOError as err:
-        raise RssegError(f"{path}: not a raster GDAL can read ({_first_line(err)})") from None
+        raise RssegError(f"{path}: not a raster GDAL can read ({reason(err)})") from None
     try:  # a truncated file opens but fails on its last blocks: find out before any work
         ds.read(1, window=Window(0, ds.height - 1, ds.width, 1))
     except RasterioIOError as err:
         ds.close()
-        raise RssegError(f"{path}: unreadable pixel data, truncated or corrupt? ({_first_line(err)})") from None
+        raise RssegError(f"{path}: unreadable pixel data, truncated or corrupt? ({reason(err)})") from None
     return ds
-
-
-def _first_line(err: Exception) -> str:
-    text = str(err).strip().splitlines()
-    return text[0][:160] if text else type(err).__name__
 
 
 def is_georeferenced(ds: rasterio.DatasetReader) -> bool:
@@ -92,13 +87,87 @@ def plan_bands(ds: rasterio.DatasetReader, path: str | Path, in_channels: int,
 
 def read_window(ds: rasterio.DatasetReader, bands: list[int], y: int, x: int, h: int, w: int
                 ) -> tuple[np.ndarray, np.ndarray]:
-    """Pixels (C×h×w, raw dtype) and validity (h×w bool) of a window inside the scene."""
+    """Pixels (C×h×w, raw dtype) and validity (h×w bool) of a window inside the scene.
+
+    Non-finite values (NaN, ±inf) of a float scene are invalid, like nodata, and read as 0.
+    """
     window = Window(x, y, w, h)
     try:
         data = ds.read(bands, window=window)
         if all(ds.mask_flag_enums[b - 1] == [MaskFlags.all_valid] for b in bands):
-            return data, np.ones((h, w), dtype=bool)
-        masks = ds.read_masks(bands, window=window)
+            valid = np.ones((h, w), dtype=bool)
+        else:
+            valid = ds.read_masks(bands, window=window).min(axis=0) > 0
     except RasterioIOError as err:
-        raise RssegError(f"{ds.name}: read error at rows {y}-{y + h} ({_first_line(err)})") from None
-    return data, masks.min(axis=0) > 0
+        raise RssegError(f"{ds.name}: read error at rows {y}-{y + h} ({reason(err)})") from None
+    if data.dtype.kind == "f":
+        finite = np.isfinite(data)
+        if not finite.all():
+            valid &= finite.all(axis=0)
+            data = np.where(finite, data, 0).astype(data.dtype, copy=False)
+    return data, valid
+
+
+def sample_values(ds: rasterio.DatasetReader, bands: list[int], grid: int = 4, size: int = 64) -> np.ndarray:
+    """Valid, finite values of ``bands`` from ``grid``×``grid`` small windows spread over the scene."""
+    values = []
+    for y in np.linspace(0, max(0, ds.height - size), grid).astype(int):
+        for x in np.linspace(0, max(0, ds.width - size), grid).astype(int):
+            data, valid = read_window(ds, bands, int(y), int(x), min(size, ds.height), min(size, ds.width))
+            values.append(data[:, valid].ravel())
+    return np.concatenate(values).astype(np.float64)
+
+
+def check_value_range(ds: rasterio.DatasetReader, path: str | Path, bands: list[int], input_scale: float,
+                      scale_given: bool) -> None:
+    """Refuse a float scene whose values do not fit ``input_scale`` (only warn when the user chose it).
+
+    Inputs are ``raw / input_scale``; a model expects about 0..1 there, so reflectance in 0..1
+    given to an 8-bit model (scale 255), or 0..10000 values with scale 255, give nonsense masks.
+    """
+    if np.dtype(ds.dtypes[bands[0] - 1]).kind != "f":
+        return
+    values = sample_values(ds, bands)
+    if not values.size:
+        return
+    lo, hi = np.percentile(values, [0.5, 99.5])
+    problem = None
+    if hi > 2 * input_scale or lo < -input_scale:
+        problem = f"reach {lo:g}..{hi:g}, beyond the input scale {input_scale:g}"
+    elif input_scale >= 10 and max(abs(lo), abs(hi)) <= input_scale / 50:
+        problem = f"stay within {lo:g}..{hi:g}, tiny for the input scale {input_scale:g} (0..1 reflectance?)"
+    if problem is None:
+        return
+    message = (f"{path}: float pixel values {problem}; pass --input-scale matching the data "
+               f"(e.g. --input-scale 1 for 0..1 values) or rescale the scene")
+    if scale_given:
+        warnings.warn(message, stacklevel=2)
+        return
+    raise RssegError(message)
+
+
+def georeference(ds: rasterio.DatasetReader) -> dict | None:
+    """Georeferencing an output must carry beyond CRS and transform: GCPs (when there is no
+    transform) and RPCs, as ``{"gcps": (gcps, crs), "rpcs": rpcs}``; ``None`` when there is none."""
+    extra = {}
+    gcps, gcp_crs = ds.gcps
+    if gcps and ds.transform.is_identity:
+        extra["gcps"] = (gcps, gcp_crs)
+    if ds.rpcs:
+        extra["rpcs"] = ds.rpcs
+    return extra or None
+
+
+def require_map_grid(ds: rasterio.DatasetReader, path: str | Path, purpose: str) -> None:
+    """Refuse a raster placed on the map only by GCPs or RPCs for ``purpose`` (e.g. polygons)."""
+    if ds.crs is None and ds.transform.is_identity and (ds.gcps[0] or ds.rpcs):
+        raise RssegError(f"{path}: georeferenced by GCPs/RPCs only, so {purpose} cannot be placed on the map; "
+                         "warp it to a map grid first (gdalwarp -r near -t_srs EPSG:XXXX IN OUT)")
+
+
+def write_georeference(ds: rasterio.io.DatasetWriter, extra: dict | None) -> None:
+    """Give an output the GCPs/RPCs found by :func:`georeference`."""
+    if extra and "gcps" in extra:
+        ds.gcps = extra["gcps"]
+    if extra and "rpcs" in extra:
+        ds.rpcs = extra["rpcs"]

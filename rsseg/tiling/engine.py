@@ -24,11 +24,14 @@ import rsseg
 from rsseg.device import resolve_device, torch_threads
 from rsseg.distributed import DistEnv, barrier
 from rsseg.errors import OptionError, RssegError
-from rsseg.io.atomic import atomic_output, check_output
+from rsseg.io.atomic import atomic_output, output_lock
 from rsseg.io.mask_writer import ClassMaskWriter, quantize_probs, to_cog
+from rsseg.io.outputs import check_outputs, run_record_path
 from rsseg.io.qgis_style import class_mask_qml, stretch_qml, write_sidecar
 from rsseg.io.raster import (
     bounded_gdal_cache,
+    check_value_range,
+    georeference,
     is_georeferenced,
     open_raster,
     plan_bands,
@@ -320,7 +323,7 @@ def _predict(scene: Path, out: Path, model: torch.nn.Module, card: ModelCard, op
     started = time.perf_counter()
     probs_path = Path(opts.probs) if opts.probs else None
     confidence_path = Path(opts.confidence) if opts.confidence else None
-    record_path = out.with_suffix(".json")
+    record_path = run_record_path(out)
     tile = opts.tile or card.tile_size
     outputs = [p for p in (out, probs_path, confidence_path, record_path if opts.record else None) if p is not None]
     extra = {name: path for name, path in (("probs", probs_path), ("confidence", confidence_path)) if path}
@@ -330,7 +333,8 @@ def _predict(scene: Path, out: Path, model: torch.nn.Module, card: ModelCard, op
         ds = stack.enter_context(open_raster(scene))
         plan = plan_bands(ds, scene, card.in_channels, list(opts.bands or card.input.bands or []) or None,
                           opts.input_scale or card.input.scale)
-        if not is_georeferenced(ds):
+        check_value_range(ds, scene, plan.bands, plan.input_scale, scale_given=bool(opts.input_scale))
+        if not is_georeferenced(ds) and georeference(ds) is None:
             warnings.warn(f"{scene}: no georeference; outputs carry no CRS (pixel coordinates)", stacklevel=3)
         tile_h, tile_w = window_shape(tile, ds.height, ds.width)
         step = opts.stride or max(1, round(tile * (1 - opts.overlap)))
@@ -350,8 +354,8 @@ def _predict(scene: Path, out: Path, model: torch.nn.Module, card: ModelCard, op
                                     "skipped": True})
         # a journal of this very run may have renamed some outputs before it was killed
         overwrite = opts.overwrite or journal_key(out) == key
-        for path in outputs:
-            check_output(path, overwrite)
+        check_outputs({"-o": out, "--probs": probs_path, "--confidence": confidence_path,
+                       "the run record": record_path if opts.record else None}, [scene], overwrite)
         report = PredictReport(str(scene), str(out), str(probs_path) if probs_path else None, ds.width, ds.height,
                                (tile_h, tile_w), grid_stride(grid), opts.batch_size, opts.tta, plan.bands,
                                str(dev), windows=len(grid), key=key,
@@ -361,6 +365,8 @@ def _predict(scene: Path, out: Path, model: torch.nn.Module, card: ModelCard, op
         if dev.type == "cuda":
             torch.cuda.reset_peak_memory_stats(dev)
 
+        if env.is_main:  # one run at a time on these outputs (ranks of one run share them)
+            stack.enter_context(output_lock(out))
         journal = BandJournal.open(out, key, ds.height, opts.restart, create=env.is_main, band_rows=opts.band_rows)
         if env.enabled:
             barrier()
@@ -537,7 +543,8 @@ def _write_outputs(ds, scene: Path, journal: BandJournal, card: ModelCard, cog: 
     writer = ClassMaskWriter(files["mask"][0], ds.width, ds.height, ds.crs, ds.transform,
                              list(card.classes.names), list(card.classes.colors), staged["probs"],
                              tags={"RSSEG_SOURCE": scene.name, "RSSEG_VERSION": rsseg.__version__},
-                             confidence_path=staged["confidence"], confidence_bands=confidence_bands)
+                             confidence_path=staged["confidence"], confidence_bands=confidence_bands,
+                             georef=georeference(ds))
     try:
         for band in journal.bands:
             arrays = journal.load(band)

@@ -7,7 +7,9 @@ import csv
 import functools
 import json
 import math
+import os
 import random
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,8 +25,9 @@ from tqdm import tqdm
 from rsseg.data.patches import PatchDataset, pad_collate, read_dataset_info, worker_errors_as_one_line
 from rsseg.data.transforms import TrainAugment
 from rsseg.distributed import barrier, cleanup, init_distributed
-from rsseg.errors import RssegError
-from rsseg.io.atomic import atomic_output
+from rsseg.errors import RssegError, reason
+from rsseg.interrupts import Terminated, signals_deferred
+from rsseg.io.atomic import TAG, atomic_output
 from rsseg.models import create_model, save_checkpoint
 from rsseg.models.encoders import TimmEncoder
 from rsseg.train.config import OptimConfig, TrainConfig
@@ -36,6 +39,7 @@ from rsseg.train.plots import plot_confusion, plot_curves
 
 CONFIG_FILE = "config.yaml"
 STATE_FILE = "state.pt"
+RESULT_FILES = (STATE_FILE, "best.pt", "last.pt", "log.csv", "log.json", "curves.png", "confusion.png")
 LOG_FIELDS = ("epoch", "lr", "train_loss", "val_loss", "mIoU", "mF1", "OA", "all_mIoU", "all_mF1",
               "patches_per_s", "seconds")
 
@@ -68,7 +72,13 @@ def lr_factor(step: int, total: int, warmup: int, schedule: str, min_ratio: floa
 
 
 def _rng_state() -> dict:
-    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    """Every random generator's state as tensors, lists and numbers (loadable with ``weights_only=True``)."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    version, internal, python_gauss = random.getstate()
+    state = {"torch": torch.get_rng_state(),
+             "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                       "has_gauss": int(has_gauss), "gauss": float(gauss)},
+             "python": {"version": version, "internal": list(internal), "gauss": python_gauss}}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -76,8 +86,10 @@ def _rng_state() -> dict:
 
 def _set_rng_state(state: dict) -> None:
     torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
-    random.setstate(state["python"])
+    n = state["numpy"]
+    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
+    p = state["python"]
+    random.setstate((p["version"], tuple(p["internal"]), p["gauss"]))
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
 
@@ -132,9 +144,9 @@ class Trainer:
         if config.train.threads:
             torch.set_num_threads(config.train.threads)
         self.progress = progress and self.env.is_main
+        self.created: list[Path] = []  # what this run created, removed if it fails before its first epoch
         if self.env.is_main:
-            self._prepare_run_dir(resume, overwrite)
-        barrier()
+            self._check_run_dir(resume, overwrite)
         data_cfg = config.data
         self.seed = config.train.seed
         _seed_everything(self.seed)
@@ -163,24 +175,52 @@ class Trainer:
         self.criterion = SegmentationLoss(self.info.classes.ignore_index, config.loss.label_smoothing,
                                           config.loss.dice_weight)
         self.start_epoch, self.best, self.history = 0, -math.inf, []
+        self.resumed = resume
         if resume:
             self._load_state()
 
     # -- setup -------------------------------------------------------------------------------------
-    def _prepare_run_dir(self, resume: bool, overwrite: bool) -> None:
+    def _check_run_dir(self, resume: bool, overwrite: bool) -> None:
+        """Refuse a run folder that cannot be used, before anything is created."""
         state = self.run_dir / STATE_FILE
+        data = Path(self.config.data.root)
+        if self.run_dir.exists() and data.exists() and os.path.samefile(self.run_dir, data):
+            raise RssegError(f"{self.run_dir}: the run folder is the patch folder; choose another -o")
         if resume:
             if not state.is_file():
                 raise RssegError(f"{state}: no training state to resume from")
             return
-        if self.run_dir.exists() and any(self.run_dir.iterdir()) and not overwrite:
+        if self.run_dir.exists() and not self.run_dir.is_dir():
+            raise RssegError(f"{self.run_dir}: is a file, not a run folder")
+        existing = next(p for p in (self.run_dir, *self.run_dir.absolute().parents) if p.exists())
+        if not os.access(existing, os.W_OK | os.X_OK):
+            raise RssegError(f"{self.run_dir}: cannot write in {existing}")
+        if self.run_dir.exists() and _holds_results(self.run_dir) and not overwrite:
             raise RssegError(f"{self.run_dir}: run folder is not empty (use --resume to continue it or "
                              "--overwrite to start again)")
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        for name in (STATE_FILE, "best.pt", "last.pt", "log.csv", "log.json"):
+
+    def _start_run_dir(self) -> None:
+        """Create the run folder (or clear a previous run's files) and write the config."""
+        with signals_deferred():
+            if not self.run_dir.exists():
+                self.run_dir.mkdir(parents=True)
+                self.created.append(self.run_dir)
+            self.created.append(self.run_dir / CONFIG_FILE)
+        for name in RESULT_FILES:
             (self.run_dir / name).unlink(missing_ok=True)
         with atomic_output(self.run_dir / CONFIG_FILE, overwrite=True) as tmp:
             tmp.write_text(yaml.safe_dump(self.config.to_dict(), sort_keys=False))
+
+    def discard_created(self) -> None:
+        """Remove what this run created (a run that failed before finishing an epoch leaves nothing)."""
+        for name in RESULT_FILES:
+            (self.run_dir / name).unlink(missing_ok=True)
+        for path in reversed(self.created):
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+        self.created = []
 
     def _build_model(self) -> nn.Module:
         kwargs = dict(self.config.model.kwargs)
@@ -219,13 +259,24 @@ class Trainer:
 
     # -- state -------------------------------------------------------------------------------------
     def _load_state(self) -> None:
-        state = torch.load(self.run_dir / STATE_FILE, map_location="cpu", weights_only=False)
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        self.scaler.load_state_dict(state["scaler"])
-        self.start_epoch, self.best, self.history = state["epoch"] + 1, state["best"], state["history"]
-        _set_rng_state(state["rng"])
+        """Restore the training state; only tensors and plain data are loaded, never code."""
+        path = self.run_dir / STATE_FILE
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as err:  # noqa: BLE001 - whatever torch.load trips on, the file is at fault
+            raise RssegError(f"{path}: not a training state rsseg can load safely (crafted, corrupt or from an "
+                             f"older rsseg; {type(err).__name__}: {reason(err, 100)})") from None
+        try:
+            self.model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.scheduler.load_state_dict(state["scheduler"])
+            self.scaler.load_state_dict(state["scaler"])
+            self.start_epoch, self.best, self.history = int(state["epoch"]) + 1, float(state["best"]), \
+                list(state["history"])
+            _set_rng_state(state["rng"])
+        except (KeyError, TypeError, ValueError, RuntimeError, IndexError, AttributeError) as err:
+            raise RssegError(f"{path}: training state does not fit this run ({type(err).__name__}: "
+                             f"{reason(err, 100)})") from None
 
     def _save_state(self, epoch: int) -> None:
         state = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
@@ -294,6 +345,9 @@ class Trainer:
             raise RssegError(f"{self.run_dir}: run already finished {epochs} epochs (raise train.epochs to go on)")
         started = time.perf_counter()
         try:
+            if self.env.is_main and not self.resumed:
+                self._start_run_dir()
+            barrier()
             for epoch in range(self.start_epoch, epochs):
                 t0 = time.perf_counter()
                 train_loss, speed = self.train_epoch(epoch)
@@ -315,6 +369,13 @@ class Trainer:
                                    f"{val_loss:.4f}  {select} {100 * score:.2f}{'  (best)' if improved else ''}"
                                    f"  {speed:.1f} patches/s")
                 barrier()
+        except BaseException as err:
+            if self.env.is_main and not (self.run_dir / STATE_FILE).is_file():
+                self.discard_created()  # nothing to resume: leave the folder as it was
+            elif self.env.is_main and isinstance(err, (KeyboardInterrupt, Terminated)):
+                tqdm.write(f"{self.run_dir}: kept at its last finished epoch; continue with "
+                           f"rsseg train --resume {self.run_dir}")
+            raise
         finally:
             cleanup()
         best = max(self.history, key=lambda h: metric_value(h["metrics"], select))
@@ -338,6 +399,11 @@ class Trainer:
             writer.writeheader()
             writer.writerows(self.history)
         self._save_state(epoch)
+
+
+def _holds_results(run_dir: Path) -> bool:
+    """Whether a run folder holds anything besides a config and rsseg temporaries (safe to start again)."""
+    return any(p.name != CONFIG_FILE and TAG not in p.name for p in run_dir.iterdir())
 
 
 def _seed_everything(seed: int) -> None:

@@ -15,7 +15,7 @@ from rasterio.io import DatasetReader
 
 from rsseg.errors import RssegError
 from rsseg.io.mask_meta import NODATA, read_class_table
-from rsseg.io.raster import open_raster
+from rsseg.io.raster import open_raster, require_map_grid
 
 MAX_CLASS_ID = 2**31 - 1  # polygonisation works in int32
 
@@ -37,6 +37,7 @@ class Georef:
 
     @classmethod
     def of(cls, ds: DatasetReader, path: Path) -> Georef:
+        require_map_grid(ds, path, "polygons")
         if ds.crs is None:
             warnings.warn(f"{path}: no CRS, polygons are written in pixel coordinates and areas in pixels",
                           UserWarning, stacklevel=3)

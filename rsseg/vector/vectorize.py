@@ -15,7 +15,7 @@ import shapely
 from tqdm import tqdm
 
 from rsseg.errors import RssegError
-from rsseg.io.atomic import check_output
+from rsseg.io.outputs import check_outputs
 from rsseg.io.qgis_style import polygon_qml
 from rsseg.io.raster import bounded_gdal_cache
 from rsseg.vector.polygonize import Regions, polygonize_windows
@@ -159,7 +159,7 @@ def vectorize_mask(mask_path: str | os.PathLike, out_path: str | os.PathLike, *,
     for name, value in (("min_area", min_area), ("simplify", simplify)):
         if value is not None and value < 0:
             raise RssegError(f"{out_path}: {name} must not be negative (got {value})")
-    check_output(out_path, overwrite)
+    check_outputs({"-o": out_path}, [mask_path, probs_path], overwrite)
     with contextlib.ExitStack() as stack:
         stack.enter_context(bounded_gdal_cache())
         src = MaskSource.open(mask_path, classes)

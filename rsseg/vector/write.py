@@ -17,6 +17,7 @@ from rsseg.io.qgis_style import store_gpkg_styles, write_sidecar
 DRIVERS = {"gpkg": "GPKG", "shp": "ESRI Shapefile", "geojson": "GeoJSON", "fgb": "FlatGeobuf"}
 SUFFIXES = {".gpkg": "gpkg", ".shp": "shp", ".geojson": "geojson", ".json": "geojson", ".fgb": "fgb"}
 MULTI_LAYER = {"gpkg"}
+FORMAT_SUFFIX = {"gpkg": ".gpkg", "shp": ".shp", "geojson": ".geojson", "fgb": ".fgb"}  # of temporary files
 
 
 def resolve_format(path: str | Path, fmt: str | None, layer_per_class: bool = False) -> str:
@@ -32,6 +33,8 @@ def resolve_format(path: str | Path, fmt: str | None, layer_per_class: bool = Fa
         raise RssegError(f"{path}: unknown format {fmt!r} (choose from {', '.join(DRIVERS)})")
     if by_suffix not in (None, fmt):
         raise RssegError(f"{path}: suffix {path.suffix} does not match format {fmt}")
+    if fmt == "shp" and path.suffix.lower() != ".shp":
+        raise RssegError(f"{path}: a Shapefile's name must end in .shp (its .dbf/.shx/.prj go beside it)")
     if layer_per_class and fmt not in MULTI_LAYER:
         raise RssegError(f"{path}: format {fmt} holds one layer only (use .gpkg for one layer per class)")
     return fmt
@@ -71,5 +74,5 @@ class LayerWriter:
 def open_layers(path: str | Path, fmt: str, crs_wkt: str | None, fields: list[str],
                 overwrite: bool = False) -> Iterator[LayerWriter]:
     """A :class:`LayerWriter` on a temporary file renamed to ``path`` when the block succeeds."""
-    with atomic_output(path, overwrite) as tmp:
+    with atomic_output(path, overwrite, suffix=FORMAT_SUFFIX[fmt]) as tmp:
         yield LayerWriter(tmp, fmt, crs_wkt, fields)

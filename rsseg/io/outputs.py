@@ -1,0 +1,69 @@
+"""Every output of a command checked before any work starts, against the inputs and each other."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Iterable, Mapping
+
+from rsseg.errors import RssegError
+from rsseg.io.atomic import check_output
+
+
+def _same(a: Path, b: Path) -> bool:
+    """Whether two paths name one file (through symlinks, ``..`` and hard links)."""
+    try:
+        if a.exists() and b.exists():
+            return os.path.samefile(a, b)
+    except OSError:
+        pass
+    return a.resolve() == b.resolve()
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    return path.resolve().is_relative_to(folder.resolve())
+
+
+def run_record_path(out: str | os.PathLike) -> Path:
+    """The JSON record of a prediction run, beside its mask: ``OUT-STEM.json``."""
+    return Path(out).with_suffix(".json")
+
+
+def check_writable(path: Path) -> None:
+    """Refuse a file name the file system cannot hold or a folder this process cannot write in."""
+    folder = path.parent
+    try:
+        limit = os.pathconf(folder, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        limit = 255
+    size = len(path.name.encode())
+    if size > limit:
+        raise RssegError(f"{path.name[:40]}…: file name is {size} bytes, longer than the {limit} allowed in {folder}")
+    if folder.is_dir() and not os.access(folder, os.W_OK | os.X_OK):
+        raise RssegError(f"{path}: output folder {folder} is not writable")
+
+
+def check_outputs(outputs: Mapping[str, Path | None], inputs: Iterable[Path | None], overwrite: bool,
+                  folders: Iterable[str] = ()) -> None:
+    """Check every output before any work: its folder exists and is writable, its name fits, it does
+    not exist (unless ``overwrite``), and it coincides with no input and no other output.
+
+    ``outputs`` maps what the user calls an output (``-o``, ``--probs``, ...) to its path; the
+    labels in ``folders`` are folder outputs, which must not hold an input either.
+    """
+    folders = set(folders)
+    given = [Path(p) for p in inputs if p is not None]
+    checked: dict[str, Path] = {}
+    for label, path in outputs.items():
+        if path is None:
+            continue
+        path = Path(path)
+        check_writable(path)
+        check_output(path, overwrite, folder=label in folders)
+        for source in given:
+            if _same(path, source) or (label in folders and path.exists() and _inside(source, path)):
+                raise RssegError(f"{path}: {label} would overwrite the input {source}")
+        for other_label, other in checked.items():
+            if _same(path, other):
+                raise RssegError(f"{path}: given both as {other_label} and {label}; one would be lost")
+        checked[label] = path
