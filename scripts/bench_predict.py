@@ -9,6 +9,13 @@ Each scene runs in a fresh process so that peak RSS is that scene's alone.
 
     python scripts/bench_predict.py                 # the three standard scenes
     python scripts/bench_predict.py --quick         # small sizes, a smoke run
+    python scripts/bench_predict.py --runtimes      # PyTorch vs ONNX Runtime, and cheaper CPU paths
+
+``--runtimes`` times, for the default model, ABCNet and MAResU-Net at 512² windows, one model
+call on a batch of windows by each CPU path (eager PyTorch, channels_last, bf16 autocast, ONNX
+Runtime at each graph optimisation level; correctness against eager beside each), then
+end-to-end ``predict_scene`` with PyTorch and with ONNX Runtime on the same scene, alternating
+the two so that a busy machine slows both alike; the ratios come from that one run.
 """
 
 from __future__ import annotations
@@ -107,15 +114,131 @@ def run_one(width: int, height: int, model_name: str, tile: int, batch_size: int
             "standalone_model_seconds": forward}
 
 
+RUNTIME_MODELS = ("default", "abcnet", "maresunet")
+
+
+def runtime_checkpoint(name: str, workdir: Path) -> Path:
+    """The bundled default model, or a registered architecture with random weights saved as a model file."""
+    if name == "default":
+        from rsseg.models.default import DEFAULT_MODEL
+
+        return DEFAULT_MODEL
+    from rsseg.models import create_model, save_checkpoint
+
+    path = workdir / f"{name}.pt"
+    if not path.exists():
+        torch.manual_seed(0)
+        save_checkpoint(create_model(name, 6, 3).eval(), path, tile_size=512)
+    return path
+
+
+def best_of(fn, repeats: int) -> float:
+    """Fastest of ``repeats`` timed calls after a warm-up call."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def cpu_paths(checkpoint: Path, onnx_path: Path, batch_size: int, tile: int, repeats: int) -> list[dict]:
+    """Seconds per model call on B×3×tile×tile by each CPU path, with its agreement with eager PyTorch."""
+    from rsseg.models import load_checkpoint
+    from rsseg.models.onnx import OPTIMIZATION_LEVELS, OnnxModel
+
+    model, _ = load_checkpoint(checkpoint, "cpu")
+    x = torch.randn(batch_size, 3, tile, tile, generator=torch.Generator().manual_seed(0))
+    channels_last = load_checkpoint(checkpoint, "cpu")[0].to(memory_format=torch.channels_last)
+    x_last = x.contiguous(memory_format=torch.channels_last)
+
+    def bf16() -> torch.Tensor:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            return model(x).float()
+
+    paths = {"torch eager": lambda: model(x), "torch channels_last": lambda: channels_last(x_last),
+             "torch bf16 autocast": bf16}
+    for level in OPTIMIZATION_LEVELS:
+        session = OnnxModel(onnx_path, optimization=level)
+        paths[f"onnxruntime {level}"] = lambda s=session: s(x)
+    rows = []
+    with torch.inference_mode():
+        reference = torch.softmax(model(x), 1)
+        for name, fn in paths.items():
+            seconds = best_of(fn, repeats)
+            p = torch.softmax(fn().float(), 1)
+            rows.append({"path": name, "seconds": seconds, "max_dp": float((p - reference).abs().max()),
+                         "argmax_agree": float((p.argmax(1) == reference.argmax(1)).float().mean())})
+    return rows
+
+
+def end_to_end(checkpoint: Path, scene: Path, workdir: Path, batch_size: int, repeats: int) -> dict[str, float]:
+    """Best end-to-end predict seconds with PyTorch and with ONNX Runtime, runs alternated."""
+    from rsseg.models.runtime import load_model
+
+    runs = {rt: load_model(checkpoint, torch.device("cpu"), rt)[:2] for rt in ("torch", "onnx")}
+    best = {rt: float("inf") for rt in runs}
+    for i in range(repeats + 1):  # the first round warms up
+        for rt, (model, card) in runs.items():
+            report = predict_scene(scene, workdir / f"mask_{rt}.tif", model, card, tile=512, batch_size=batch_size,
+                                   device="cpu", overwrite=True, progress=False, record=False)
+            if i:
+                best[rt] = min(best[rt], report.seconds)
+    return best
+
+
+def compare_runtimes(args: argparse.Namespace, workdir: Path) -> None:
+    """The ``--runtimes`` tables (see the module docstring)."""
+    import os
+
+    from rsseg.models.runtime import cached_export
+
+    os.environ.setdefault("XDG_CACHE_HOME", str(workdir / "cache"))
+    side = 512 if args.quick else 1024
+    scene = workdir / f"scene_{side}x{side}.tif"
+    if not scene.exists():
+        make_scene(scene, side, side)
+    repeats = 1 if args.quick else args.repeats
+    paths, e2e = [], []
+    for name in RUNTIME_MODELS:
+        checkpoint = runtime_checkpoint(name, workdir)
+        onnx_path = cached_export(checkpoint)
+        for row in cpu_paths(checkpoint, onnx_path, args.batch_size, args.tile, repeats):
+            paths.append({"model": name, **row})
+            print(f"{name:>10} {row['path']:>22}: {row['seconds']:.3f} s", flush=True)
+        best = end_to_end(checkpoint, scene, workdir, args.batch_size, repeats)
+        e2e.append({"model": name, **best})
+        print(f"{name:>10} end to end: torch {best['torch']:.2f} s, onnx {best['onnx']:.2f} s", flush=True)
+    print(f"\nOne model call on {args.batch_size}×3×{args.tile}² (best of {repeats}), "
+          f"{torch.get_num_threads()} threads:\n")
+    print("| model | path | seconds | × eager | argmax = eager | max Δp vs eager |")
+    print("|---|---|---|---|---|---|")
+    for r in paths:
+        eager = next(p for p in paths if p["model"] == r["model"] and p["path"] == "torch eager")
+        print(f"| {r['model']} | {r['path']} | {r['seconds']:.3f} | {eager['seconds'] / r['seconds']:.2f} | "
+              f"{100 * r['argmax_agree']:.2f} % | {r['max_dp']:.1e} |")
+    print(f"\nEnd-to-end predict, {side}×{side} scene, 512² windows, overlap 0.5 (best of {repeats}):\n")
+    print("| model | PyTorch (s) | ONNX Runtime (s) | speed-up |")
+    print("|---|---|---|---|")
+    for r in e2e:
+        print(f"| {r['model']} | {r['torch']:.2f} | {r['onnx']:.2f} | {r['torch'] / r['onnx']:.2f}× |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="small scenes (smoke test)")
     parser.add_argument("--tile", type=int, default=512)
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--workdir", type=Path, help="where scenes are generated (default: a temp folder)")
+    parser.add_argument("--runtimes", action="store_true", help="PyTorch vs ONNX Runtime and other CPU paths")
+    parser.add_argument("--repeats", type=int, default=3, help="timed repeats per --runtimes measurement (best kept)")
     parser.add_argument("--one", nargs=3, metavar=("W", "H", "MODEL"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="rsseg-bench-"))
+    if args.runtimes:
+        compare_runtimes(args, workdir)
+        return
     if args.one:
         w, h, name = int(args.one[0]), int(args.one[1]), args.one[2]
         print(json.dumps(run_one(w, h, name, args.tile, args.batch_size, workdir)))

@@ -78,6 +78,15 @@ if "test_tiny_fcn" not in _REGISTRY:
         lambda num_classes, in_channels=3, seed=0: TinyFCN(num_classes, in_channels, seed=seed))
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _onnx_cache(tmp_path_factory):
+    """ONNX exports made by ``--runtime auto`` go to a per-session cache, not the user's."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("xdg_cache")))
+    yield
+    mp.undo()
+
+
 def card_for(model: nn.Module, name: str = "test_tiny_fcn", num_classes: int = 4, in_channels: int = 3, **card):
     """A model card for a hand-built model (and ``model.arch`` so it can be saved)."""
     model.arch = {"name": name, "num_classes": num_classes, "in_channels": in_channels, "kwargs": {}}

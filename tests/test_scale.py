@@ -200,7 +200,9 @@ def test_resume_is_byte_identical_and_options_restart(tmp_path, tiny, monkeypatc
 def test_kill_9_at_several_points_then_resume_byte_identical(tmp_path, capsys):
     scene = write_scene(tmp_path / "long.tif", random_scene(1600, 64))
     ckpt = save_model(tmp_path / "slow.pt", "test_slow_fcn")
-    base = ["predict", str(scene), "--checkpoint", str(ckpt), "--batch-size", "1", "--threads", "1", "--quiet",
+    # --runtime torch: the model's sleep (what makes it slow enough to kill) exists in PyTorch only
+    base = ["predict", str(scene), "--checkpoint", str(ckpt), "--runtime", "torch", "--batch-size", "1",
+            "--threads", "1", "--quiet",
             "--probs", str(tmp_path / "p.tif"), "-o", str(tmp_path / "m.tif")]
     code, text = run_cli([*base[:-4], "--probs", str(tmp_path / "rp.tif"), "-o", str(tmp_path / "rm.tif")], capsys)
     assert code == 0, text

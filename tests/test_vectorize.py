@@ -153,7 +153,7 @@ def test_nodata_and_class_filter_give_no_polygons(tmp_path):
     src = write_mask(tmp_path / "m.tif", mask)
     vectorize_mask(src, tmp_path / "o.gpkg", classes=["building", "3"], layer_per_class=True,
                    window_rows=5, progress=False)
-    assert sorted(pyogrio.list_layers(tmp_path / "o.gpkg")[:, 0]) == ["building", "car"]
+    assert sorted(pyogrio.list_layers(tmp_path / "o.gpkg")[:, 0]) == ["building", "car", "layer_styles"]  # QGIS styles
     out = pd.concat([gpd.read_file(tmp_path / "o.gpkg", layer=n) for n in ("building", "car")], ignore_index=True)
     assert set(out.class_id) == {1, 3}
     hole = shapely.box(500000 + 2.5, 5000000 - 15, 500000 + 12.5, 5000000 - 5)  # rows 10-30, cols 5-25

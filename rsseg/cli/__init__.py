@@ -21,6 +21,7 @@ COMMANDS = {
     "evaluate": "rsseg.cli.evaluate:evaluate",
     "prepare": "rsseg.cli.prepare:prepare",
     "models": "rsseg.cli.models:models",
+    "export": "rsseg.cli.export:export",
 }
 
 

@@ -14,6 +14,7 @@ from typing import Any
 import click
 
 from rsseg.device import check_device_name
+from rsseg.models.runtime import RUNTIMES
 from rsseg.tiling.tta import TTA_MODES
 
 
@@ -92,7 +93,15 @@ def output(help: str, required: bool = False, folder: bool = False) -> Any:  # n
 
 quiet = click.option("--quiet", is_flag=True, help="No progress bar.")
 overwrite = click.option("--overwrite", is_flag=True, help="Replace existing outputs.")
-threads = click.option("--threads", type=POSITIVE_INT, help="CPU threads (default: all available cores).")
+def threads_for(whose: str = "") -> Any:
+    """``--threads``: CPU threads (of ``whose`` runtime, when given)."""
+    return click.option("--threads", type=POSITIVE_INT,
+                        help=f"CPU threads{', ' + whose if whose else ''} (default: all available cores).")
+
+
+threads = threads_for()
+runtime = click.option("--runtime", type=click.Choice(RUNTIMES), default="auto", show_default=True,
+                       help="auto: ONNX Runtime on the CPU (a .pt is exported once to a cache), PyTorch on a GPU.")
 batch_size = click.option("--batch-size", type=POSITIVE_INT, default=4, show_default=True,
                           help="Windows or patches per model call.")
 tta = click.option("--tta", type=click.Choice(TTA_MODES), default="none", show_default=True,

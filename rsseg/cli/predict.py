@@ -40,7 +40,8 @@ def check_predict_outputs(scene: Path, checkpoint: Path, out: Path, probs: Path 
 @opt.output("Class mask GeoTIFF of a single scene (default: SCENE-STEM_mask.tif in the current folder).")
 @click.option("--out-dir", type=opt.FOLDER,
               help="Write DIR/<stem>_mask.tif per scene, DIR/mosaic.vrt over them and DIR/catalog.json.")
-@opt.checkpoint()
+@opt.checkpoint(help="rsseg model file, .pt or exported .onnx (default: the bundled default model).")
+@opt.runtime
 @click.option("--tile", type=opt.POSITIVE_INT, help="Window size in pixels (default: the model's training tile).")
 @click.option("--overlap", type=opt.FRACTION, default=None, help="Window overlap fraction in [0, 1) [default: 0.5].")
 @click.option("--stride", type=opt.POSITIVE_INT, help="Window stride in pixels (instead of --overlap).")
@@ -61,12 +62,12 @@ def check_predict_outputs(scene: Path, checkpoint: Path, out: Path, probs: Path 
                    "(with --out-dir also DIR/mosaic.gpkg, one layer over all scenes).")
 @click.option("--cog", is_flag=True, help="Write Cloud-Optimized GeoTIFFs.")
 @opt.device()
-@opt.threads
+@opt.threads_for("PyTorch's or ONNX Runtime's")
 @click.option("--restart", is_flag=True, help="Ignore the resume journal of unfinished scenes; start afresh.")
 @opt.overwrite
 @opt.quiet
 def predict(scenes: tuple[str, ...], output: Path | None, out_dir: Path | None, checkpoint: Path | None,
-            tile: int | None, overlap: float | None, stride: int | None, batch_size: int, tta: str,
+            runtime: str, tile: int | None, overlap: float | None, stride: int | None, batch_size: int, tta: str,
             bands: list[int] | None, gsd: str, input_scale: float | None, probs: str | None,
             confidence: str | None, vector: str | None, cog: bool, device: str, threads: int | None,
             restart: bool, overwrite: bool, quiet: bool) -> None:
@@ -80,7 +81,7 @@ def predict(scenes: tuple[str, ...], output: Path | None, out_dir: Path | None, 
     """
     from rsseg.distributed import cleanup, init_distributed
     from rsseg.io.inputs import expand_inputs
-    from rsseg.models import load_checkpoint
+    from rsseg.models.runtime import load_model
     from rsseg.tiling import PredictOptions, predict_scene
 
     if overlap is not None and stride is not None:
@@ -126,7 +127,7 @@ def predict(scenes: tuple[str, ...], output: Path | None, out_dir: Path | None, 
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", UserWarning)
-            model, card = load_checkpoint(checkpoint, dev)
+            model, card, _ = load_model(checkpoint, dev, runtime, threads)
         for w in caught:
             click.echo(f"Warning: {w.message}", err=True)
 

@@ -55,12 +55,22 @@ class ContextHeadModel(SegmentationModel):
 
 
 def _profile(values: torch.Tensor, size: int) -> torch.Tensor:
-    """Resample ``(B, L)`` profiles to length ``size`` (average pooling down, linear up)."""
-    if values.shape[-1] == size:
-        return values
-    if values.shape[-1] > size:
-        return F.adaptive_avg_pool1d(values.unsqueeze(1), size).squeeze(1)
-    return F.interpolate(values.unsqueeze(1), size=size, mode="linear", align_corners=False).squeeze(1)
+    """Resample ``(B, L)`` profiles to length ``size`` (average pooling down, linear up).
+
+    Equal to ``adaptive_avg_pool1d`` (``L > size``) or linear ``interpolate`` (``L < size``),
+    written as one ``size×L`` weight matrix built from tensor ops, so that it exports to ONNX
+    with ``L`` and ``size`` dynamic (no Python branch on shapes is frozen by tracing).
+    """
+    src = torch.arange(values.shape[-1], device=values.device, dtype=values.dtype)
+    dst = torch.arange(size, device=values.device, dtype=values.dtype)[:, None]
+    n_in, n_out = src[-1] + 1, dst[-1, 0] + 1
+    start, end = torch.floor(dst * n_in / n_out), torch.ceil((dst + 1) * n_in / n_out)
+    pool = ((src >= start) & (src < end)).to(values.dtype) / (end - start)
+    pos = ((dst + 0.5) * n_in / n_out - 0.5).clamp(min=0)
+    left = torch.floor(pos).clamp(max=n_in - 1)
+    frac = pos - left
+    linear = (src == left) * (1 - frac) + (src == torch.clamp(left + 1, max=n_in - 1)) * frac
+    return values @ torch.where(n_in > n_out, pool, linear).T
 
 
 class LowRankReconstruction(nn.Module):

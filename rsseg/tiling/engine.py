@@ -27,6 +27,7 @@ from rsseg.errors import OptionError, RssegError
 from rsseg.io.atomic import atomic_output, output_lock
 from rsseg.io.mask_writer import ClassMaskWriter, quantize_probs, to_cog
 from rsseg.io.outputs import check_outputs, run_record_path
+from rsseg.io.qgis_style import class_mask_qml, stretch_qml, write_sidecar
 from rsseg.io.raster import (
     bounded_gdal_cache,
     check_value_range,
@@ -598,6 +599,9 @@ def _write_outputs(ds, scene: Path, journal: BandJournal, card: ModelCard, cog: 
     except BaseException:
         writer.abort()
         raise
+    write_sidecar(out, class_mask_qml(card.classes.names, card.classes.colors))  # QGIS styles, before the mask
+    for path in extra.values():  # probabilities and confidence: uint8, value·255
+        write_sidecar(path, stretch_qml())
     for name in ("probs", "confidence", "mask"):
         if name not in files:
             continue

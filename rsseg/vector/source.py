@@ -88,6 +88,7 @@ class MaskSource:
     path: Path
     ds: DatasetReader
     names: list[str] | None
+    colors: list[tuple[int, int, int]] | None
     selected: list[int] | None
     nodata: int | None
 
@@ -101,13 +102,13 @@ class MaskSource:
             dtype = np.dtype(ds.dtypes[0])
             if dtype.kind not in "ui":
                 raise RssegError(f"{path}: pixel type {dtype} is not a class mask (integer class ids expected)")
-            names, _ = read_class_table(ds)
+            names, colors = read_class_table(ds)
             nodata = None if ds.nodata is None else int(ds.nodata)
             selected = None if classes is None else resolve_classes(path, list(classes), names)
         except BaseException:
             ds.close()
             raise
-        return cls(path, ds, names, selected, nodata)
+        return cls(path, ds, names, colors, selected, nodata)
 
     def name(self, class_id: int) -> str:
         """The class's name, ``class_<id>`` when the mask does not name it."""

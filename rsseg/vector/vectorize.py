@@ -16,6 +16,7 @@ from tqdm import tqdm
 
 from rsseg.errors import RssegError
 from rsseg.io.outputs import check_outputs
+from rsseg.io.qgis_style import polygon_qml
 from rsseg.io.raster import bounded_gdal_cache
 from rsseg.vector.polygonize import Regions, polygonize_windows
 from rsseg.vector.simplify import simplify_coverage, valid_polygons
@@ -185,6 +186,8 @@ def vectorize_mask(mask_path: str | os.PathLike, out_path: str | os.PathLike, *,
                 geoms = shapely.to_wkb(simplify_coverage(geoms, georef, simplify))
             layers.write(geoms, class_ids, areas, mean_prob)
         layers.add_empty()
+        if src.colors:
+            writer.add_style(polygon_qml([src.name(i) for i in range(len(src.colors))], src.colors))
     ids = sorted(layers.counts)
     return VectorizeSummary(out_path, {src.name(c): layers.counts[c] for c in ids},
                             {src.name(c): layers.areas[c] for c in ids}, georef.area_unit, removed,

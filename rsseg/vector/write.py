@@ -12,6 +12,7 @@ from pyogrio.raw import write
 
 from rsseg.errors import RssegError
 from rsseg.io.atomic import atomic_output
+from rsseg.io.qgis_style import store_gpkg_styles, write_sidecar
 
 DRIVERS = {"gpkg": "GPKG", "shp": "ESRI Shapefile", "geojson": "GeoJSON", "fgb": "FlatGeobuf"}
 SUFFIXES = {".gpkg": "gpkg", ".shp": "shp", ".geojson": "geojson", ".json": "geojson", ".fgb": "fgb"}
@@ -60,6 +61,13 @@ class LayerWriter:
                   layer=None if self.fmt == "shp" else layer, driver=DRIVERS[self.fmt], geometry_type="Polygon",
                   crs=self.crs_wkt, encoding="UTF-8" if self.fmt == "shp" else None, append=layer in self.written)
         self.written.add(layer)
+
+    def add_style(self, qml: str) -> None:
+        """Make ``qml`` the QGIS style of every layer written (GeoPackage table, or ``.qml`` sidecar)."""
+        if self.fmt == "gpkg":
+            store_gpkg_styles(self.path, sorted(self.written), qml, "rsseg classes")
+        else:
+            write_sidecar(self.path, qml)
 
 
 @contextlib.contextmanager

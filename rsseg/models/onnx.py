@@ -1,0 +1,99 @@
+"""Run exported rsseg models with ONNX Runtime behind the torch model's call interface."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from rsseg.errors import RssegError
+from rsseg.models.checkpoint import ModelCard, card_from_dict
+from rsseg.models.onnx_export import CARD_FORMAT_KEY, CARD_KEY
+
+OPTIMIZATION_LEVELS = ("disable", "basic", "extended", "all")
+_TINY = float(np.finfo(np.float32).tiny)
+
+
+def _level(name: str):  # noqa: ANN202 - onnxruntime.GraphOptimizationLevel
+    import onnxruntime as ort
+
+    return {"disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+            "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+            "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+            "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL}[name]
+
+
+class OnnxModel(nn.Module):
+    """An exported model run by ONNX Runtime; called like the torch model (B×C×H×W -> B×K×H×W).
+
+    It returns log-probabilities, which are logits: their softmax is the graph's probabilities.
+    A graph fixed to one tile size gets smaller inputs padded (edge pixels repeated) and cropped back.
+    """
+
+    def __init__(self, path: str | os.PathLike, device: torch.device | str = "cpu", threads: int | None = None,
+                 optimization: str = "all"):
+        super().__init__()
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.graph_optimization_level = _level(optimization)
+        if threads:
+            options.intra_op_num_threads = threads
+        cuda = torch.device(device).type == "cuda" and "CUDAExecutionProvider" in ort.get_available_providers()
+        providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if cuda else ["CPUExecutionProvider"]
+        try:
+            self.session = ort.InferenceSession(str(path), options, providers=providers)
+        except Exception as err:  # noqa: BLE001 - onnxruntime raises its own exception types
+            first = str(err).strip().splitlines()[0][:120] if str(err).strip() else type(err).__name__
+            raise RssegError(f"{path}: ONNX Runtime cannot load it ({first})") from None
+        # the file's hash stands in for weights wherever a model is identified by its state dict (resume journal)
+        digest = hashlib.sha256(Path(path).read_bytes()).digest()
+        self.register_buffer("file_sha256", torch.tensor(list(digest), dtype=torch.uint8))
+        self.input_name = self.session.get_inputs()[0].name
+        h, w = self.session.get_inputs()[0].shape[-2:]
+        self.fixed = (h, w) if isinstance(h, int) and isinstance(w, int) else None
+        self.providers = self.session.get_providers()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        if self.fixed and (h, w) != self.fixed:
+            if h > self.fixed[0] or w > self.fixed[1]:
+                raise RssegError(f"this ONNX model takes {self.fixed[0]}×{self.fixed[1]} windows, got {h}×{w} "
+                                 f"(use --tile {self.fixed[0]})")
+            x = F.pad(x, (0, self.fixed[1] - w, 0, self.fixed[0] - h), mode="replicate")
+        feed = {self.input_name: np.ascontiguousarray(x.detach().float().cpu().numpy())}
+        probs = self.session.run(None, feed)[0][..., :h, :w]
+        return torch.from_numpy(np.log(np.maximum(probs, _TINY))).to(x.device)
+
+
+def read_onnx_card(path: str | os.PathLike) -> ModelCard:
+    """The model card stored in an exported file's metadata."""
+    import onnx
+
+    path = Path(path)
+    if not path.is_file():
+        raise RssegError(f"{path}: model file not found")
+    try:
+        proto = onnx.load(str(path), load_external_data=False)
+    except Exception as err:  # noqa: BLE001 - protobuf decode errors
+        raise RssegError(f"{path}: not an ONNX file ({type(err).__name__})") from None
+    meta = {p.key: p.value for p in proto.metadata_props}
+    if CARD_KEY not in meta:
+        raise RssegError(f"{path}: ONNX file without an rsseg model card (export it with `rsseg export`)")
+    try:
+        return card_from_dict(json.loads(meta[CARD_KEY]), int(meta.get(CARD_FORMAT_KEY, 1)))
+    except (ValueError, KeyError, TypeError, AttributeError) as err:  # SchemaError is a ValueError
+        raise RssegError(f"{path}: invalid rsseg model card in the metadata ({err})") from None
+
+
+def load_onnx(path: str | os.PathLike, device: torch.device | str = "cpu", threads: int | None = None,
+              optimization: str = "all") -> tuple[OnnxModel, ModelCard]:
+    """An :class:`OnnxModel` and its card from an exported file."""
+    card = read_onnx_card(path)
+    return OnnxModel(path, device, threads, optimization), card
