@@ -14,12 +14,13 @@ def reason(err: BaseException, limit: int = 160) -> str:
     "Read failed. See previous exception for details." (followed through ``__cause__``/``__context__``)."""
     seen: set[int] = set()
     lines = []
-    while err is not None and id(err) not in seen:
-        seen.add(id(err))
-        text = str(err).strip()
+    link: BaseException | None = err
+    while link is not None and id(link) not in seen:
+        seen.add(id(link))
+        text = str(link).strip()
         if text:
             lines.append(text.splitlines()[0])
-        err = err.__cause__ or err.__context__
+        link = link.__cause__ or link.__context__
     specific = [line for line in lines if not any(g in line.lower() for g in GENERIC)]
     return (specific[-1] if specific else lines[0] if lines else "unknown error")[:limit]
 

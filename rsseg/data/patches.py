@@ -145,12 +145,19 @@ class PatchDataset(Dataset):
             raise RssegError(f"{mask_path}: mask is {mask.shape[0]}×{mask.shape[1]}×{mask.shape[2]} "
                              f"(bands×H×W) but its image {image_path.name} is "
                              f"{image.shape[1]}×{image.shape[2]} with one mask band expected")
-        mask = mask[0]
+        return image, self._checked(mask_path, mask[0])
+
+    def check_masks(self) -> None:
+        """Read every mask once and check its class ids, so that a bad label fails before training."""
+        for _, mask_path in self.pairs:
+            self._checked(mask_path, read_raster(mask_path)[0])
+
+    def _checked(self, mask_path: Path, mask: np.ndarray) -> np.ndarray:
         bad = (mask >= self.info.num_classes) & (mask != self.info.classes.ignore_index)
         if bad.any():
             raise RssegError(f"{mask_path}: value {int(mask[bad][0])} is not a class id "
                              f"(0..{self.info.num_classes - 1}) nor the ignore index {self.info.classes.ignore_index}")
-        return image, mask.astype(np.uint8, copy=False)
+        return mask.astype(np.uint8, copy=False)
 
     def normalise(self, raw: np.ndarray, mask: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         """Raw bands and mask as model input (``(raw / input_scale - mean) / std``) and int64 target."""

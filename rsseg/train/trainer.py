@@ -206,6 +206,8 @@ class Trainer:
                                            data_cfg.tile, data_cfg.samples_per_epoch, data_cfg.scale,
                                            data_cfg.flips, data_cfg.rot90, photometric)
         self.val_set = PatchDataset(data_cfg.root, data_cfg.val_split, info=self.info)
+        for split in (self.train_set.patches, self.val_set):  # random crops may miss a bad label for epochs
+            split.check_masks()
         self.batch_size = config.train.batch_size
         per_rank = len(self.train_set) // self.env.world_size
         if per_rank < self.batch_size:
