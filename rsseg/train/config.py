@@ -216,6 +216,14 @@ def _section(source: str, key: str, cls: type, values: dict) -> Any:
                   for name, value in values.items()})
 
 
+def _number(text: str) -> float | str:
+    """``text`` as a float when it spells one (``1e-3``), else unchanged."""
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
 def _check(source: str, where: str, value: Any, hint: Any, bounds: Any) -> Any:
     """``value`` converted to ``hint`` (int, float, bool, str, optional, pair of floats) within ``bounds``."""
     args = get_args(hint)
@@ -230,6 +238,8 @@ def _check(source: str, where: str, value: Any, hint: Any, bounds: Any) -> Any:
         return tuple(_check(source, where, v, float, bounds) for v in value)
     if get_origin(hint) is dict:
         return value
+    if hint is float and isinstance(value, str):
+        value = _number(value)  # YAML 1.1 reads 1e-3 (no dot) as a string
     ok = (isinstance(value, bool) if hint is bool else
           isinstance(value, int) and not isinstance(value, bool) if hint is int else
           isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
