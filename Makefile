@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 TORCH_PIN ?= torch==2.14.1 torchvision==0.29.1
 
-.PHONY: demo test install clean
+.PHONY: demo test docs install clean
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -23,10 +23,17 @@ demo: install
 TYPED := rsseg/schema.py rsseg/device.py rsseg/errors.py rsseg/models/checkpoint.py rsseg/data/patches.py \
 	rsseg/train/config.py rsseg/cli/options.py
 
+# the documentation site (Sphinx + MyST): HTML in docs/_build/html; `make test` builds it strictly (warnings fail)
+SPHINX := $(PY) -m sphinx -q -b html docs docs/_build/html
+
+docs: install
+	$(SPHINX)
+
 test: install
 	$(PY) -m ruff check .
 	$(PY) -m mypy $(TYPED)
+	$(SPHINX) -E -W --keep-going
 	$(PY) -m pytest -q tests
 
 clean:
-	rm -rf $(VENV) demo_out .pytest_cache .ruff_cache .mypy_cache
+	rm -rf $(VENV) demo_out .pytest_cache .ruff_cache .mypy_cache docs/_build docs/_api

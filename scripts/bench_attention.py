@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import math
 
+import bench_record
 import torch
 from tqdm import tqdm
 
@@ -38,6 +39,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--repeats", type=int, default=7, help="timed runs (median)")
     args = parser.parse_args()
+    record = bench_record.start("attention", vars(args))
     torch.manual_seed(0)
     torch.set_num_threads(args.threads)
 
@@ -51,29 +53,24 @@ def main() -> None:
         rows[name]["gflops"].append(count_flops(module, x) / 1e9)
 
     half = args.sizes[-1] // 2 if args.sizes[-1] // 2 in args.sizes else args.sizes[0]
-    print(f"\nAttention, C={args.channels}, batch 1, forward without autograd, {args.threads} CPU thread(s)")
-    header = "| attention | " + " | ".join(f"{s}² ms | {s}² MiB" for s in args.sizes) + \
-             f" | time ×/4× px | time {half}²→{args.sizes[-1]}² | memory ×/4× px |"
-    print(header)
-    print("|" + "---|" * (2 * len(args.sizes) + 4))
-    for name, r in rows.items():
-        cells = " | ".join(f"{ms:.1f} | {mib:.1f}" for ms, mib in zip(r["ms"], r["mib"]))
-        print(f"| {name} | {cells} | {growth_per_4x(r['ms'], args.sizes):.2f} | "
-              f"{growth_per_4x(r['ms'], args.sizes, first=args.sizes.index(half)):.2f} | "
-              f"{growth_per_4x(r['mib'], args.sizes):.2f} |")
+    columns = ["attention", *(f"{s}² {unit}" for s in args.sizes for unit in ("ms", "MiB")),
+               "time ×/4× px", f"time {half}²→{args.sizes[-1]}²", "memory ×/4× px"]
+    record.table(f"Attention, C={args.channels}, batch 1, forward without autograd, {args.threads} CPU thread(s)",
+                 columns, [[name, *(round(v, 1) for pair in zip(r["ms"], r["mib"]) for v in pair),
+                            round(growth_per_4x(r["ms"], args.sizes), 2),
+                            round(growth_per_4x(r["ms"], args.sizes, first=args.sizes.index(half)), 2),
+                            round(growth_per_4x(r["mib"], args.sizes), 2)] for name, r in rows.items()])
     for name in ("kernel", "taylor"):
         ratio = {key: rows["softmax"][key][-1] / rows[name][key][-1] for key in ("mib", "ms", "gflops")}
         print(f"softmax / {name} at {args.sizes[-1]}²: memory ×{ratio['mib']:.0f}, time ×{ratio['ms']:.1f}, "
               f"FLOPs ×{ratio['gflops']:.0f}")
 
-    print("\nWhole models at 1×3×512×512, 6 classes (FLOPs = 2 × multiply-adds of conv/matmul)")
-    print("| model | backbone | params (M) | GFLOPs | GMACs | CPU ms |")
-    print("|---|---|---|---|---|---|")
-    for name in tqdm(MODELS, desc="models", unit="model"):
-        p = profile_model(name, 512, repeats=args.repeats)
-        print(f"| {p.name} | {p.backbone} | {p.params / 1e6:.2f} | {p.gflops:.1f} | {p.gflops / 2:.1f} "
-              f"| {p.cpu_ms:.0f} |")
-
+    profiles = [profile_model(name, 512, repeats=args.repeats) for name in tqdm(MODELS, desc="models", unit="model")]
+    record.table("Whole models at 1×3×512×512, 6 classes (FLOPs = 2 × multiply-adds of conv/matmul)",
+                 ["model", "backbone", "params (M)", "GFLOPs", "GMACs", f"CPU ms ({args.threads} thread)"],
+                 [[p.name, p.backbone, round(p.params / 1e6, 2), round(p.gflops, 1), round(p.gflops / 2, 1),
+                   round(p.cpu_ms)] for p in profiles])
+    record.save()
 
 if __name__ == "__main__":
     main()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 from typing import Callable
 
+import bench_record
 import torch
 from tqdm import tqdm
 
@@ -79,6 +80,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument("--repeats", type=int, default=1, help="timed runs (median) after one warm-up")
     args = parser.parse_args()
+    record = bench_record.start("heads", vars(args))
     torch.manual_seed(0)
     torch.set_num_threads(args.threads)
 
@@ -91,18 +93,17 @@ def main() -> None:
         ms = cpu_time_ms(fn, x, repeats=args.repeats)
         results.append((table, module, shape, gflops, paper_g, mib, paper_mb, ms))
 
-    print(f"\nC={args.channels}, r={args.rank}, batch 1, forward without autograd, {args.threads} CPU thread(s)")
-    print("| table | module | input C×H×W | GFLOPs ours | GFLOPs paper | ours/paper | peak MiB ours "
-          "| MB paper | CPU ms |")
-    print("|---|---|---|---|---|---|---|---|---|")
-    for table, module, shape, gflops, paper_g, mib, paper_mb, ms in results:
-        ratio = f"{gflops / paper_g:.2f}"
-        print(f"| {table} | {module} | {shape[1]}×{shape[2]}×{shape[3]} | {gflops:.4g} | {paper_g} | "
-              f"{ratio} | {mib:.1f} | {paper_mb or '–'} | {ms:.0f} |")
+    record.table(f"C={args.channels}, r={args.rank}, batch 1, forward without autograd, {args.threads} CPU thread(s)",
+                 ["table", "module", "input C×H×W", "GFLOPs ours", "GFLOPs paper", "ours/paper", "peak MiB ours",
+                  "MB paper", "CPU ms"],
+                 [[table, module, f"{shape[1]}×{shape[2]}×{shape[3]}", float(f"{gflops:.4g}"), paper_g,
+                   round(gflops / paper_g, 2), round(mib, 1), paper_mb or "–", round(ms)]
+                  for table, module, shape, gflops, paper_g, mib, paper_mb, ms in results])
     reco_macs = args.rank * (args.channels ** 2 + 2 * 64 ** 2) + 2 * args.channels * 64 * 64
     print(f"\nRecoNet's own convention (generator MACs r·(C²+H²+W²) + 2·C·H·W, no rank-r reconstruction): "
           f"{reco_macs / 1e9:.4f} G vs paper 0.0215 G")
     print(f"benchmarked {len(results)} modules; FLOPs = 2 × multiply-adds, matmul/bmm/einsum counted")
+    record.save()
 
 
 if __name__ == "__main__":

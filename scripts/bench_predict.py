@@ -29,6 +29,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import bench_record
 import numpy as np
 import rasterio
 import torch
@@ -210,20 +211,20 @@ def compare_runtimes(args: argparse.Namespace, workdir: Path) -> None:
         best = end_to_end(checkpoint, scene, workdir, args.batch_size, repeats)
         e2e.append({"model": name, **best})
         print(f"{name:>10} end to end: torch {best['torch']:.2f} s, onnx {best['onnx']:.2f} s", flush=True)
-    print(f"\nOne model call on {args.batch_size}×3×{args.tile}² (best of {repeats}), "
-          f"{torch.get_num_threads()} threads:\n")
-    print("| model | path | seconds | × eager | argmax = eager | max Δp vs eager |")
-    print("|---|---|---|---|---|---|")
+    record = bench_record.start("predict-runtimes" + ("-quick" if args.quick else ""), vars(args))
+    rows = []
     for r in paths:
         eager = next(p for p in paths if p["model"] == r["model"] and p["path"] == "torch eager")
-        print(f"| {r['model']} | {r['path']} | {r['seconds']:.3f} | {eager['seconds'] / r['seconds']:.2f} | "
-              f"{100 * r['argmax_agree']:.2f} % | {r['max_dp']:.1e} |")
-    print(f"\nEnd-to-end predict, {side}×{side} scene, 512² windows, overlap 0.5 (best of {repeats}):\n")
-    print("| model | PyTorch (s) | ONNX Runtime (s) | speed-up |")
-    print("|---|---|---|---|")
-    for r in e2e:
-        print(f"| {r['model']} | {r['torch']:.2f} | {r['onnx']:.2f} | {r['torch'] / r['onnx']:.2f}× |")
-
+        rows.append([r["model"], r["path"], round(r["seconds"], 3), round(eager["seconds"] / r["seconds"], 2),
+                     f"{100 * r['argmax_agree']:.2f} %", f"{r['max_dp']:.1e}"])
+    record.table(f"One model call on {args.batch_size}×3×{args.tile}² (best of {repeats}), "
+                 f"{torch.get_num_threads()} threads",
+                 ["model", "path", "seconds", "× eager", "argmax = eager", "max Δp vs eager"], rows)
+    record.table(f"End-to-end predict, {side}×{side} scene, 512² windows, overlap 0.5 (best of {repeats})",
+                 ["model", "PyTorch (s)", "ONNX Runtime (s)", "speed-up"],
+                 [[r["model"], round(r["torch"], 2), round(r["onnx"], 2), f"{r['torch'] / r['onnx']:.2f}×"]
+                  for r in e2e])
+    record.save()
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -244,6 +245,7 @@ def main() -> None:
         print(json.dumps(run_one(w, h, name, args.tile, args.batch_size, workdir)))
         return
     cases = [(w // 8, h // 8, m) for w, h, m in STANDARD] if args.quick else STANDARD
+    record = bench_record.start("predict-scenes" + ("-quick" if args.quick else ""), vars(args))
     rows = []
     for w, h, name in cases:
         scene = workdir / f"scene_{w}x{h}.tif"
@@ -258,16 +260,16 @@ def main() -> None:
               f"peak RSS {r['peak_rss_mb']:6.0f} MB  overhead {r['overhead']:.2f} "
               f"(model {r['model_seconds']:.1f} s in-run, {r['standalone_model_seconds']:.1f} s standalone)",
               flush=True)
-    print("\n| scene (W×H) | model | windows | seconds | MPix/s | peak RSS (MB) | overhead |")
-    print("|---|---|---|---|---|---|---|")
-    for r in rows:
-        print(f"| {r['scene']} | {r['model']} | {r['windows']} | {r['seconds']:.1f} | {r['mpix_per_s']:.2f} | "
-              f"{r['peak_rss_mb']:.0f} | {r['overhead']:.2f} |")
+    record.table(f"Synthetic scenes, {args.tile}² windows, overlap 0.5, batch {args.batch_size}, a process each",
+                 ["scene (W×H)", "model", "windows", "seconds", "MPix/s", "peak RSS (MB)", "overhead"],
+                 [[r["scene"], r["model"], r["windows"], round(r["seconds"], 1), round(r["mpix_per_s"], 2),
+                   round(r["peak_rss_mb"]), round(r["overhead"], 2)] for r in rows])
     by = {r["scene"]: r for r in rows}
     tall, wide = by.get(f"{cases[1][0]}x{cases[1][1]}"), by.get(f"{cases[0][0]}x{cases[0][1]}")
     if tall and wide:
         print(f"\npeak RSS {cases[1][0]}x{cases[1][1]} / {cases[0][0]}x{cases[0][1]}: "
               f"{tall['peak_rss_mb'] / wide['peak_rss_mb']:.2f} (memory must not grow with height)")
+    record.save()
 
 
 if __name__ == "__main__":

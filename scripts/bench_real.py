@@ -20,6 +20,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import bench_record
 import numpy as np
 import rasterio
 from rasterio.windows import Window
@@ -119,6 +120,7 @@ def main() -> None:
             shares = class_shares(args.shares or None, scene, args.out)
             print(f"{scene.name}: " + ", ".join(f"{k} {100 * v:.1f} %" for k, v in shares.items()))
         return
+    record = bench_record.start("real-spacenet", vars(args))
     labels = building_labels(SCENE, BUILDINGS, args.out / "labels.tif")
     patches = args.out / "patches"
     rsseg("prepare", "generic", "--image", str(SCENE), "--labels", str(labels), "--classes", CLASSES,
@@ -135,13 +137,13 @@ def main() -> None:
         kind = "pretrained" if pretrained else "from scratch"
         curve = "  ".join(f"{m:.1f} min {iou:.3f}" for m, iou in result["curve"])
         print(f"unet {args.backbone} {kind}: val building IoU by minute: {curve}", flush=True)
-    print(f"{SCENE.name}: bottom {TEST_FRACTION:.0%} of rows unseen, {args.minutes:g} min per run, "
-          f"{args.threads} threads")
-    for result in results:
-        kind = "pretrained  " if result["pretrained"] else "from scratch"
-        print(f"  unet {args.backbone} {kind}: building IoU {result['test_iou']:.3f} on the unseen rows "
-              f"({result['epochs']} epochs)")
-
+    record.table(f"{SCENE.name}: bottom {TEST_FRACTION:.0%} of rows unseen, {args.minutes:g} min per run, "
+                 f"{args.threads} threads",
+                 ["model", "backbone", "building IoU (unseen rows)", "epochs", "best val building IoU"],
+                 [["unet", f"{args.backbone} {'pretrained' if r['pretrained'] else 'from scratch'}",
+                   round(r["test_iou"], 3), r["epochs"], round(max((iou for _, iou in r["curve"]), default=0.0), 3)]
+                  for r in results])
+    record.save()
 
 if __name__ == "__main__":
     main()

@@ -31,6 +31,8 @@ import sys
 import time
 from pathlib import Path
 
+import bench_record
+
 from rsseg.data.synthetic import write_scene
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -109,9 +111,8 @@ def main() -> None:
     tall = work / "tall.tif"
     write_scene(tall, None, width, 2 * height, seed=9, progress=False)
 
-    print(f"CPU threads per rank: 1; machine load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
-    print("| work | 1 process (s) | 2 ranks (s) | speed-up | byte-identical |")
-    print("|---|---|---|---|---|")
+    record = bench_record.start("scale" + ("-quick" if args.quick else ""), vars(args))
+    rows = []
     for key, label, inputs in (("list", f"list of 4 scenes {side}²", scenes),
                                ("one", f"one scene {width}×{height} split by rows", [one])):
         times = []
@@ -119,15 +120,15 @@ def main() -> None:
             out = work / f"out_{key}_{ranks}"
             times.append(predict(wrapper, [*map(str, inputs), "--out-dir", str(out), "--probs"], ranks)[0])
         same = same_outputs(work / f"out_{key}_1", work / f"out_{key}_2")
-        print(f"| {label} | {times[0]:.1f} | {times[1]:.1f} | {times[0] / times[1]:.2f}x | {same} |")
+        rows.append([label, round(times[0], 1), round(times[1], 1), f"{times[0] / times[1]:.2f}×", same])
+    record.table("One thread per rank", ["work", "1 process (s)", "2 ranks (s)", "speed-up", "byte-identical"], rows)
 
-    print("\n| split scene (2 ranks) | peak RSS rank 0 (MB) | peak RSS rank 1 (MB) |")
-    print("|---|---|---|")
     rss = {}
     for scene in (one, tall):
-        with_rss = predict(wrapper, [str(scene), "--out-dir", str(work / f"rss_{scene.stem}")], 2)[1]
-        rss[scene.stem] = with_rss
-        print(f"| {width}×{height * (2 if scene is tall else 1)} | {with_rss[0]:.0f} | {with_rss[1]:.0f} |")
+        rss[scene.stem] = predict(wrapper, [str(scene), "--out-dir", str(work / f"rss_{scene.stem}")], 2)[1]
+    record.table("Split scene, 2 ranks", ["scene", "peak RSS rank 0 (MB)", "peak RSS rank 1 (MB)"],
+                 [[f"{width}×{height * (2 if stem == 'tall' else 1)}", round(r[0]), round(r[1])]
+                  for stem, r in rss.items()])
     print("peak RSS per rank, 2H ÷ H: " + ", ".join(f"rank {r} {rss['tall'][r] / rss['one'][r]:.2f}x" for r in (0, 1)))
 
     bands = -(-2 * height // 512)
@@ -143,6 +144,12 @@ def main() -> None:
     print(f"\nresume: uninterrupted {uninterrupted:.1f} s; killed at {bands // 2} of {bands} bands after {first:.1f} s "
           f"+ resumed run {second:.1f} s = {first + second:.1f} s -> {(first + second) / uninterrupted:.2f}x "
           f"(target <= 1.1); byte-identical: {same}; one process start-up (imports) takes {startup:.1f} s")
+    record.table(f"Kill and resume, {width}×{2 * height}, one process",
+                 ["uninterrupted (s)", "killed at half (s)", "resumed (s)", "total ÷ uninterrupted", "byte-identical",
+                  "process start-up (s)"],
+                 [[round(uninterrupted, 1), round(first, 1), round(second, 1),
+                   round((first + second) / uninterrupted, 2), same, round(startup, 1)]])
+    record.save()
 
     bench_vectorize = ROOT / "scripts" / "bench_vectorize.py"
     if bench_vectorize.is_file():

@@ -1,7 +1,7 @@
 """Training throughput (patches/s: forward, loss, backward, optimiser step) of every registered model.
 
     python scripts/bench_train.py --threads 1          # CPU, 512 px, batch 2
-    python scripts/bench_train.py --device cuda --batch-size 8 --json bench_train_gpu.json
+    python scripts/bench_train.py --device cuda --batch-size 8 --amp
 
 Inputs are random (no dataset, no weights); ``--amp`` uses float16 autocast on CUDA as ``rsseg train`` does.
 """
@@ -9,11 +9,10 @@ Inputs are random (no dataset, no weights); ``--amp`` uses float16 autocast on C
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import time
-from pathlib import Path
 
+import bench_record
 import torch
 from tqdm import tqdm
 
@@ -61,7 +60,6 @@ def main() -> None:
     parser.add_argument("--models", help="comma-separated names (default: all registered)")
     parser.add_argument("--amp", action="store_true", help="float16 autocast (CUDA only)")
     parser.add_argument("--threads", type=int, help="CPU threads (default: torch's; 1 is fastest on a busy machine)")
-    parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
     if args.batch_size < 2:
         parser.error("--batch-size must be at least 2 (BatchNorm layers of pooled branches, "
@@ -69,6 +67,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
+    record = bench_record.start("train" + ("-amp" if args.amp else ""), vars(args))
     names = args.models.split(",") if args.models else [e.name for e in list_models()]
     amp = args.amp and device.type == "cuda"
     results = {}
@@ -77,13 +76,10 @@ def main() -> None:
         tqdm.write(f"{name:<14}{results[name]:8.2f} patches/s")
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else \
         f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
-    print(f"| model | patches/s ({args.tile}², batch {args.batch_size}, {where}{', AMP' if amp else ''}) |")
-    print("|---|---|")
-    for name, value in results.items():
-        print(f"| {name} | {value:.2f} |")
-    if args.json:
-        args.json.write_text(json.dumps({"device": where, "tile": args.tile, "batch_size": args.batch_size,
-                                         "amp": amp, "patches_per_s": results}, indent=1))
+    record.table(f"Training steps on random {args.tile}² patches, batch {args.batch_size}, {where}"
+                 f"{', AMP' if amp else ''}", ["model", "patches/s"],
+                 [[name, round(value, 2)] for name, value in results.items()])
+    record.save()
     print(f"benchmarked {len(results)} models at {args.tile}² on {where}")
 
 

@@ -20,6 +20,7 @@ import sys
 import time
 from pathlib import Path
 
+import bench_record
 import numpy as np
 import rasterio
 from affine import Affine
@@ -94,7 +95,7 @@ def main() -> None:
     parser.add_argument("--classes", default="all", help="'all' or comma-separated ids, e.g. 1,2,3")
     parser.add_argument("--workdir", type=Path, default=Path("bench_vectorize_out"))
     parser.add_argument("--json", action="store_true",
-                        help="print one JSON line (memory_ratio, peak RSS of each path, equal_output), not the table")
+                        help="end with one JSON line (memory_ratio, peak RSS of each path, equal_output)")
     parser.add_argument("--child", choices=["windowed", "whole"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     classes = None if args.classes == "all" else [int(c) for c in args.classes.split(",")]
@@ -107,6 +108,7 @@ def main() -> None:
         start = time.perf_counter()
         make_mask(mask, args.size, args.objects)
         print(f"wrote {mask} in {time.perf_counter() - start:.1f} s", file=sys.stderr)
+    record = bench_record.start(f"vectorize-{args.size}-classes-{args.classes.replace(',', '')}", vars(args))
     results = {}
     for mode in ("windowed", "whole"):
         proc = subprocess.run([sys.executable, __file__, "--child", mode, "--size", str(args.size), "--objects",
@@ -117,19 +119,17 @@ def main() -> None:
     same = results["windowed"]["count"] == results["whole"]["count"] and \
         abs(results["windowed"]["area"] - results["whole"]["area"]) <= 1e-9 * results["whole"]["area"]
     w, h = results["windowed"], results["whole"]
+    record.table(f"Mask {args.size}², {args.objects} objects, classes {args.classes}, GeoPackage; equal output: {same}",
+                 ["path", "polygons", "seconds", "polygons/s", "peak RSS (MB)"],
+                 [[mode, r["polygons"], round(r["seconds"], 1), round(r["polygons"] / r["seconds"]),
+                   round(r["peak_rss_mb"])] for mode, r in results.items()])
+    record.save()
     if args.json:
         print(json.dumps({"size": args.size, "objects": args.objects, "classes": args.classes, "equal_output": same,
                           "polygons": w["polygons"], "memory_ratio": round(w["peak_rss_mb"] / h["peak_rss_mb"], 3),
                           "windowed_peak_rss_mb": round(w["peak_rss_mb"]), "whole_peak_rss_mb": round(h["peak_rss_mb"]),
                           "time_ratio": round(w["seconds"] / h["seconds"], 3)}))
         return
-    print(f"mask {args.size}x{args.size}, {args.objects} objects, classes {args.classes}; "
-          f"equal output: {same}")
-    print("| path | polygons | seconds | polygons/s | peak RSS (MB) |")
-    print("|---|---|---|---|---|")
-    for mode, r in results.items():
-        print(f"| {mode} | {r['polygons']} | {r['seconds']:.1f} | {r['polygons'] / r['seconds']:,.0f} "
-              f"| {r['peak_rss_mb']:.0f} |")
     print(f"windowed/whole: time {w['seconds'] / h['seconds']:.2f}x, "
           f"peak RSS {w['peak_rss_mb'] / h['peak_rss_mb']:.2f}x "
           f"(before the run: {w['import_rss_mb']:.0f} MB)")

@@ -29,7 +29,7 @@ def raster_shape(path) -> tuple[int, int]:
 
 
 class RandomCropDataset(Dataset):
-    """``samples_per_epoch`` random ``tile``² crops of a split's patches (image, mask), augmented.
+    """``samples_per_epoch`` random ``tile`` × ``tile`` crops of a split's patches (image, mask), augmented.
 
     Each crop picks a patch with probability proportional to its area, a scale ``s`` in
     ``scale`` (the crop covers ``tile / s`` source pixels and is resized to ``tile``: scale

@@ -18,7 +18,10 @@ def randint(generator: torch.Generator, high: int) -> int:
 
 def pad_and_resize(image: torch.Tensor, mask: torch.Tensor, size: int, tile: int, ignore_index: int
                    ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Pad a crop to ``size``² (image 0, mask ``ignore_index``), then resize it to ``tile``² (mask nearest)."""
+    """Pad a crop to ``size`` × ``size`` (image 0, mask ``ignore_index``), then resize it to ``tile`` × ``tile``.
+
+    The mask is resized by nearest neighbour.
+    """
     if image.shape[-2:] != (size, size):
         pad = (0, size - image.shape[-1], 0, size - image.shape[-2])
         image = F.pad(image, pad, value=0.0)

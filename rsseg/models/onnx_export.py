@@ -145,7 +145,7 @@ def export_onnx(model: nn.Module, card: ModelCard, path: str | Path, *, overwrit
     Dynamic height and width are tried first and kept if ONNX Runtime reproduces PyTorch on
     a non-square input and at ``tile``; otherwise the graph is fixed to ``tile`` (default: the
     card's tile size). Fails, writing nothing, if the logits differ by more than
-    1e-4 · max(1, max |logit|) or an operator cannot be exported.
+    ``1e-4 · max(1, max |logit|)`` or an operator cannot be exported.
     """
     import onnx
 
