@@ -19,7 +19,7 @@ def export(model: Path, output: Path | None, tile: int | None, overwrite: bool) 
     """Export MODEL (an rsseg .pt file) to ONNX (opset 17) for ONNX Runtime or QGIS Deepness.
 
     The file holds the whole model card and Deepness's metadata keys. The export is checked:
-    ONNX Runtime and PyTorch logits on random input must agree within 1e-4 × max(1, |logit|),
+    ONNX Runtime and PyTorch logits on random input must agree within 1e-4 × max(1, abs(logit)),
     or nothing is written.
     """
     from rsseg.models import load_checkpoint
