@@ -1,4 +1,4 @@
-"""Every command in README.md is checked against the real CLI; the cheap ones are run."""
+"""Every command in README.md and the docs pages is checked against the real CLI; the README's cheap ones are run."""
 
 from __future__ import annotations
 
@@ -16,12 +16,14 @@ from rsseg.cli import cli
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
+PAGES = {"README.md": README} | {str(p.relative_to(ROOT)): p.read_text() for p in sorted((ROOT / "docs").rglob("*.md"))
+                                 if "_build" not in p.parts}
 
 
-def readme_commands() -> list[list[str]]:
-    """Shell commands of the README's bash blocks, continuation lines joined, comments dropped."""
+def readme_commands(text: str = README) -> list[list[str]]:
+    """Shell commands of a page's bash blocks, continuation lines joined, comments dropped."""
     commands = []
-    for block in re.findall(r"```bash\n(.*?)```", README, re.S):
+    for block in re.findall(r"```bash\n(.*?)```", text, re.S):
         for line in block.replace("\\\n", " ").splitlines():
             tokens = shlex.split(line, comments=True)
             if tokens:
@@ -29,9 +31,14 @@ def readme_commands() -> list[list[str]]:
     return commands
 
 
-def rsseg_invocations() -> list[list[str]]:
-    """The argument lists given to ``rsseg`` (also behind ``torchrun --no-python``)."""
-    return [tokens[tokens.index("rsseg") + 1:] for tokens in readme_commands() if "rsseg" in tokens]
+def all_commands() -> list[tuple[str, list[str]]]:
+    """(page, command) for every bash command of the README and the docs pages."""
+    return [(page, tokens) for page, text in PAGES.items() for tokens in readme_commands(text)]
+
+
+def rsseg_invocations() -> list[tuple[str, list[str]]]:
+    """(page, argument list given to ``rsseg``), also behind ``torchrun --no-python``."""
+    return [(page, tokens[tokens.index("rsseg") + 1:]) for page, tokens in all_commands() if "rsseg" in tokens]
 
 
 def resolve(args: list[str]) -> tuple[click.Command, list[str]]:
@@ -39,7 +46,7 @@ def resolve(args: list[str]) -> tuple[click.Command, list[str]]:
     command, ctx = cli, click.Context(cli)
     while isinstance(command, click.Group) and args and not args[0].startswith("-"):
         command = command.get_command(ctx, args[0])
-        assert command is not None, f"README uses unknown rsseg command {args[0]!r}"
+        assert command is not None, f"unknown rsseg command {args[0]!r}"
         args = args[1:]
     return command, args
 
@@ -49,12 +56,19 @@ def test_readme_has_the_two_commands_first():
     assert "make demo" in first_block and "make test" in first_block
     assert "make test" in (ROOT / ".ci" / "run").read_text()
     makefile = (ROOT / "Makefile").read_text()
-    for target in {t[1] for t in readme_commands() if t[0] == "make"}:
+    for target in {t[1] for _, t in all_commands() if t[0] == "make"}:
         assert re.search(rf"^{target}:", makefile, re.M), f"Makefile has no target {target}"
 
 
-@pytest.mark.parametrize("args", rsseg_invocations(), ids=lambda a: " ".join(a)[:60])
-def test_readme_rsseg_commands_use_real_options(args):
+def test_docs_pages_have_commands():
+    """The docs pages are read (a renamed folder must not silently empty the checks below)."""
+    pages = {page for page, _ in rsseg_invocations()}
+    assert "README.md" in pages and "docs/commands/predict.md" in pages and len(pages) >= 8
+
+
+@pytest.mark.parametrize(("page", "args"), rsseg_invocations(),
+                         ids=lambda a: a if isinstance(a, str) else " ".join(a)[:60])
+def test_readme_rsseg_commands_use_real_options(page, args):
     command, rest = resolve(args)
     known = {"--help", "-h"}
     for param in command.params:
@@ -62,16 +76,16 @@ def test_readme_rsseg_commands_use_real_options(args):
         known.update(param.secondary_opts)
     for token in rest:
         if token.startswith("-") and not re.fullmatch(r"-\d+(\.\d+)?", token):
-            assert token.split("=")[0] in known, f"rsseg {' '.join(args)}: no option {token}"
+            assert token.split("=")[0] in known, f"{page}: rsseg {' '.join(args)}: no option {token}"
 
 
 def test_readme_scripts_exist_and_take_their_options():
     seen = 0
-    for tokens in readme_commands():
+    for page, tokens in all_commands():
         scripts = [t for t in tokens if t.startswith("scripts/")]
         for script in scripts:
             path = ROOT / script
-            assert path.is_file(), f"README names missing {script}"
+            assert path.is_file(), f"{page} names missing {script}"
             source = path.read_text()
             for token in tokens[tokens.index(script) + 1:]:
                 if token.startswith("--"):
