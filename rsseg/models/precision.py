@@ -5,11 +5,15 @@
 - :func:`in_float32`: runs a function in float32 whatever the autocast state (or a ``.half()``
   module): the sums over all positions of the attention and context modules overflow float16.
 - :func:`check_finite`: one error line instead of a silent class-0 mask from NaN probabilities.
+- :func:`run_in`, :func:`relative_error`: a module's output in a half precision against float32
+  (the tests and ``scripts/bench_attention.py --precision-table``).
 """
 
 from __future__ import annotations
 
+import copy
 import functools
+import math
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence, TypeVar
 
@@ -20,6 +24,7 @@ from rsseg.errors import OptionError, RssegError
 
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 DTYPES = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}  # autocast dtype (None: autocast off)
+RUN_MODES = ("fp32", "fp16", "bf16", "half")  # :func:`run_in`: float32, autocast float16/bfloat16, a .half() copy
 
 Fn = TypeVar("Fn", bound=Callable[..., Any])
 
@@ -102,3 +107,25 @@ def check_finite(tensor: torch.Tensor, what: str, items: Sequence[str] = ()) -> 
     bad = [name for name, ok in zip(items, finite.tolist()) if not ok]
     where = f" in {', '.join(bad)}" if bad else ""
     raise RssegError(f"{what}: non-finite values (NaN or inf){where}; try --precision fp32")
+
+
+def run_in(module: nn.Module, x: torch.Tensor, mode: str) -> torch.Tensor:
+    """``module(x)`` without autograd in ``mode`` (one of :data:`RUN_MODES`), as float32.
+
+    ``fp16``/``bf16``: autocast on ``x``'s device; ``half``: a float16 copy of the module on
+    float16 input (the module itself is left as it is).
+    """
+    with torch.inference_mode():
+        if mode == "half":
+            return copy.deepcopy(module).half()(x.half()).float()
+        dtype = DTYPES[mode]
+        with torch.autocast(x.device.type, dtype, enabled=dtype is not None):
+            return module(x).float()
+
+
+def relative_error(out: torch.Tensor, reference: torch.Tensor) -> float:
+    """``‖out − reference‖ / ‖reference‖`` (L2, in float64); ``inf`` when ``out`` is not finite."""
+    if not bool(torch.isfinite(out).all()):
+        return math.inf
+    ref = reference.double()
+    return float((out.double() - ref).norm() / ref.norm())
