@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pytest
@@ -179,21 +180,38 @@ def test_time_budget_ends_schedule_and_run_with_checkpoints(patches, tmp_path, m
         train(cfg, tmp_path / "run", resume=True, progress=False)
 
 
-def test_nan_loss_stops_and_keeps_last_good_checkpoint(patches, tmp_path, monkeypatch):
-    class NanAfterFirstEpoch(SegmentationLoss):
+def nan_loss_on(nan: Callable[[int, bool], bool]) -> type[SegmentationLoss]:
+    """The loss, NaN on the calls where ``nan(call number from 1, training)`` holds."""
+    class NanLoss(SegmentationLoss):
         calls = 0
 
         def forward(self, logits, target):
-            NanAfterFirstEpoch.calls += 1
+            NanLoss.calls += 1
             loss = super().forward(logits, target)
-            return loss * float("nan") if self.training and NanAfterFirstEpoch.calls > 8 else loss
+            return loss * float("nan") if nan(NanLoss.calls, self.training) else loss
 
-    monkeypatch.setattr(trainer_module, "SegmentationLoss", NanAfterFirstEpoch)
+    return NanLoss
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(patches, tmp_path, monkeypatch):
+    monkeypatch.setattr(trainer_module, "SegmentationLoss", nan_loss_on(lambda call, training: training and call > 8))
     run = tmp_path / "nan"
-    with pytest.raises(RssegError, match=r"loss became nan at epoch 2 step 1; training stopped, last.pt \(epoch 1\)"):
+    with pytest.raises(RssegError, match=r"loss was nan for 5 steps in a row at epoch 2 step 5; training stopped, "
+                                         r"last.pt \(epoch 1\) is kept"):
         train(config(patches), run, progress=False)
     _, card = load_checkpoint(run / "last.pt")
     assert card.extra["epoch"] == 1
+
+
+def test_a_few_nan_losses_are_skipped_and_counted(patches, tmp_path, monkeypatch):
+    monkeypatch.setattr(trainer_module, "SegmentationLoss", nan_loss_on(lambda call, training: 3 <= call <= 5))
+    trainer = trainer_module.Trainer(config(patches, epochs=1), tmp_path / "run", progress=False)
+    trainer.fit()
+    history = json.loads((tmp_path / "run" / "log.json").read_text())
+    assert [h["skipped_steps"] for h in history] == [3] and np.isfinite(history[0]["train_loss"])
+    updates = {int(state["step"]) for state in trainer.optimizer.state.values()}
+    assert updates == {7 - 3}  # 63 crops in batches of 8: 7 steps, 3 of them without an update
+    assert "skipped_steps" in (tmp_path / "run" / "log.csv").read_text().splitlines()[0]
 
 
 def test_bad_patch_in_a_worker_is_one_clear_line(patches, tmp_path, capsys):

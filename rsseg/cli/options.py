@@ -14,6 +14,7 @@ from typing import Any
 import click
 
 from rsseg.device import check_device_name
+from rsseg.models.precision import PRECISIONS
 from rsseg.models.runtime import RUNTIMES
 from rsseg.tiling.tta import TTA_MODES
 
@@ -106,6 +107,8 @@ batch_size = click.option("--batch-size", type=POSITIVE_INT, default=4, show_def
                           help="Windows or patches per model call.")
 tta = click.option("--tta", type=click.Choice(TTA_MODES), default="none", show_default=True,
                    help="Test-time augmentation, averaged in probability space (d4: square windows only).")
+precision = click.option("--precision", type=click.Choice(PRECISIONS), default="auto", show_default=True,
+                         help="auto: fp16 autocast on CUDA (bf16 or fp32 for a model unsafe in fp16), fp32 on the CPU.")
 bands = click.option("--bands", type=IntList(minimum=1), help="1-based scene bands feeding the model, e.g. 3,2,1.")
 
 

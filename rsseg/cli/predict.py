@@ -62,6 +62,7 @@ def check_predict_outputs(scene: Path, checkpoint: Path, out: Path, probs: Path 
                    "(with --out-dir also DIR/mosaic.gpkg, one layer over all scenes).")
 @click.option("--cog", is_flag=True, help="Write Cloud-Optimized GeoTIFFs.")
 @opt.device()
+@opt.precision
 @opt.threads_for("PyTorch's or ONNX Runtime's")
 @click.option("--restart", is_flag=True, help="Ignore the resume journal of unfinished scenes; start afresh.")
 @opt.overwrite
@@ -69,7 +70,7 @@ def check_predict_outputs(scene: Path, checkpoint: Path, out: Path, probs: Path 
 def predict(scenes: tuple[str, ...], output: Path | None, out_dir: Path | None, checkpoint: Path | None,
             runtime: str, tile: int | None, overlap: float | None, stride: int | None, batch_size: int, tta: str,
             bands: list[int] | None, gsd: str, input_scale: float | None, probs: str | None,
-            confidence: str | None, vector: str | None, cog: bool, device: str, threads: int | None,
+            confidence: str | None, vector: str | None, cog: bool, device: str, precision: str, threads: int | None,
             restart: bool, overwrite: bool, quiet: bool) -> None:
     """Segment SCENES window by window with overlap blending.
 
@@ -98,7 +99,7 @@ def predict(scenes: tuple[str, ...], output: Path | None, out_dir: Path | None, 
     options = PredictOptions(tile=tile, overlap=0.5 if overlap is None else overlap, stride=stride,
                              batch_size=batch_size, tta=tta, bands=tuple(bands) if bands else None, cog=cog,
                              overwrite=overwrite, progress=not quiet, input_scale=input_scale, threads=threads,
-                             restart=restart, gsd=gsd)
+                             restart=restart, gsd=gsd, precision=precision)
     if checkpoint is None:
         from rsseg.models.default import DEFAULT_MODEL
 
@@ -127,7 +128,7 @@ def predict(scenes: tuple[str, ...], output: Path | None, out_dir: Path | None, 
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", UserWarning)
-            model, card, _ = load_model(checkpoint, dev, runtime, threads)
+            model, card, _ = load_model(checkpoint, dev, runtime, threads, precision)
         for w in caught:
             click.echo(f"Warning: {w.message}", err=True)
 

@@ -11,6 +11,11 @@ is the identity at initialisation.
 
 The linear modules also expose :meth:`quadratic`, the same output computed with the explicit
 ``N×N`` weight matrix; it exists to check the linear form (and to benchmark it), not for use.
+
+Sums over all positions overflow float16 (65,504) at the position counts of ordinary windows,
+so the linear attentions and the softmax weights run in float32 whatever the autocast state
+(:func:`rsseg.models.precision.in_float32`); the projections, and the softmax-weighted sum,
+keep the fast dtype.
 """
 
 from __future__ import annotations
@@ -20,6 +25,8 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from rsseg.models.precision import in_float32
 
 
 class _ProjectedAttention(nn.Module):
@@ -70,6 +77,7 @@ class KernelAttention(_LinearAttention):
     ``out_n = x_n + γ·[φ(q_n)ᵀ Σ_m φ(k_m) v_mᵀ] / [φ(q_n)ᵀ (Σ_m φ(k_m) + ε)]``.
     """
 
+    @in_float32
     def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         q, k = F.softplus(q), F.softplus(k)
         kv = torch.einsum("bdm,bcm->bdc", k, v)
@@ -90,6 +98,7 @@ class TaylorAttention(_LinearAttention):
     ``x + γ·out`` when ``residual`` (MAResU-Net) and ``γ·out`` otherwise (ABCNet).
     """
 
+    @in_float32
     def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         q, k = F.normalize(q, dim=1), F.normalize(k, dim=1)
         kv = torch.einsum("bdm,bcm->bdc", k, v)
@@ -109,6 +118,11 @@ class SoftmaxAttention(_ProjectedAttention):
     ``out_n = x_n + γ·Σ_m softmax_m(q_nᵀ k_m) v_m``; memory and time grow with ``N²``.
     """
 
+    @staticmethod
+    @in_float32
+    def weights(q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+        """``softmax_m(q_nᵀ k_m)`` (B, N, N), computed in float32 (the energies overflow float16)."""
+        return torch.softmax(torch.bmm(q.transpose(1, 2), k), dim=-1)
+
     def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        weights = torch.softmax(torch.bmm(q.transpose(1, 2), k), dim=-1)
-        return torch.bmm(v, weights.transpose(1, 2))
+        return torch.bmm(v, self.weights(q, k).transpose(1, 2))

@@ -7,7 +7,8 @@
   the four heads share (their dilated ResNet is :func:`rsseg.models.encoders.dilated_backbone`).
 
 DANet's position attention is :class:`rsseg.models.attention.SoftmaxAttention` and its channel
-attention :class:`rsseg.models.blocks.ChannelAttention`.
+attention :class:`rsseg.models.blocks.ChannelAttention`. RecoNet's profile resampling and FLANet's
+slice attention run in float32 whatever the autocast state (:func:`rsseg.models.precision.in_float32`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from torch import nn
 from rsseg.models.base import SegmentationModel, check_input_size
 from rsseg.models.blocks import ConvBN, ConvBNReLU
 from rsseg.models.encoders import TimmEncoder
+from rsseg.models.precision import in_float32
 
 
 def classifier(in_ch: int, num_classes: int, dropout: float = 0.1) -> nn.Sequential:
@@ -54,12 +56,14 @@ class ContextHeadModel(SegmentationModel):
         return (main, *aux) if self.training else main
 
 
+@in_float32
 def _profile(values: torch.Tensor, size: int) -> torch.Tensor:
     """Resample ``(B, L)`` profiles to length ``size`` (average pooling down, linear up).
 
     Equal to ``adaptive_avg_pool1d`` (``L > size``) or linear ``interpolate`` (``L < size``),
     written as one ``size×L`` weight matrix built from tensor ops, so that it exports to ONNX
-    with ``L`` and ``size`` dynamic (no Python branch on shapes is frozen by tracing).
+    with ``L`` and ``size`` dynamic (no Python branch on shapes is frozen by tracing). The
+    positions are float32: float16 would round them (and overflow ``size·L``) from a few hundred.
     """
     src = torch.arange(values.shape[-1], device=values.device, dtype=values.dtype)
     dst = torch.arange(size, device=values.device, dtype=values.dtype)[:, None]
@@ -122,6 +126,12 @@ class LowRankReconstruction(nn.Module):
         return x * self.reconstruct(*self.generate(x))
 
 
+@in_float32
+def _slice_attention(slices: torch.Tensor, queries: torch.Tensor) -> torch.Tensor:
+    """``softmax(K Q)`` (B, S, C, C) of slices ``K`` (B, S, C, L) and their sample's priors ``Q`` (B, L, C)."""
+    return torch.softmax(slices @ queries.unsqueeze(1), dim=-1)
+
+
 class FullyAttentionalBlock(nn.Module):
     """FLANet FLA block: channel attention per row and per column slice, with spatial priors.
 
@@ -144,9 +154,7 @@ class FullyAttentionalBlock(nn.Module):
         rows = x.permute(0, 2, 1, 3)  # (B, H, C, W)
         q_h = self.query_h(x.mean(3).transpose(1, 2))  # (B, H, C)
         q_w = self.query_w(x.mean(2).transpose(1, 2))  # (B, W, C)
-        attn_h = torch.softmax(cols @ q_h.unsqueeze(1), dim=-1)
-        attn_w = torch.softmax(rows @ q_w.unsqueeze(1), dim=-1)
-        return attn_h, attn_w
+        return _slice_attention(cols, q_h), _slice_attention(rows, q_w)
 
     def attend(self, x: torch.Tensor) -> torch.Tensor:
         """``γ (F_h + F_w) + x``, the block before its output convolution."""

@@ -43,12 +43,13 @@ def cached_export(checkpoint: str | os.PathLike, model: nn.Module | None = None,
 
 
 def load_model(path: str | os.PathLike, device: torch.device, runtime: str = "auto", threads: int | None = None,
-               ) -> tuple[nn.Module, ModelCard, str]:
+               precision: str = "auto") -> tuple[nn.Module, ModelCard, str]:
     """The model, its card and the runtime used (``torch`` or ``onnx``) for a ``.pt`` or ``.onnx`` file.
 
     ``auto`` runs ``.onnx`` files with ONNX Runtime, and ``.pt`` files with ONNX Runtime on the
     CPU (through a cached, checked export; PyTorch if the model does not export) and with
-    PyTorch on a GPU.
+    PyTorch on a GPU or in a half ``precision`` (``fp16``, ``bf16``: autocast, which the float32
+    ONNX graph lacks).
     """
     from rsseg.models.onnx import load_onnx
 
@@ -60,7 +61,7 @@ def load_model(path: str | os.PathLike, device: torch.device, runtime: str = "au
             raise RssegError(f"{path}: an ONNX file runs with --runtime onnx or auto, not torch")
         return (*load_onnx(path, device, threads), "onnx")
     model, card = load_checkpoint(path, device)
-    if runtime == "torch" or (runtime == "auto" and device.type != "cpu"):
+    if runtime == "torch" or (runtime == "auto" and (device.type != "cpu" or precision in ("fp16", "bf16"))):
         return model, card, "torch"
     try:
         exported = cached_export(path, model, card)

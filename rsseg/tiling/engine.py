@@ -38,6 +38,7 @@ from rsseg.io.raster import (
     read_window,
 )
 from rsseg.models.checkpoint import ModelCard
+from rsseg.models.precision import PRECISIONS, Precision, check_finite, resolve_precision
 from rsseg.tiling.blend import RowBandBlender
 from rsseg.tiling.confidence import band_names, confidence_bands, view_disagreement
 from rsseg.tiling.distributed import contiguous_share
@@ -81,6 +82,7 @@ class PredictReport:
     resumed_row: int | None = None  # first row computed when a journal was resumed
     skipped: bool = False  # finished earlier with the same key: nothing redone
     confidence: str | None = None
+    precision: dict = field(default_factory=dict)  # name and why it was chosen
     rsseg_version: str = rsseg.__version__
 
     @property
@@ -210,7 +212,7 @@ class _Predictor:
     """
 
     def __init__(self, model: torch.nn.Module, card: ModelCard, scale: float, device: torch.device,
-                 tta: str, square: bool, amp: bool, model_input: tuple[int, int] | None = None,
+                 tta: str, square: bool, precision: Precision, model_input: tuple[int, int] | None = None,
                  disagreement: bool = False):
         self.model, self.device = model, device
         self.model_input = model_input  # windows resampled to this shape for the model (GSD), else None
@@ -222,7 +224,7 @@ class _Predictor:
         except ValueError as err:
             raise OptionError("tta", tta, str(err)) from None
         self.disagreement = disagreement and len(self.views) > 1
-        self.amp = amp and device.type == "cuda"
+        self.precision, self.name = precision, f"model {card.arch['name']} ({precision.name})"
         self.calls = 0
         self.seconds = 0.0  # the model's own forward time
         self.top_sum = 0.0  # top-class probability summed over valid pixels, and their count
@@ -246,7 +248,8 @@ class _Predictor:
         if not valid.all():
             x = x * valid_t[:, None]  # invalid pixels -> band mean
         window = (x.shape[-2], x.shape[-1])
-        with torch.inference_mode(), torch.autocast("cuda", enabled=self.amp):
+        dtype = self.precision.dtype
+        with torch.inference_mode(), torch.autocast(self.device.type, dtype, enabled=dtype is not None):
             view_classes: list[torch.Tensor] | None = [] if self.disagreement else None
             model_x = resize(x, self.model_input) if self.model_input else x
             probs = tta_probs(self._forward, model_x, self.views, view_classes)
@@ -281,7 +284,7 @@ class PredictOptions:
         input_scale: divide raw values by this (``None``: the card's ``input.scale``).
         threads: torch CPU threads during the call (``None``: every available core on CPU);
             the previous count is restored afterwards.
-        amp: float16 autocast on CUDA.
+        precision: ``auto``, ``fp32``, ``fp16`` or ``bf16``; see :func:`rsseg.models.precision.resolve_precision`.
         record: write the run record ``OUT.json`` beside the mask.
         model_source: where the model came from, for the run record.
         gsd: ``auto`` (resample windows to the model's ground sample distance where the scene's
@@ -305,7 +308,7 @@ class PredictOptions:
     progress: bool = True
     input_scale: float | None = None
     threads: int | None = None
-    amp: bool = True
+    precision: str = "auto"
     record: bool = True
     model_source: str | None = None
     gsd: str | float = "auto"
@@ -322,6 +325,7 @@ class PredictOptions:
                   ("stride", self.stride is None or self.stride >= 1, "must be at least 1"),
                   ("batch_size", self.batch_size >= 1, "must be at least 1"),
                   ("tta", self.tta in TTA_MODES, f"choose from {', '.join(TTA_MODES)}"),
+                  ("precision", self.precision in PRECISIONS, f"choose from {', '.join(PRECISIONS)}"),
                   ("bands", self.bands is None or min(self.bands) >= 1, "band numbers start at 1"),
                   ("input_scale", self.input_scale is None or (math.isfinite(self.input_scale)
                                                                and self.input_scale > 0), "must be finite and > 0"),
@@ -382,11 +386,12 @@ def _predict(scene: Path, out: Path, model: torch.nn.Module, card: ModelCard, op
         grid = TileGrid.build(ds.height, ds.width, tile_h, tile_w, min(step, tile_h), min(step, tile_w))
         model_input = model_shape(tile_h, tile_w, gsd_plan.factor) if gsd_plan.resampled else None
         predictor = _Predictor(model.to(dev).eval(), card, plan.input_scale, dev, opts.tta, tile_h == tile_w,
-                               opts.amp, model_input, disagreement=confidence_path is not None)
+                               resolve_precision(opts.precision, dev, model), model_input,
+                               disagreement=confidence_path is not None)
         key = run_key(scene=str(scene.resolve()), size=scene.stat().st_size, mtime=scene.stat().st_mtime_ns,
                       model=model_digest(model), card=asdict(card), tile=(tile_h, tile_w), stride=grid_stride(grid),
                       batch_size=opts.batch_size, tta=opts.tta, bands=plan.bands, input_scale=plan.input_scale,
-                      outputs=["mask", *extra], device=dev.type, amp=predictor.amp,
+                      outputs=["mask", *extra], device=dev.type, precision=predictor.precision.name,
                       band_rows=opts.band_rows, gsd_factor=gsd_plan.factor, version=rsseg.__version__)
         if opts.record and not opts.overwrite and finished_earlier(record_path, key, outputs):
             earlier = json.loads(record_path.read_text())
@@ -401,7 +406,8 @@ def _predict(scene: Path, out: Path, model: torch.nn.Module, card: ModelCard, op
                                str(dev), windows=len(grid), key=key, gsd=_gsd_record(gsd_plan),
                                model={"source": opts.model_source, **card.arch,
                                       "class_names": list(card.classes.names)},
-                               confidence=str(confidence_path) if confidence_path else None)
+                               confidence=str(confidence_path) if confidence_path else None,
+                               precision={"name": predictor.precision.name, "reason": predictor.precision.reason})
         if dev.type == "cuda":
             torch.cuda.reset_peak_memory_stats(dev)
 
@@ -544,6 +550,7 @@ def _predict_rows(ds, bands: list[int], grid: TileGrid, batch_size: int, predict
     for batch in _prefetch(_read_batches(ds, bands, grid, tiles, batch_size, group)):
         if batch.tiles:
             probs = predictor(batch.pixels, batch.valid)
+            check_finite(probs, f"{ds.name}: {predictor.name}", [f"window row {t.y}, col {t.x}" for t in batch.tiles])
             valid = torch.from_numpy(batch.valid).to(dev)
             for i, t in enumerate(batch.tiles):
                 w = weight[:t.height, :t.width]

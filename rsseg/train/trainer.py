@@ -44,7 +44,8 @@ DEFAULT_EPOCHS = 50  # train.epochs when neither it nor train.max_minutes is giv
 MAX_EPOCHS = 1_000_000  # with train.max_minutes alone: the budget decides
 RESULT_FILES = (STATE_FILE, "best.pt", "last.pt", "log.csv", "log.json", "curves.png", "confusion.png")
 LOG_FIELDS = ("epoch", "lr", "train_loss", "val_loss", "mIoU", "mF1", "OA", "all_mIoU", "all_mF1",
-              "patches_per_s", "seconds")
+              "patches_per_s", "seconds", "skipped_steps")
+MAX_NON_FINITE = 5  # consecutive steps with a NaN or infinite loss (each skipped) that stop the run
 
 
 def encoder_modules(model: nn.Module) -> list[nn.Module]:
@@ -234,6 +235,7 @@ class Trainer:
         self.criterion = SegmentationLoss(self.info.classes.ignore_index, config.loss.label_smoothing,
                                           config.loss.dice_weight)
         self.start_epoch, self.best, self.history = 0, -math.inf, []
+        self.non_finite_in_a_row = 0  # steps skipped for a NaN or infinite loss since the last finite one
         self.resumed = resume
         if resume:
             self._load_state()
@@ -351,8 +353,12 @@ class Trainer:
                         input=self.info.input, tile_size=self.config.data.tile, extra=extra)
 
     # -- loop --------------------------------------------------------------------------------------
-    def train_epoch(self, epoch: int) -> tuple[float, float]:
-        """One pass over the training data; mean loss and patches/s (all ranks)."""
+    def train_epoch(self, epoch: int) -> tuple[float, float, int]:
+        """One pass over the training data; mean loss, patches/s (all ranks) and steps skipped.
+
+        A step whose loss is NaN or infinite (on any rank) is skipped on every rank: no backward, no
+        update, the AMP scaler untouched. :data:`MAX_NON_FINITE` of them in a row stop the run.
+        """
         self.ddp.train()
         if self.frozen_encoder:
             for module in encoder_modules(self.model):
@@ -363,7 +369,7 @@ class Trainer:
         autocast = (torch.autocast("cuda", dtype=torch.float16) if self.amp else contextlib.nullcontext)
         bar = tqdm(worker_errors_as_one_line(loader), total=len(loader), desc=f"epoch {epoch + 1}{of}",
                    unit="batch", leave=False, disable=not self.progress)
-        loss_sum, seen, steps, start = 0.0, 0, 0, time.perf_counter()
+        loss_sum, seen, steps, skipped, start = 0.0, 0, 0, 0, time.perf_counter()
         for x, y in bar:
             x = x.to(self.device, non_blocking=True)
             y = y.to(self.device, non_blocking=True)
@@ -372,9 +378,14 @@ class Trainer:
                 loss, _ = self.model.loss(outputs, y, self.criterion)
             mean_loss = all_reduce_sum(loss.detach().float().clone()) / self.env.world_size
             if not torch.isfinite(mean_loss):
+                skipped, self.non_finite_in_a_row = skipped + 1, self.non_finite_in_a_row + 1
+                if self.non_finite_in_a_row < MAX_NON_FINITE:
+                    continue
                 kept = f"last.pt (epoch {epoch}) is kept" if epoch else "no checkpoint was written yet"
-                raise NonFiniteLoss(f"{self.run_dir}: loss became {float(mean_loss)} at epoch {epoch + 1} step "
-                                    f"{steps + 1}; training stopped, {kept} (lower optim.lr or check the data)")
+                raise NonFiniteLoss(f"{self.run_dir}: loss was {float(mean_loss)} for {MAX_NON_FINITE} steps in a row "
+                                    f"at epoch {epoch + 1} step {steps + skipped}; training stopped, {kept} "
+                                    "(lower optim.lr, check the data, or set train.amp=false)")
+            self.non_finite_in_a_row = 0
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(loss).backward()
             if clip > 0:
@@ -389,7 +400,7 @@ class Trainer:
             bar.set_postfix(loss=f"{loss_sum / steps:.4f}", patches_s=f"{seen / (time.perf_counter() - start):.1f}")
             if self._out_of_time():
                 break
-        return loss_sum / max(1, steps), seen / (time.perf_counter() - start)
+        return loss_sum / steps if steps else math.nan, seen / (time.perf_counter() - start), skipped
 
     def _out_of_time(self) -> bool:
         """Whether the time budget is spent (decided on rank 0, so every rank stops at the same step)."""
@@ -429,7 +440,7 @@ class Trainer:
             barrier()
             for epoch in range(self.start_epoch, epochs):
                 t0 = time.perf_counter()
-                train_loss, speed = self.train_epoch(epoch)
+                train_loss, speed, skipped = self.train_epoch(epoch)
                 t_val = time.perf_counter()
                 metrics, val_loss = self.validate()
                 self.budget.reserve = time.perf_counter() - t_val
@@ -438,7 +449,7 @@ class Trainer:
                           "val_loss": val_loss, "mIoU": metrics["papers"]["mIoU"], "mF1": metrics["papers"]["mF1"],
                           "OA": metrics["papers"]["OA"], "all_mIoU": metrics["all"]["mIoU"],
                           "all_mF1": metrics["all"]["mF1"], "patches_per_s": speed,
-                          "seconds": time.perf_counter() - t0, "metrics": metrics}
+                          "seconds": time.perf_counter() - t0, "skipped_steps": skipped, "metrics": metrics}
                 self.history.append(record)
                 improved = score > self.best
                 if improved:
@@ -448,7 +459,8 @@ class Trainer:
                     if self.progress:
                         tqdm.write(f"epoch {epoch + 1}: train loss {train_loss:.4f}  val loss "
                                    f"{val_loss:.4f}  {select} {100 * score:.2f}{'  (best)' if improved else ''}"
-                                   f"  {speed:.1f} patches/s")
+                                   f"  {speed:.1f} patches/s"
+                                   f"{f'  ({skipped} steps skipped: loss not finite)' if skipped else ''}")
                 barrier()
                 if self._out_of_time():
                     break
