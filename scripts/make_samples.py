@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-from rsseg.data.synthetic import GSD, LANDSCAPES, write_scene
+from rsseg.synthetic import GSD, LANDSCAPES, write_scene
 from rsseg.errors import RssegError
 
 SAMPLES = Path(__file__).resolve().parent.parent / "data_samples"

@@ -10,7 +10,7 @@ import rasterio
 from conftest import ConstantModel, TinyFCN, card_for, random_scene, run_cli, write_scene
 from rasterio.transform import from_origin
 
-from rsseg.data.synthetic import write_scene as write_synthetic
+from rsseg.synthetic import write_scene as write_synthetic
 from rsseg.errors import RssegError
 from rsseg.models import load_checkpoint, save_checkpoint
 from rsseg.models.default import DEFAULT_MODEL

@@ -11,7 +11,7 @@ import rasterio
 from rasterio.windows import Window
 
 from rsseg.data.classes import ISPRS
-from rsseg.data.synthetic import (
+from rsseg.synthetic import (
     BUILDING,
     CAR,
     CLUTTER,
