@@ -11,6 +11,8 @@ import rasterio
 from rasterio.windows import Window
 
 from rsseg.data.classes import ISPRS
+from rsseg.errors import RssegError
+from rsseg.io.mask_meta import read_class_table
 from rsseg.synthetic import (
     BUILDING,
     CAR,
@@ -26,8 +28,6 @@ from rsseg.synthetic import (
     render_window,
     write_scene,
 )
-from rsseg.errors import RssegError
-from rsseg.io.mask_meta import read_class_table
 
 
 def _load_make_samples():

@@ -16,8 +16,8 @@ import torch
 from conftest import run_cli, write_scene
 
 import rsseg.train.trainer as trainer_module
+from rsseg.data.generic import prepare_generic
 from rsseg.data.patches import PatchDataset, read_dataset_info
-from rsseg.data.prepare import prepare_generic
 from rsseg.errors import RssegError
 from rsseg.models import load_checkpoint
 from rsseg.train import build_config, train
