@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import warnings
+from typing import Iterator
+
 GENERIC = ("see previous exception", "read or write failed", "read failed", "write failed")
 
 
@@ -28,6 +32,16 @@ def reason(err: BaseException, limit: int = 160) -> str:
         link = link.__cause__ or link.__context__
     specific = [line for line in lines if not any(g in line.lower() for g in GENERIC)]
     return (specific[-1] if specific else lines[0] if lines else "unknown error")[:limit]
+
+
+@contextlib.contextmanager
+def captured_warnings() -> Iterator[list[str]]:
+    """Collect the messages of the user warnings raised inside, every one (filled on exit)."""
+    messages: list[str] = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UserWarning)
+        yield messages
+    messages.extend(str(w.message) for w in caught)
 
 
 class OptionError(RssegError):

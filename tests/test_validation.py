@@ -11,8 +11,8 @@ import rasterio
 import torch
 from conftest import random_scene, run_cli, write_scene
 
-from rsseg.data.patches import read_dataset_info
 from rsseg.cli.flags import cli_message
+from rsseg.data.patches import read_dataset_info
 from rsseg.errors import OptionError, RssegError
 from rsseg.models import create_model, load_checkpoint, save_checkpoint
 from rsseg.models.checkpoint import FORMAT_KEY, read_card

@@ -13,8 +13,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from rsseg.errors import RssegError, first_line
-from rsseg.models.checkpoint import ModelCard, card_from_dict
 from rsseg.models.base import WINDOW_MULTIPLE
+from rsseg.models.checkpoint import ModelCard, card_from_dict
 from rsseg.models.onnx_export import CARD_FORMAT_KEY, CARD_KEY, MULTIPLE_KEY
 
 OPTIMIZATION_LEVELS = ("disable", "basic", "extended", "all")
@@ -67,7 +67,7 @@ class OnnxModel(nn.Module):
         if self.fixed and (h, w) != self.fixed:
             if h > self.fixed[0] or w > self.fixed[1]:
                 raise RssegError(f"this ONNX model takes {self.fixed[0]}×{self.fixed[1]} windows, got {h}×{w} "
-                                 f"(use tile={self.fixed[0]})")
+                                 f"(use `tile={self.fixed[0]}`)")
             x = F.pad(x, (0, self.fixed[1] - w, 0, self.fixed[0] - h), mode="replicate")
         feed = {self.input_name: np.ascontiguousarray(x.detach().float().cpu().numpy())}
         probs = self.session.run(None, feed)[0][..., :h, :w]

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from rsseg.errors import RssegError
+from rsseg.errors import RssegError, first_line
 from rsseg.io.atomic import atomic_output, check_output
 from rsseg.models.base import WINDOW_MULTIPLE, window_multiple
 from rsseg.models.checkpoint import FORMAT_VERSION, ModelCard
@@ -167,12 +167,12 @@ def export_onnx(model: nn.Module, card: ModelCard, path: str | Path, *, overwrit
         except Exception as err:  # noqa: BLE001 - the exporter raises many types
             op = _unsupported_op(err)
             reason = f"operator {op} is not supported by the ONNX exporter at opset {OPSET}" if op else \
-                f"the ONNX exporter failed ({type(err).__name__}: {str(err).strip().splitlines()[0][:120]})"
+                f"the ONNX exporter failed ({type(err).__name__}: {first_line(err, 120)})"
             raise RssegError(f"{path}: cannot export {card.arch['name']}: {reason}") from None
         try:
             diff = _logit_error(model, proto, shapes)
         except Exception as err:  # noqa: BLE001 - ONNX Runtime rejects the graph at another size
-            failure = f"{type(err).__name__}: {str(err).strip().splitlines()[0][:160]}"
+            failure = f"{type(err).__name__}: {first_line(err, 160)}"
             continue
         if diff <= TOLERANCE:
             break

@@ -13,7 +13,7 @@ from typing import Any, Callable, Iterable, Sequence
 import torch
 
 from rsseg.distributed import DistEnv, barrier, gather_objects
-from rsseg.errors import RssegError
+from rsseg.errors import RssegError, captured_warnings
 from rsseg.io.atomic import atomic_output
 from rsseg.io.vrt import write_mosaic_vrt
 from rsseg.models.checkpoint import ModelCard
@@ -140,7 +140,8 @@ def run_catalogue(jobs: list[tuple[Path, SceneOutputs]], model: torch.nn.Module,
     mine, split = scene_share(len(jobs), env)
     results = []
     for i in mine:
-        result = _run_scene(*jobs[i], model, card, options, env if split else None, **changes)
+        result = _run_scene(*jobs[i], model, card, options, env if split else None,
+                            **{"progress": options.progress and env.is_main, **changes})
         if result.exception is not None and (split or out_dir is None):
             raise result.exception
         results.append(result)
@@ -181,13 +182,10 @@ def _run_scene(scene: Path, outputs: SceneOutputs, model: torch.nn.Module, card:
                options: PredictOptions, split: DistEnv | None, **changes: Any) -> SceneResult:
     """Predict one scene (and vectorise its mask), its warnings kept; a user error is recorded, not raised."""
     result = SceneResult(scene, outputs)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", UserWarning)
+    with captured_warnings() as caught:
         try:
             result.report = predict_scene(scene, outputs.mask, model, card, options, split=split,
-                                          outputs={**options.outputs, **outputs.rasters},
-                                          progress=options.progress and (split is None or split.is_main),
-                                          **changes)
+                                          outputs={**options.outputs, **outputs.rasters}, **changes)
             if outputs.vector is not None and (split is None or split.is_main) \
                     and not (result.report.skipped and outputs.vector.exists()):
                 from rsseg.vector import vectorize_mask
@@ -196,7 +194,7 @@ def _run_scene(scene: Path, outputs: SceneOutputs, model: torch.nn.Module, card:
                                                overwrite=options.overwrite, progress=options.progress)
         except RssegError as err:
             result.exception = err
-    result.warnings = [str(w.message) for w in caught]
+    result.warnings = caught
     return result
 
 

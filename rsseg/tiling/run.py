@@ -22,8 +22,14 @@ from rsseg.errors import OptionError
 from rsseg.io.atomic import atomic_output, output_lock
 from rsseg.io.output_kind import OutputKind
 from rsseg.io.outputs import check_outputs, run_record_path
-from rsseg.io.raster import bounded_gdal_cache, check_value_range, georeference, is_georeferenced, open_raster, \
-    plan_bands
+from rsseg.io.raster import (
+    bounded_gdal_cache,
+    check_value_range,
+    georeference,
+    is_georeferenced,
+    open_raster,
+    plan_bands,
+)
 from rsseg.models.base import window_multiple
 from rsseg.models.checkpoint import ModelCard
 from rsseg.tiling.distributed import contiguous_share
