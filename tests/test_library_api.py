@@ -6,11 +6,15 @@ import json
 import subprocess
 import sys
 
+import pytest
 import rasterio
 from affine import Affine
-from conftest import TRANSFORM, random_scene, write_scene
+from conftest import TRANSFORM, TinyFCN, card_for, random_scene, write_scene
 
 import rsseg
+from rsseg.cli.flags import cli_message
+from rsseg.errors import OptionError, RssegError
+from rsseg.tiling import predict_scene
 
 
 def test_import_rsseg_stays_light():
@@ -46,3 +50,31 @@ def test_catalogue_of_two_scenes_from_python(tmp_path, tiny):
             assert (vrt.read(1)[:, c * 96:(c + 1) * 96] == mask).all()
     catalog = json.loads((out / "catalog.json").read_text())
     assert catalog["mosaic"] == str(out / "mosaic.vrt") and len(catalog["scenes"]) == 3
+
+
+def test_library_errors_name_parameters_and_the_cli_names_flags(tmp_path, tiny):
+    model, card = tiny
+    scene = write_scene(tmp_path / "s.tif", random_scene(64, 64))
+    with pytest.raises(RssegError) as err:
+        predict_scene(scene, tmp_path / "m.tif", model, card, probs=scene, overwrite=True, progress=False)
+    assert str(err.value) == f"{scene}: `probs` would overwrite the input {scene}"
+    assert cli_message(err.value) == f"{scene}: --probs would overwrite the input {scene}"
+    (tmp_path / "m.tif").write_bytes(b"")
+    with pytest.raises(RssegError) as err:
+        predict_scene(scene, tmp_path / "m.tif", model, card, progress=False)
+    assert cli_message(err.value) == f"{tmp_path / 'm.tif'}: output exists (use --overwrite to replace it)"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.tif", "s.tif"]
+
+
+def test_window_multiple_comes_from_the_model(tmp_path):
+    class Coarse(TinyFCN):
+        window_multiple = 64
+
+    model = Coarse(4)
+    card = card_for(model, tile_size=128)
+    scene = write_scene(tmp_path / "s.tif", random_scene(70, 100))
+    with pytest.raises(OptionError, match="tile=96: must be a positive multiple of 64"):
+        predict_scene(scene, tmp_path / "m.tif", model, card, tile=96, progress=False)
+    report = predict_scene(scene, tmp_path / "m.tif", model, card, progress=False)
+    assert report.tile == (128, 128)  # the scene's sides rounded up to 64, within the 128 tile
+    assert predict_scene(scene, tmp_path / "t.tif", TinyFCN(4), card, progress=False).tile == (96, 128)

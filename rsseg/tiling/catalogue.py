@@ -107,22 +107,23 @@ class CatalogueReport:
 
 def predict_scenes(scenes: Sequence[str | os.PathLike], out_dir: str | os.PathLike, model: torch.nn.Module,
                    card: ModelCard, options: PredictOptions | None = None, *, outputs: Iterable[str] = (),
-                   vector: bool = False, env: DistEnv | None = None,
-                   on_scene: Callable[[SceneResult], None] | None = None, **changes: Any) -> CatalogueReport:
+                   vector: bool = False, on_scene: Callable[[SceneResult], None] | None = None,
+                   **changes: Any) -> CatalogueReport:
     """Segment ``scenes`` into ``out_dir``: ``<stem>_mask.tif`` (and each of ``outputs``, e.g.
     ``("probs", "confidence")``, and with ``vector`` polygons) per scene, a mosaic VRT per output
     kind over all scenes, and ``catalog.json``.
 
     ``options`` with ``changes`` as in :func:`rsseg.tiling.predict_scene`. A scene that fails is
     recorded and the others go on (:meth:`CatalogueReport.raise_for_failures`). ``on_scene`` is
-    called with each :class:`SceneResult` as it finishes. Under ``torchrun`` (``env``), ranks share
-    the scenes, or the rows of fewer scenes than ranks; rank 0 writes the mosaics and catalogue.
+    called with each :class:`SceneResult` as it finishes. Under ``torchrun`` (after
+    :func:`rsseg.distributed.init_distributed`), ranks share the scenes, or the rows of fewer
+    scenes than ranks; rank 0 writes the mosaics and the catalogue.
     """
     folder = Path(out_dir)
     folder.mkdir(parents=True, exist_ok=True)
     kinds = list(outputs)
     jobs = [(Path(s), scene_outputs(Path(s), folder, kinds, vector)) for s in scenes]
-    return run_catalogue(jobs, model, card, options or PredictOptions(), env or DistEnv(), folder,
+    return run_catalogue(jobs, model, card, options or PredictOptions(), DistEnv.from_environ(), folder,
                          on_scene=on_scene, vector_mosaic=vector and len(jobs) > 1, **changes)
 
 

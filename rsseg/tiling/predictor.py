@@ -11,19 +11,22 @@ from rsseg.errors import OptionError, RssegError
 from rsseg.models.checkpoint import ModelCard
 from rsseg.tiling.confidence import view_disagreement
 from rsseg.tiling.gsd import resize
+from rsseg.tiling.options import PredictOptions
 from rsseg.tiling.tta import tta_probs, tta_transforms
 
 
 class Predictor:
     """Normalises raw windows, runs the model (with TTA) and returns softmax probabilities.
 
-    With ``disagreement`` (and TTA) one channel follows the K probabilities: the share of
-    augmented views whose top class differs from that of their average.
+    ``options`` give the TTA mode and autocast; ``scale`` divides raw values; ``square``: the
+    windows are square (rotations allowed). With ``disagreement`` (and TTA) one channel follows
+    the K probabilities: the share of augmented views whose top class differs from that of their average.
     """
 
-    def __init__(self, model: torch.nn.Module, card: ModelCard, scale: float, device: torch.device,
-                 tta: str, square: bool, amp: bool, model_input: tuple[int, int] | None = None,
+    def __init__(self, model: torch.nn.Module, card: ModelCard, device: torch.device, options: PredictOptions,
+                 scale: float, square: bool, model_input: tuple[int, int] | None = None,
                  disagreement: bool = False):
+        tta = options.tta
         self.model, self.device = model, device
         self.model_input = model_input  # windows resampled to this shape for the model (GSD), else None
         mean = torch.tensor(card.input.mean, device=device).view(1, -1, 1, 1)
@@ -34,7 +37,7 @@ class Predictor:
         except ValueError as err:
             raise OptionError("tta", tta, str(err)) from None
         self.disagreement = disagreement and len(self.views) > 1
-        self.amp = amp and device.type == "cuda"
+        self.amp = options.amp and device.type == "cuda"
         self.calls = 0
         self.seconds = 0.0  # the model's own forward time
         self.top_sum = 0.0  # top-class probability summed over valid pixels, and their count

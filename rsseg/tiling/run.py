@@ -94,8 +94,8 @@ def _plan(scene: Path, ds, model: torch.nn.Module, card: ModelCard, opts: Predic
         raise OptionError("stride", step, f"larger than the tile ({tile}) would leave gaps")
     grid = TileGrid.build(ds.height, ds.width, tile_h, tile_w, min(step, tile_h), min(step, tile_w))
     model_input = model_shape(tile_h, tile_w, gsd_plan.factor, multiple) if gsd_plan.resampled else None
-    predictor = Predictor(model.to(dev).eval(), card, bands.input_scale, dev, opts.tta, tile_h == tile_w,
-                          opts.amp, model_input, disagreement=OUTPUT_KINDS["confidence"] in outputs)
+    predictor = Predictor(model.to(dev).eval(), card, dev, opts, bands.input_scale, tile_h == tile_w, model_input,
+                          disagreement=OUTPUT_KINDS["confidence"] in outputs)
     key = run_key(scene=str(scene.resolve()), size=scene.stat().st_size, mtime=scene.stat().st_mtime_ns,
                   model=model_digest(model), card=asdict(card), tile=(tile_h, tile_w), stride=grid_stride(grid),
                   bands=bands.bands, input_scale=bands.input_scale, outputs=[kind.name for kind in outputs],
@@ -135,7 +135,7 @@ def _predict(scene: Path, out: Path, model: torch.nn.Module, card: ModelCard, op
                                     "skipped": True})
         # a journal of this very run may have renamed some outputs before it was killed
         overwrite = opts.overwrite or journal_key(out) == plan.key
-        check_outputs({**{f"`{kind.name}`": path for kind, path in outputs.items()},
+        check_outputs({**{f"`{'out' if kind is MASK else kind.name}`": path for kind, path in outputs.items()},
                        "the run record": record_path if opts.record else None}, [scene], overwrite)
         if dev.type == "cuda":
             torch.cuda.reset_peak_memory_stats(dev)
