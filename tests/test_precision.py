@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +28,8 @@ BOUNDS = {"fp16": 5e-3, "bf16": 3e-2, "half": 1e-2}  # relative error of a modul
 
 
 def _load_bench_attention():
+    if str(ROOT / "scripts") not in sys.path:  # the script imports its neighbour bench_record
+        sys.path.insert(0, str(ROOT / "scripts"))
     spec = importlib.util.spec_from_file_location("bench_attention", ROOT / "scripts" / "bench_attention.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

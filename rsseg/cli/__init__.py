@@ -10,7 +10,8 @@ import warnings
 import click
 
 from rsseg import __version__
-from rsseg.errors import OptionError, RssegError
+from rsseg.cli.flags import cli_message, to_flags
+from rsseg.errors import RssegError, first_line
 from rsseg.interrupts import Terminated, install_stop_handlers
 
 # command name -> "module:attribute"
@@ -46,8 +47,8 @@ def cli() -> None:
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
     """Warnings as one ``Warning: ...`` line (no file, line number or category)."""
-    click.echo(f"Warning: {str(message).strip().splitlines()[0] if str(message).strip() else category.__name__}",
-               err=True)
+    text = first_line(message) if str(message).strip() else category.__name__
+    click.echo(f"Warning: {to_flags(text)}", err=True)
 
 
 def _one_line_warnings() -> None:
@@ -80,11 +81,8 @@ def main(argv: list[str] | None = None) -> None:
     except click.ClickException as err:  # usage errors too: one line, like every other error
         click.echo(f"Error: {err.format_message()}", err=True)
         sys.exit(err.exit_code)
-    except OptionError as err:
-        click.echo(f"Error: {err.as_flag()}", err=True)
-        sys.exit(1)
     except RssegError as err:
-        click.echo(f"Error: {err}", err=True)
+        click.echo(f"Error: {cli_message(err)}", err=True)
         sys.exit(1)
     except click.exceptions.Exit as err:
         sys.exit(err.exit_code)

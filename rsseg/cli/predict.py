@@ -3,32 +3,35 @@
 from __future__ import annotations
 
 import datetime
-import warnings
 from pathlib import Path
 
 import click
 
 from rsseg.cli import options as opt
-from rsseg.cli.catalogue import FLAG, SceneOutputs, run_catalogue, scene_outputs
-from rsseg.errors import RssegError
+from rsseg.cli.flags import cli_message, flag, to_flags
+from rsseg.errors import RssegError, captured_warnings
+from rsseg.tiling.catalogue import SceneOutputs, scene_outputs
+
+FLAG = "\0flag"  # the value of --probs/--confidence/--vector given without a path
 
 BARRIER_TIMEOUT = datetime.timedelta(hours=24)  # ranks wait for each other's scenes, however long
 
 
-def check_predict_outputs(scene: Path, checkpoint: Path, out: Path, probs: Path | None, vector: Path | None,
-                          overwrite: bool) -> None:
+def check_predict_outputs(scene: Path, checkpoint: Path, outputs: SceneOutputs, overwrite: bool) -> None:
     """The outputs of a one-scene ``predict`` checked before the model is even loaded (see
-    :func:`check_outputs`). Existing masks are left to the engine, which skips a finished
+    :func:`check_outputs`). Existing rasters are left to the engine, which skips a finished
     identical run and resumes a killed one; polygons are written last, so they are checked here."""
     from rsseg.io.outputs import check_outputs, run_record_path
     from rsseg.io.raster import open_raster, require_map_grid
     from rsseg.vector.write import resolve_format
 
+    vector = outputs.vector
     if vector is not None:
         resolve_format(vector, None)
-    check_outputs({"-o": out, "--probs": probs, "the run record": run_record_path(out), "--vector": vector},
+    check_outputs({"-o": outputs.mask, **{flag(name): path for name, path in outputs.rasters.items()},
+                   "the run record": run_record_path(outputs.mask), "--vector": vector},
                   [scene, checkpoint], overwrite=True)
-    if vector is not None and vector.exists() and not overwrite and not out.exists():
+    if vector is not None and vector.exists() and not overwrite and not outputs.mask.exists():
         raise RssegError(f"{vector}: output exists (use --overwrite to replace it)")
     if vector is not None:
         with open_raster(scene) as ds:
@@ -80,10 +83,8 @@ def predict(scenes: tuple[str, ...], output: Path | None, out_dir: Path | None, 
     last finished band of rows when started again; under torchrun, ranks share the scenes
     (or the rows of fewer scenes than ranks).
     """
-    from rsseg.distributed import cleanup, init_distributed
     from rsseg.io.inputs import expand_inputs
-    from rsseg.models.runtime import load_model
-    from rsseg.tiling import PredictOptions, predict_scene
+    from rsseg.tiling import PredictOptions
 
     if overlap is not None and stride is not None:
         raise click.UsageError("give --overlap or --stride, not both")
@@ -92,7 +93,8 @@ def predict(scenes: tuple[str, ...], output: Path | None, out_dir: Path | None, 
         raise click.UsageError(f"{len(paths)} scenes need --out-dir DIR")
     if out_dir is not None and output is not None:
         raise click.UsageError("give -o/--output (one scene) or --out-dir, not both")
-    if out_dir is not None and any(v not in (None, FLAG) for v in (probs, confidence, vector)):
+    asked = {"probs": probs, "confidence": confidence}
+    if out_dir is not None and any(v not in (None, FLAG) for v in (*asked.values(), vector)):
         raise click.UsageError("with --out-dir, give --probs, --confidence and --vector without a path")
     if len(paths) == 1 and out_dir is None and not paths[0].exists():
         raise RssegError(f"{paths[0]}: file not found")
@@ -100,56 +102,74 @@ def predict(scenes: tuple[str, ...], output: Path | None, out_dir: Path | None, 
                              batch_size=batch_size, tta=tta, bands=tuple(bands) if bands else None, cog=cog,
                              overwrite=overwrite, progress=not quiet, input_scale=input_scale, threads=threads,
                              restart=restart, gsd=gsd, precision=precision)
-    if checkpoint is None:
-        from rsseg.models.default import DEFAULT_MODEL
-
-        if not DEFAULT_MODEL.is_file():
-            raise RssegError(f"no --checkpoint given and no default model at {DEFAULT_MODEL}")
-        checkpoint = DEFAULT_MODEL
-        click.echo(f"Using the bundled default model {DEFAULT_MODEL} (trained on synthetic "
-                   f"scenes; pass --checkpoint for real maps)", err=True)
-    if out_dir is not None:
-        out_dir.mkdir(parents=True, exist_ok=True)
-
-    def names(scene: Path) -> SceneOutputs:
-        if out_dir is not None:
-            return scene_outputs(scene, out_dir, probs=probs is not None, vector=vector is not None,
-                                 confidence=confidence is not None)
-        default = scene_outputs(scene, output.parent if output else Path.cwd(), probs=probs == FLAG,
-                                vector=vector == FLAG, confidence=confidence == FLAG)
-        return SceneOutputs(output or default.mask, default.probs or (Path(probs) if probs else None),
-                            default.vector or (Path(vector) if vector else None),
-                            default.confidence or (Path(confidence) if confidence else None))
-
+    checkpoint, note = (checkpoint, None) if checkpoint is not None else _default_model()
     if out_dir is None:
-        first = names(paths[0])
-        check_predict_outputs(paths[0], checkpoint, first.mask, first.probs, first.vector, overwrite)
+        jobs = [(paths[0], _named_outputs(paths[0], output, asked, vector))]
+        check_predict_outputs(paths[0], checkpoint, jobs[0][1], overwrite)
+    else:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        kinds = [name for name, value in asked.items() if value is not None]
+        jobs = [(scene, scene_outputs(scene, out_dir, kinds, vector is not None)) for scene in paths]
+    _run(jobs, checkpoint, note, runtime, device, threads, options, out_dir, bool(vector) and len(paths) > 1)
+
+
+def _warn(messages: list[str]) -> None:
+    for text in messages:
+        click.echo(f"Warning: {to_flags(text)}", err=True)
+
+
+def _default_model() -> tuple[Path, str]:
+    """The bundled default model and the note saying it is used."""
+    from rsseg.models.default import DEFAULT_MODEL
+
+    if not DEFAULT_MODEL.is_file():
+        raise RssegError(f"no --checkpoint given and no default model at {DEFAULT_MODEL}")
+    return DEFAULT_MODEL, (f"Using the bundled default model {DEFAULT_MODEL} (trained on synthetic "
+                           f"scenes; pass --checkpoint for real maps)")
+
+
+def _named_outputs(scene: Path, output: Path | None, asked: dict[str, str | None], vector: str | None
+                   ) -> SceneOutputs:
+    """A single scene's outputs: the paths given, or for flags given alone ``<stem>_<kind>`` beside the mask."""
+    default = scene_outputs(scene, output.parent if output else Path.cwd(),
+                            [name for name, value in asked.items() if value == FLAG], vector == FLAG)
+    rasters = {name: Path(value) for name, value in asked.items() if value not in (None, FLAG)}
+    return SceneOutputs(output or default.mask, {**default.rasters, **rasters},
+                        default.vector or (Path(vector) if vector else None))
+
+
+def _run(jobs: list, checkpoint: Path, note: str | None, runtime: str, device: str, threads: int | None,
+         options, out_dir: Path | None, vector_mosaic: bool) -> None:
+    """Load the model, run the scenes through the library and print what happened."""
+    from rsseg.distributed import cleanup, init_distributed
+    from rsseg.models.base import window_multiple
+    from rsseg.models.runtime import load_model
+    from rsseg.tiling.catalogue import run_catalogue
+    from rsseg.tiling.options import check_tile
+
     env, dev = init_distributed(device, backend="gloo", timeout=BARRIER_TIMEOUT)
     try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", UserWarning)
-            model, card, _ = load_model(checkpoint, dev, runtime, threads, precision)
-        for w in caught:
-            click.echo(f"Warning: {w.message}", err=True)
+        with captured_warnings() as caught:
+            model, card, _ = load_model(checkpoint, dev, runtime, threads, options.precision)
+        if options.tile:
+            check_tile(options.tile, window_multiple(model))
+        if note:
+            click.echo(note, err=True)
+        _warn(caught)
 
-        def predict_one(scene: Path, outputs: SceneOutputs, split) -> str | None:
-            report = predict_scene(scene, outputs.mask, model, card, options, split=split, probs=outputs.probs,
-                                   confidence=outputs.confidence,
-                                   device=str(dev), progress=options.progress and env.is_main,
-                                   model_source=str(checkpoint))
-            if split is not None and not env.is_main:
-                return None
-            lines = [report.summary_line()]
-            if report.unfamiliar_line():
-                lines.append(report.unfamiliar_line())
-            if outputs.vector is not None and not (report.skipped and outputs.vector.exists()):
-                from rsseg.vector import vectorize_mask
+        def show(result) -> None:
+            _warn(result.warnings)
+            if result.exception is not None:
+                click.echo(f"Error: {cli_message(result.exception)}", err=True)
+            for line in result.lines():
+                click.echo(to_flags(line))
 
-                lines.append(vectorize_mask(outputs.mask, outputs.vector, probs_path=outputs.probs,
-                                            overwrite=overwrite, progress=not quiet).summary_line())
-            return "\n".join(lines)
-
-        catalogue_vector = out_dir / "mosaic.gpkg" if out_dir is not None and vector and len(paths) > 1 else None
-        run_catalogue(paths, names, predict_one, env, out_dir, catalogue_vector, probs is not None, quiet)
+        report = run_catalogue(jobs, model, card, options, env, out_dir, on_scene=show, vector_mosaic=vector_mosaic,
+                               device=str(dev), model_source=str(checkpoint))
+        if report.vector is not None:
+            click.echo(f"catalogue: {to_flags(report.vector.summary_line())}")
+        if env.is_main and out_dir is not None:
+            click.echo(report.summary_line())
+        report.raise_for_failures()
     finally:
         cleanup()

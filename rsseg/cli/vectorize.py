@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from rsseg.cli import options as opt
+from rsseg.cli.flags import to_flags
 from rsseg.vector import vectorize_mask
 from rsseg.vector.write import DRIVERS
 
@@ -32,4 +33,4 @@ def vectorize(mask: Path, output: Path, classes: str | None, min_area: float | N
     summary = vectorize_mask(mask, output, classes=classes.split(",") if classes else None, min_area=min_area,
                              simplify=simplify, layer_per_class=layer_per_class, driver=fmt, probs_path=probs,
                              overwrite=overwrite, window_rows=window_rows, progress=not quiet)
-    click.echo(summary.summary_line())
+    click.echo(to_flags(summary.summary_line()))

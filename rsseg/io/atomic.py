@@ -39,7 +39,7 @@ def check_output(path: str | os.PathLike, overwrite: bool, folder: bool = False)
     if path.is_dir() != folder and path.exists():
         raise RssegError(f"{path}: is a file, not a folder" if folder else f"{path}: is a folder, not an output file")
     if path.exists() and not overwrite:
-        raise RssegError(f"{path}: output exists (use --overwrite to replace it)")
+        raise RssegError(f"{path}: output exists (use `overwrite` to replace it)")
     if not path.parent.is_dir():
         raise RssegError(f"{path}: output folder {path.parent} does not exist")
     return path
@@ -190,6 +190,22 @@ class OutputClaim:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+
+
+@contextlib.contextmanager
+def replaced_atomically(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``, renamed over ``path`` if the block succeeds, else removed.
+
+    The light form of :func:`atomic_output` for files only this process writes (journal bands,
+    style sidecars): no existence check, no lock.
+    """
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 @contextlib.contextmanager

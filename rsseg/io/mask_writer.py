@@ -1,9 +1,11 @@
-"""Stream class masks (and optional probabilities) into tiled, compressed GeoTIFFs."""
+"""Stream class masks (and optional value rasters: probabilities, confidence) into tiled, compressed GeoTIFFs."""
 
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Mapping, Sequence
 
 import numpy as np
 import rasterio
@@ -15,6 +17,7 @@ from rasterio.errors import NotGeoreferencedWarning
 from rasterio.windows import Window
 
 from rsseg.io.mask_meta import NODATA, write_class_table
+from rsseg.io.output_kind import OutputKind
 from rsseg.io.raster import write_georeference
 
 
@@ -59,19 +62,26 @@ class _ScaledRaster:
         self.rows = []
 
 
+@dataclass(frozen=True)
+class ScaledOutput:
+    """A value raster written beside the mask: its kind, path and band descriptions."""
+
+    kind: OutputKind
+    path: Path
+    bands: list[str]
+
+
 class ClassMaskWriter:
     """Writes finished row bands in order, buffered to whole block rows.
 
     The class mask is single-band uint8 (nodata 255) with the class table as colormap and tag;
-    the optional probability raster has one uint8 band per class (p·255), the optional
-    confidence raster one uint8 band per named measure (value·255); both have an internal mask.
+    each ``scaled`` output (probabilities, confidence, ...) has one uint8 band per description
+    (value·255, its kind's tags) and an internal mask.
     """
 
     def __init__(self, path: Path, width: int, height: int, crs: CRS | None, transform: Affine,
-                 class_names: list[str], class_colors: list[tuple[int, int, int]],
-                 probs_path: Path | None = None, tags: dict | None = None,
-                 confidence_path: Path | None = None, confidence_bands: list[str] | None = None,
-                 georef: dict | None = None):
+                 class_names: list[str], class_colors: list[tuple[int, int, int]], tags: dict | None = None,
+                 georef: dict | None = None, scaled: Sequence[ScaledOutput] = ()):
         profile = geotiff_profile(width, height, 1, crs, transform, nodata=NODATA)
         self.block = profile["blockysize"]
         self.height = height
@@ -82,24 +92,22 @@ class ClassMaskWriter:
         write_georeference(self.mask, georef)
         if tags:
             self.mask.update_tags(**tags)
-        self.probs = None if probs_path is None else _ScaledRaster(
-            probs_path, width, height, crs, transform, class_names, {"RSSEG_PROBABILITY_SCALE": "255"}, georef)
-        self.confidence = None if confidence_path is None else _ScaledRaster(
-            confidence_path, width, height, crs, transform, confidence_bands or [], {"RSSEG_CONFIDENCE_SCALE": "255"},
-            georef)
+        self.scaled: dict[str, _ScaledRaster] = {}
+        self.resampling = {self.mask: Resampling.mode}
+        for out in scaled:
+            raster = _ScaledRaster(out.path, width, height, crs, transform, out.bands, dict(out.kind.tags), georef)
+            self.scaled[out.kind.name] = raster
+            self.resampling[raster.ds] = Resampling[out.kind.resampling.lower()]
         self._rows: list[np.ndarray] = []
         self._y0 = 0
         self._buffered = 0
 
-    def write(self, classes: np.ndarray, probs: np.ndarray | None = None, confidence: np.ndarray | None = None) -> None:
-        """Append the next finished rows: classes n×W, probabilities K×n×W and confidence C×n×W.
-
-        Probabilities and confidence are uint8, see :func:`quantize_probs`.
-        """
+    def write(self, classes: np.ndarray, values: Mapping[str, np.ndarray] | None = None) -> None:
+        """Append the next finished rows: classes n×W and each scaled output's C×n×W uint8 ``values``
+        (by kind name, see :func:`quantize_probs`)."""
         self._rows.append(classes)
-        for raster, values in ((self.probs, probs), (self.confidence, confidence)):
-            if raster is not None:
-                raster.rows.append(values)
+        for name, raster in self.scaled.items():
+            raster.rows.append((values or {})[name])
         self._buffered += classes.shape[0]
         end = self._y0 + self._buffered
         if end == self.height or end // self.block > self._y0 // self.block:
@@ -112,18 +120,15 @@ class ClassMaskWriter:
         window = Window(0, self._y0, rows.shape[1], rows.shape[0])
         self.mask.write(rows, 1, window=window)
         valid = np.where(rows == NODATA, 0, 255).astype(np.uint8)
-        for raster in self._scaled():
+        for raster in self.scaled.values():
             raster.flush(window, valid)
         self._y0 += self._buffered
         self._rows, self._buffered = [], 0
 
-    def _scaled(self) -> list[_ScaledRaster]:
-        return [r for r in (self.probs, self.confidence) if r is not None]
-
     def close(self) -> None:
-        """Flush, close, and build internal overviews (mode for classes, average for the scaled rasters)."""
+        """Flush, close, and build internal overviews (each output's resampling: mode for classes)."""
         self._flush()
-        for ds, resampling in ((self.mask, Resampling.mode), *((r.ds, Resampling.average) for r in self._scaled())):
+        for ds, resampling in self.resampling.items():
             factors = overview_factors(ds.width, ds.height)
             if factors:
                 ds.build_overviews(factors, resampling)
@@ -132,7 +137,7 @@ class ClassMaskWriter:
 
     def abort(self) -> None:
         """Close without finishing (the caller removes the files)."""
-        for ds in (self.mask, *(r.ds for r in self._scaled())):
+        for ds in self.resampling:
             if not ds.closed:
                 ds.close()
 

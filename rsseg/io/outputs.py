@@ -48,8 +48,9 @@ def check_outputs(outputs: Mapping[str, Path | None], inputs: Iterable[Path | No
     """Check every output before any work: its folder exists and is writable, its name fits, it does
     not exist (unless ``overwrite``), and it coincides with no input and no other output.
 
-    ``outputs`` maps what the user calls an output (``-o``, ``--probs``, ...) to its path; the
-    labels in ``folders`` are folder outputs, which must not hold an input either.
+    ``outputs`` maps what the caller calls an output (a parameter in backticks, ```probs```,
+    which the CLI shows as its flag; or words) to its path; the labels in ``folders`` are folder
+    outputs, which must not hold an input either.
     """
     folders = set(folders)
     given = [Path(p) for p in inputs if p is not None]

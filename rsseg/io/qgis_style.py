@@ -6,11 +6,12 @@ and the style marked ``useAsDefault`` in a GeoPackage's ``layer_styles`` table f
 
 from __future__ import annotations
 
-import os
 import sqlite3
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Sequence
+
+from rsseg.io.atomic import replaced_atomically
 
 Color = Sequence[int]
 DOCTYPE = "<!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>"
@@ -87,9 +88,8 @@ def polygon_qml(names: Sequence[str], colors: Sequence[Color], field: str = "cla
 def write_sidecar(layer_path: str | Path, qml: str) -> Path:
     """Write ``qml`` as ``LAYER.qml`` beside ``layer_path`` (atomically); QGIS applies it when the layer is opened."""
     path = Path(layer_path).with_suffix(".qml")
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(qml, encoding="utf-8")
-    os.replace(tmp, path)
+    with replaced_atomically(path) as tmp:
+        tmp.write_text(qml, encoding="utf-8")
     return path
 
 

@@ -81,7 +81,7 @@ def plan_bands(ds: rasterio.DatasetReader, path: str | Path, in_channels: int,
         top = np.iinfo(dtype).max
         if input_scale > top or (input_scale <= 255 < top and dtype.itemsize > 1):
             raise RssegError(f"{path}: pixel type {dtype} does not match the model's input scale "
-                             f"{input_scale:g} (rescale the scene or pass --input-scale)")
+                             f"{input_scale:g} (rescale the scene or pass `input_scale`)")
     return BandPlan(list(bands), float(input_scale))
 
 
@@ -138,8 +138,8 @@ def check_value_range(ds: rasterio.DatasetReader, path: str | Path, bands: list[
         problem = f"stay within {lo:g}..{hi:g}, tiny for the input scale {input_scale:g} (0..1 reflectance?)"
     if problem is None:
         return
-    message = (f"{path}: float pixel values {problem}; pass --input-scale matching the data "
-               f"(e.g. --input-scale 1 for 0..1 values) or rescale the scene")
+    message = (f"{path}: float pixel values {problem}; pass `input_scale` matching the data "
+               f"(e.g. `input_scale=1` for 0..1 values) or rescale the scene")
     if scale_given:
         warnings.warn(message, stacklevel=2)
         return

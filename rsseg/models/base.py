@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 Criterion = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+WINDOW_MULTIPLE = 32  # the input side every registered architecture accepts (its encoders' output stride)
 
 
 class SegmentationModel(nn.Module):
@@ -22,6 +23,7 @@ class SegmentationModel(nn.Module):
 
     aux_weights: Sequence[float] = ()
     arch: dict
+    window_multiple: int = WINDOW_MULTIPLE  # input height and width must be multiples of this
 
     def backbone(self) -> nn.Module:
         """The ImageNet backbone inside the model (timm parameter names), for pretrained weights."""
@@ -42,7 +44,12 @@ class SegmentationModel(nn.Module):
         return total, parts
 
 
-def check_input_size(x: torch.Tensor, multiple: int = 32) -> None:
+def window_multiple(model: nn.Module) -> int:
+    """The multiple every input side of ``model`` must be (its ``window_multiple``, else 32)."""
+    return int(getattr(model, "window_multiple", WINDOW_MULTIPLE))
+
+
+def check_input_size(x: torch.Tensor, multiple: int = WINDOW_MULTIPLE) -> None:
     """Raise ``ValueError`` unless the input's height and width are multiples of ``multiple``."""
     h, w = x.shape[-2:]
     if h % multiple or w % multiple:

@@ -11,7 +11,7 @@ from typing import Any
 import torch
 
 import rsseg
-from rsseg.errors import RssegError
+from rsseg.errors import RssegError, first_line
 from rsseg.io.atomic import atomic_output
 from rsseg.schema import ClassSchema, InputSpec, SchemaError
 
@@ -117,7 +117,7 @@ def read_card(path: str | os.PathLike) -> tuple[ModelCard, dict[str, torch.Tenso
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - whatever torch.load trips on, the file is at fault
-        detail = str(err).strip().splitlines()[0][:100] if str(err).strip() else ""
+        detail = first_line(err, 100) if str(err).strip() else ""
         raise RssegError(f"{path}: not an rsseg model file "
                          f"(torch.load failed: {type(err).__name__} {detail})") from None
     if not isinstance(payload, dict) or payload.get(FORMAT_KEY) is None:

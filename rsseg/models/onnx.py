@@ -12,9 +12,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rsseg.errors import RssegError
+from rsseg.errors import RssegError, first_line
+from rsseg.models.base import WINDOW_MULTIPLE
 from rsseg.models.checkpoint import ModelCard, card_from_dict
-from rsseg.models.onnx_export import CARD_FORMAT_KEY, CARD_KEY
+from rsseg.models.onnx_export import CARD_FORMAT_KEY, CARD_KEY, MULTIPLE_KEY
 
 OPTIMIZATION_LEVELS = ("disable", "basic", "extended", "all")
 _TINY = float(np.finfo(np.float32).tiny)
@@ -50,8 +51,7 @@ class OnnxModel(nn.Module):
         try:
             self.session = ort.InferenceSession(str(path), options, providers=providers)
         except Exception as err:  # noqa: BLE001 - onnxruntime raises its own exception types
-            first = str(err).strip().splitlines()[0][:120] if str(err).strip() else type(err).__name__
-            raise RssegError(f"{path}: ONNX Runtime cannot load it ({first})") from None
+            raise RssegError(f"{path}: ONNX Runtime cannot load it ({first_line(err, 120)})") from None
         # the file's hash stands in for weights wherever a model is identified by its state dict (resume journal)
         digest = hashlib.sha256(Path(path).read_bytes()).digest()
         self.register_buffer("file_sha256", torch.tensor(list(digest), dtype=torch.uint8))
@@ -59,13 +59,15 @@ class OnnxModel(nn.Module):
         h, w = self.session.get_inputs()[0].shape[-2:]
         self.fixed = (h, w) if isinstance(h, int) and isinstance(w, int) else None
         self.providers = self.session.get_providers()
+        meta = self.session.get_modelmeta().custom_metadata_map  # the card's: exported by rsseg.models.onnx_export
+        self.window_multiple = int(meta.get(MULTIPLE_KEY, WINDOW_MULTIPLE))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]
         if self.fixed and (h, w) != self.fixed:
             if h > self.fixed[0] or w > self.fixed[1]:
                 raise RssegError(f"this ONNX model takes {self.fixed[0]}×{self.fixed[1]} windows, got {h}×{w} "
-                                 f"(use --tile {self.fixed[0]})")
+                                 f"(use `tile={self.fixed[0]}`)")
             x = F.pad(x, (0, self.fixed[1] - w, 0, self.fixed[0] - h), mode="replicate")
         feed = {self.input_name: np.ascontiguousarray(x.detach().float().cpu().numpy())}
         probs = self.session.run(None, feed)[0][..., :h, :w]

@@ -20,14 +20,16 @@ import numpy as np
 import torch
 from torch import nn
 
-from rsseg.errors import RssegError
+from rsseg.errors import RssegError, first_line
 from rsseg.io.atomic import atomic_output, check_output
+from rsseg.models.base import WINDOW_MULTIPLE, window_multiple
 from rsseg.models.checkpoint import FORMAT_VERSION, ModelCard
 
 OPSET = 17
 TOLERANCE = 1e-4  # max abs difference of the logits, ONNX Runtime vs PyTorch, per unit of max(1, |logit|)
 INPUT, OUTPUT = "image", "probabilities"
 CARD_KEY, CARD_FORMAT_KEY = "rsseg_card", "rsseg_card_format"
+MULTIPLE_KEY = "rsseg_window_multiple"  # the exported model's window multiple (see rsseg.models.base.window_multiple)
 DEFAULT_OVERLAP = 0.5
 
 
@@ -78,10 +80,11 @@ def deepness_metadata(card: ModelCard, tile: int, overlap: float = DEFAULT_OVERL
     return {k: json.dumps(v) for k, v in meta.items()}
 
 
-def card_metadata(card: ModelCard, dynamic: bool, tile: int) -> dict[str, str]:
+def card_metadata(card: ModelCard, dynamic: bool, tile: int, multiple: int = WINDOW_MULTIPLE) -> dict[str, str]:
     """All metadata_props of an exported file: the whole card, the graph's form, Deepness keys."""
     return {CARD_KEY: json.dumps(card.to_dict()), CARD_FORMAT_KEY: json.dumps(FORMAT_VERSION), "rsseg_output": OUTPUT,
             "rsseg_dynamic_size": json.dumps(dynamic), "rsseg_tile": json.dumps(tile),
+            MULTIPLE_KEY: json.dumps(multiple),
             **deepness_metadata(card, tile)}
 
 
@@ -164,19 +167,19 @@ def export_onnx(model: nn.Module, card: ModelCard, path: str | Path, *, overwrit
         except Exception as err:  # noqa: BLE001 - the exporter raises many types
             op = _unsupported_op(err)
             reason = f"operator {op} is not supported by the ONNX exporter at opset {OPSET}" if op else \
-                f"the ONNX exporter failed ({type(err).__name__}: {str(err).strip().splitlines()[0][:120]})"
+                f"the ONNX exporter failed ({type(err).__name__}: {first_line(err, 120)})"
             raise RssegError(f"{path}: cannot export {card.arch['name']}: {reason}") from None
         try:
             diff = _logit_error(model, proto, shapes)
         except Exception as err:  # noqa: BLE001 - ONNX Runtime rejects the graph at another size
-            failure = f"{type(err).__name__}: {str(err).strip().splitlines()[0][:160]}"
+            failure = f"{type(err).__name__}: {first_line(err, 160)}"
             continue
         if diff <= TOLERANCE:
             break
         failure = f"ONNX Runtime and PyTorch logits differ by {diff:.1e} × max(1, |logit|) (limit {TOLERANCE:.0e})"
     else:
         raise RssegError(f"{path}: export of {card.arch['name']} failed its check: {failure}")
-    for key, value in card_metadata(card, dynamic, tile).items():
+    for key, value in card_metadata(card, dynamic, tile, window_multiple(model)).items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value
     proto.producer_name = "rsseg"

@@ -24,7 +24,7 @@ import torch
 from timm.models import adapt_input_conv
 from torch import nn
 
-from rsseg.errors import RssegError
+from rsseg.errors import RssegError, first_line
 
 HUB_HOST = ("huggingface.co", 443)
 HUB_TIMEOUT_S = 3.0
@@ -101,8 +101,8 @@ def imagenet_state_dict(backbone: str) -> dict[str, torch.Tensor]:
     try:
         return timm.create_model(backbone, pretrained=True).state_dict()
     except (OSError, RuntimeError) as err:
-        detail = str(err).strip().splitlines()[0][:120] if str(err).strip() else type(err).__name__
-        raise RssegError(f"backbone {backbone!r}: downloading ImageNet weights failed ({detail})") from None
+        raise RssegError(f"backbone {backbone!r}: downloading ImageNet weights failed ({first_line(err, 120)})") \
+            from None
 
 
 def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:

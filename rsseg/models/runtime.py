@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from rsseg.errors import RssegError
+from rsseg.errors import OptionError, RssegError
 from rsseg.models.checkpoint import FORMAT_VERSION, ModelCard, load_checkpoint
 
 RUNTIMES = ("auto", "torch", "onnx")
@@ -54,11 +54,11 @@ def load_model(path: str | os.PathLike, device: torch.device, runtime: str = "au
     from rsseg.models.onnx import load_onnx
 
     if runtime not in RUNTIMES:
-        raise RssegError(f"--runtime {runtime}: choose from {', '.join(RUNTIMES)}")
+        raise OptionError("runtime", runtime, f"choose from {', '.join(RUNTIMES)}")
     path = Path(path)
     if path.suffix.lower() == ".onnx":
         if runtime == "torch":
-            raise RssegError(f"{path}: an ONNX file runs with --runtime onnx or auto, not torch")
+            raise RssegError(f"{path}: an ONNX file runs with `runtime=onnx` or `runtime=auto`, not torch")
         return (*load_onnx(path, device, threads), "onnx")
     model, card = load_checkpoint(path, device)
     if runtime == "torch" or (runtime == "auto" and (device.type != "cpu" or precision in ("fp16", "bf16"))):

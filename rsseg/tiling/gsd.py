@@ -19,7 +19,6 @@ from rsseg.io.geometry import gsd_metres
 from rsseg.models.checkpoint import ModelCard
 
 TOLERANCE = 1.25  # scene and model GSD closer than this ratio: no resampling
-MULTIPLE = 32
 
 
 def scene_gsd(ds: rasterio.DatasetReader) -> float | None:
@@ -86,7 +85,7 @@ def plan_gsd(mode: str | float, ds: rasterio.DatasetReader, card: ModelCard) -> 
     scene = scene_gsd(ds) if mode == "auto" else float(mode)
     if span is None:
         return GsdPlan(scene, None, warning="the model file records no training GSD; windows are not resampled "
-                                            "(retrain with `rsseg prepare --gsd` or pass --gsd native)")
+                                            "(retrain with `rsseg prepare --gsd` or pass `gsd=native`)")
     if scene is None:  # no CRS: predict warns about the georeference already
         return GsdPlan(None, span)
     target = min(max(scene, span[0]), span[1])
@@ -94,14 +93,14 @@ def plan_gsd(mode: str | float, ds: rasterio.DatasetReader, card: ModelCard) -> 
     return GsdPlan(scene, span, factor if max(factor, 1 / factor) > TOLERANCE else 1.0)
 
 
-def scene_window(tile: int, factor: float) -> int:
-    """The scene window (a multiple of 32 pixels) covering the ground of a ``tile``-pixel model input."""
-    return max(MULTIPLE, MULTIPLE * round(tile / factor / MULTIPLE))
+def scene_window(tile: int, factor: float, multiple: int) -> int:
+    """The scene window (a multiple of ``multiple`` pixels) covering the ground of a ``tile``-pixel model input."""
+    return max(multiple, multiple * round(tile / factor / multiple))
 
 
-def model_shape(height: int, width: int, factor: float) -> tuple[int, int]:
-    """The model input (multiples of 32) for a ``height`` × ``width`` scene window enlarged by ``factor``."""
-    return tuple(max(MULTIPLE, MULTIPLE * round(n * factor / MULTIPLE)) for n in (height, width))
+def model_shape(height: int, width: int, factor: float, multiple: int) -> tuple[int, int]:
+    """The model input (multiples of ``multiple``) for a ``height`` × ``width`` scene window enlarged by ``factor``."""
+    return tuple(max(multiple, multiple * round(n * factor / multiple)) for n in (height, width))
 
 
 def resize(x: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:

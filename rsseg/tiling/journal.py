@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import weakref
 import zipfile
@@ -20,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+from rsseg.io.atomic import replaced_atomically
 
 JOURNAL = "journal.json"
 BAND_ROWS = 512  # rows per band: the writer's block height, so a band is whole block rows
@@ -91,9 +92,8 @@ class BandJournal:
             journal.folder.mkdir(exist_ok=True)
             path = journal.folder / JOURNAL
             if not path.exists():
-                tmp = path.with_suffix(".tmp")
-                tmp.write_text(json.dumps({"key": key, "height": height, "band_rows": band_rows}))
-                os.replace(tmp, path)
+                with replaced_atomically(path) as tmp:
+                    tmp.write_text(json.dumps({"key": key, "height": height, "band_rows": band_rows}))
         return journal
 
     def _path(self, band: Band) -> Path:
@@ -108,13 +108,11 @@ class BandJournal:
 
     def save(self, band: Band, arrays: dict[str, np.ndarray]) -> None:
         """Store a finished band (uint8 arrays), atomically."""
-        path = self._path(band)
-        tmp = path.with_name(path.name + ".tmp")
-        with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as zf:
+        with replaced_atomically(self._path(band)) as tmp, \
+                zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as zf:
             for name, array in arrays.items():
                 with zf.open(f"{name}.npy", "w", force_zip64=True) as f:
                     np.lib.format.write_array(f, np.ascontiguousarray(array), allow_pickle=False)
-        os.replace(tmp, path)
 
     def load(self, band: Band) -> dict[str, np.ndarray]:
         """The arrays of a finished band."""

@@ -46,7 +46,7 @@ class VectorizeSummary:
         """One line: total polygons, output, seconds, then polygons and area per class."""
         unit = "m²" if self.area_unit == "m2" else "px"
         per_class = ", ".join(f"{name} {n} ({self.areas[name]:,.0f} {unit})" for name, n in self.counts.items())
-        removed = f", {self.removed} below --min-area removed" if self.removed else ""
+        removed = f", {self.removed} below `min_area` removed" if self.removed else ""
         return f"{self.total} polygons -> {self.path} in {self.seconds:.1f} s{removed}: {per_class or 'none'}"
 
 

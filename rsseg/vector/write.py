@@ -26,7 +26,7 @@ def resolve_format(path: str | Path, fmt: str | None, layer_per_class: bool = Fa
     by_suffix = SUFFIXES.get(path.suffix.lower())
     if fmt is None:
         if by_suffix is None:
-            raise RssegError(f"{path}: unknown vector format (use a suffix {', '.join(SUFFIXES)} or --format)")
+            raise RssegError(f"{path}: unknown vector format (use a suffix {', '.join(SUFFIXES)} or `driver`)")
         fmt = by_suffix
     fmt = fmt.lower()
     if fmt not in DRIVERS:

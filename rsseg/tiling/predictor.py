@@ -1,0 +1,77 @@
+"""Raw windows to class probabilities: normalise, run the model (with TTA), softmax."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+
+from rsseg.errors import OptionError, RssegError
+from rsseg.models.checkpoint import ModelCard
+from rsseg.models.precision import resolve_precision
+from rsseg.tiling.confidence import view_disagreement
+from rsseg.tiling.gsd import resize
+from rsseg.tiling.options import PredictOptions
+from rsseg.tiling.tta import tta_probs, tta_transforms
+
+
+class Predictor:
+    """Normalises raw windows, runs the model (with TTA) and returns softmax probabilities.
+
+    ``options`` give the TTA mode and the precision; ``scale`` divides raw values; ``square``: the
+    windows are square (rotations allowed). With ``disagreement`` (and TTA) one channel follows
+    the K probabilities: the share of augmented views whose top class differs from that of their average.
+    """
+
+    def __init__(self, model: torch.nn.Module, card: ModelCard, device: torch.device, options: PredictOptions,
+                 scale: float, square: bool, model_input: tuple[int, int] | None = None,
+                 disagreement: bool = False):
+        tta = options.tta
+        self.model, self.device = model, device
+        self.model_input = model_input  # windows resampled to this shape for the model (GSD), else None
+        mean = torch.tensor(card.input.mean, device=device).view(1, -1, 1, 1)
+        std = torch.tensor(card.input.std, device=device).view(1, -1, 1, 1)
+        self.gain, self.bias = 1 / (scale * std), -mean / std  # (raw / scale - mean) / std
+        try:
+            self.views = tta_transforms(tta, square)
+        except ValueError as err:
+            raise OptionError("tta", tta, str(err)) from None
+        self.disagreement = disagreement and len(self.views) > 1
+        self.precision = resolve_precision(options.precision, device, model)
+        self.name = f"model {card.arch['name']} ({self.precision.name})"
+        self.calls = 0
+        self.seconds = 0.0  # the model's own forward time
+        self.top_sum = 0.0  # top-class probability summed over valid pixels, and their count
+        self.top_count = 0
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        start = time.perf_counter()
+        logits = self.model(x)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        self.seconds += time.perf_counter() - start
+        self.calls += 1
+        if not isinstance(logits, torch.Tensor) or logits.shape[-2:] != x.shape[-2:]:
+            raise RssegError("model did not return B×K×H×W logits at window size (is it in eval mode?)")
+        return logits
+
+    def __call__(self, pixels: np.ndarray, valid: np.ndarray) -> torch.Tensor:
+        x = torch.from_numpy(pixels).to(self.device, non_blocking=True).float()
+        x = torch.addcmul(self.bias, x, self.gain)
+        valid_t = torch.from_numpy(valid).to(self.device)
+        if not valid.all():
+            x = x * valid_t[:, None]  # invalid pixels -> band mean
+        window = (x.shape[-2], x.shape[-1])
+        dtype = self.precision.dtype
+        with torch.inference_mode(), torch.autocast(self.device.type, dtype, enabled=dtype is not None):
+            view_classes: list[torch.Tensor] | None = [] if self.disagreement else None
+            model_x = resize(x, self.model_input) if self.model_input else x
+            probs = tta_probs(self._forward, model_x, self.views, view_classes)
+            if view_classes:
+                probs = torch.cat([probs, view_disagreement(view_classes, probs)[:, None]], 1)
+            probs = resize(probs.float(), window)
+        classes = probs[:, :-1] if view_classes else probs
+        self.top_sum += float((classes.amax(1) * valid_t).sum())
+        self.top_count += int(valid_t.sum())
+        return probs

@@ -1,0 +1,82 @@
+"""What a prediction run did: :class:`PredictReport`."""
+
+from __future__ import annotations
+
+import resource
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import rsseg
+
+FAMILIAR_CONFIDENCE = 0.6  # mean top-class probability below this: the scene is unlike the training data
+
+
+@dataclass
+class PredictReport:
+    """What a prediction run did: inputs, parameters, outputs and timing."""
+
+    scene: str
+    mask: str
+    probs: str | None
+    width: int
+    height: int
+    tile: tuple[int, int]
+    stride: tuple[int, int]
+    batch_size: int
+    tta: str
+    bands: list[int]
+    device: str
+    windows: int = 0
+    windows_run: int = 0
+    windows_skipped: int = 0
+    model_calls: int = 0
+    seconds: float = 0.0
+    model_seconds: float = 0.0
+    peak_rss_mb: float = 0.0
+    peak_cuda_mb: float | None = None
+    gsd: dict = field(default_factory=dict)  # scene / model GSD (metres) and the window resampling factor
+    mean_top_probability: float | None = None  # over valid pixels of all windows run
+    model: dict = field(default_factory=dict)
+    key: str = ""  # hash of the model and every option that changes the result
+    resumed_row: int | None = None  # first row computed when a journal was resumed
+    skipped: bool = False  # finished earlier with the same key: nothing redone
+    confidence: str | None = None
+    precision: dict = field(default_factory=dict)  # name and why it was chosen
+    outputs: dict = field(default_factory=dict)  # every output besides the mask, by kind name
+    rsseg_version: str = rsseg.__version__
+
+    @property
+    def mpix_per_s(self) -> float:
+        return self.width * self.height / 1e6 / max(self.seconds, 1e-9)
+
+    def summary_line(self) -> str:
+        if self.skipped:
+            return f"{Path(self.scene).name}: finished earlier with the same model and options -> {self.mask}"
+        resumed = f", resumed at row {self.resumed_row}" if self.resumed_row is not None else ""
+        cuda = f", peak CUDA {self.peak_cuda_mb:.0f} MB" if self.peak_cuda_mb is not None else ""
+        gsd = f", {self.gsd['text']}" if self.gsd.get("text") else ""
+        return (f"{Path(self.scene).name}: {self.width}x{self.height} px{gsd}, {self.windows} windows "
+                f"({self.windows_skipped} skipped), {self.seconds:.1f} s, {self.mpix_per_s:.2f} MPix/s, "
+                f"peak RSS {self.peak_rss_mb:.0f} MB{cuda}{resumed} -> {self.mask}")
+
+    def unfamiliar_line(self) -> str | None:
+        """One line when the scene looks unlike what the model was trained on, else ``None``."""
+        reasons = []
+        if self.mean_top_probability is not None and self.mean_top_probability < FAMILIAR_CONFIDENCE:
+            reasons.append(f"mean top-class probability {self.mean_top_probability:.2f} < {FAMILIAR_CONFIDENCE}")
+        if self.gsd.get("outside"):
+            lo, hi = self.gsd["model"]
+            span = f"{lo:g}-{hi:g} m" if lo != hi else f"{lo:g} m"
+            reasons.append(f"scene GSD {self.gsd['scene']:.3g} m far from the trained {span}")
+        if not reasons:
+            return None
+        return (f"Note: {Path(self.scene).name} looks unlike this model's training data ({'; '.join(reasons)}); "
+                "check the map, or fine-tune on a few labelled tiles")
+
+    def to_json(self) -> dict:
+        return {**asdict(self), "mpix_per_s": self.mpix_per_s}
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far (MB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
