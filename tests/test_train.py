@@ -134,14 +134,14 @@ def test_train_converges_checkpoint_predicts_and_evaluates(patches, tmp_path, ca
 
 
 def _interrupt_after_first_epoch(monkeypatch):
-    original = trainer_module.Trainer._save_state
+    original = trainer_module.Trainer.save_state
 
     def save_then_die(self, epoch):
         original(self, epoch)
         if epoch == 0:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(trainer_module.Trainer, "_save_state", save_then_die)
+    monkeypatch.setattr(trainer_module.Trainer, "save_state", save_then_die)
 
 
 def test_resume_gives_the_weights_of_an_uninterrupted_run(patches, tmp_path, monkeypatch):

@@ -11,11 +11,10 @@ from typing import Callable
 
 import click
 
-from rsseg.distributed import DistEnv, barrier, gather_objects
+from rsseg.distributed import DistEnv, barrier, gather_objects, scene_share
 from rsseg.errors import RssegError
 from rsseg.io.atomic import atomic_output
 from rsseg.io.vrt import write_mosaic_vrt
-from rsseg.tiling.distributed import scene_share
 
 FLAG = "\0flag"  # the value of --probs/--vector given without a path
 MOSAIC = "mosaic.vrt"
