@@ -10,7 +10,7 @@ import geopandas as gpd
 import numpy as np
 import pytest
 import torch
-from conftest import TRANSFORM, CRS, run_cli, write_scene
+from conftest import CRS, TRANSFORM, run_cli, write_scene
 from shapely.geometry import box
 from torch import nn
 
@@ -85,8 +85,9 @@ def test_init_default_with_other_classes_reinitialises_only_the_classifier(patch
     assert trainer.config.model.name == card.arch["name"] == "abcnet"
 
     run = tmp_path / "cli"  # the whole run through the CLI: one epoch of fine-tuning
-    code, text = run_cli(["train", "--data", str(patches), "--init", "default", "--epochs", "1", "--batch-size", "2",
-                          "--tile", "64", "--workers", "0", "--device", "cpu", "--threads", "1", "-o", str(run)], capsys)
+    code, text = run_cli(["train", "--data", str(patches), "--init", "default", "--epochs", "1", "--batch-size",
+                          "2", "--tile", "64", "--workers", "0", "--device", "cpu", "--threads", "1", "-o", str(run)],
+                         capsys)
     assert code == 0, text
     assert trainer.notes[-1] in text and "replaces the config's model section" in text
     tuned, tuned_card = load_checkpoint(run / "last.pt")

@@ -12,8 +12,15 @@ import torch
 import yaml
 from torch import nn
 
-from rsseg.distributed import (DistEnv, ShardSampler, all_reduce_sum, broadcast_flag, contiguous_share, round_robin,
-                               scene_share)
+from rsseg.distributed import (
+    DistEnv,
+    ShardSampler,
+    all_reduce_sum,
+    broadcast_flag,
+    contiguous_share,
+    round_robin,
+    scene_share,
+)
 from rsseg.errors import RssegError
 from rsseg.train.budget import TimeBudget
 from rsseg.train.config import OptimConfig
