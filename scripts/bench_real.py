@@ -43,7 +43,7 @@ def rsseg(*args: str) -> str:
 
 def building_labels(scene: Path, vector: Path, out: Path) -> Path:
     """The footprints rasterised on the scene grid: 1 building, 0 everything else."""
-    from rsseg.data.prepare import parse_classes, rasterize_vector
+    from rsseg.data.labels import parse_classes, rasterize_vector
 
     with rasterio.open(scene) as ds:
         profile = ds.profile

@@ -10,7 +10,7 @@ Prints
    started again; its total wall time over an uninterrupted run (target <= 1.1);
 4. the vectorize memory ratio, from ``scripts/bench_vectorize.py`` (windowed ÷ whole-array).
 
-Scenes are generated (``rsseg.data.synthetic``) and segmented with the bundled default model:
+Scenes are generated (``rsseg.synthetic``) and segmented with the bundled default model:
 
     python scripts/bench_scale.py --workdir /tmp/bench_scale
     python scripts/bench_scale.py --quick        # smaller scenes
@@ -33,7 +33,7 @@ from pathlib import Path
 
 import bench_record
 
-from rsseg.data.synthetic import write_scene
+from rsseg.synthetic import write_scene
 
 ROOT = Path(__file__).resolve().parents[1]
 WRAPPER = """import atexit, os, resource, sys

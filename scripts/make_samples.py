@@ -14,8 +14,8 @@ import sys
 import time
 from pathlib import Path
 
-from rsseg.data.synthetic import GSD, LANDSCAPES, write_scene
 from rsseg.errors import RssegError
+from rsseg.synthetic import GSD, LANDSCAPES, write_scene
 
 SAMPLES = Path(__file__).resolve().parent.parent / "data_samples"
 DEMO = dict(width=2048, height=2048, seed=2026, bands="RGB", compress="jpeg", quality=90)

@@ -13,7 +13,7 @@ from torch import nn
 
 from rsseg.models.base import SegmentationModel
 from rsseg.models.checkpoint import make_card
-from rsseg.models.registry import _REGISTRY, register_model
+from rsseg.models.registry import MODELS, register_model
 
 TRANSFORM = from_origin(500000.0, 5400000.0, 0.09, 0.09)
 CRS = "EPSG:32632"
@@ -73,7 +73,7 @@ class ConstantModel(SegmentationModel):
         return self.logits.view(1, -1, 1, 1).expand(b, -1, h, w)
 
 
-if "test_tiny_fcn" not in _REGISTRY:
+if "test_tiny_fcn" not in MODELS:
     register_model("test_tiny_fcn", paper="test model")(
         lambda num_classes, in_channels=3, seed=0: TinyFCN(num_classes, in_channels, seed=seed))
 
@@ -139,6 +139,6 @@ class SlowFCN(TinyFCN):
         return super().forward(x)
 
 
-if "test_slow_fcn" not in _REGISTRY:
+if "test_slow_fcn" not in MODELS:
     register_model("test_slow_fcn", paper="test model")(
         lambda num_classes, in_channels=3, seed=0: SlowFCN(num_classes, in_channels, seed=seed))

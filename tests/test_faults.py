@@ -29,7 +29,7 @@ from conftest import random_scene, write_scene
 from rasterio.control import GroundControlPoint
 from rasterio.transform import Affine
 
-from rsseg.data.prepare import prepare_generic
+from rsseg.data.generic import prepare_generic
 from rsseg.io.mask_meta import NODATA, write_class_table
 from rsseg.models import create_model, save_checkpoint
 

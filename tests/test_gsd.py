@@ -10,10 +10,10 @@ import rasterio
 from conftest import ConstantModel, TinyFCN, card_for, random_scene, run_cli, write_scene
 from rasterio.transform import from_origin
 
-from rsseg.data.synthetic import write_scene as write_synthetic
 from rsseg.errors import RssegError
 from rsseg.models import load_checkpoint, save_checkpoint
 from rsseg.models.default import DEFAULT_MODEL
+from rsseg.synthetic import write_scene as write_synthetic
 from rsseg.tiling import predict_scene
 from rsseg.tiling.gsd import model_gsd_range, parse_gsd, plan_gsd, scene_gsd
 from rsseg.train.metrics import compute_metrics
@@ -144,8 +144,8 @@ def test_scene_at_2_5x_the_training_gsd_scores_higher_with_auto(tmp_path, point_
 
 
 def test_prepare_records_the_gsd_in_metres_or_as_given(tmp_path):
+    from rsseg.data.generic import prepare_generic
     from rsseg.data.patches import read_dataset_info
-    from rsseg.data.prepare import prepare_generic
 
     pixel = 1e-6  # degrees: 0.0745 m east-west x 0.111 m north-south at 48° N, 0.0909 m geometric mean
     tf = from_origin(8.0, 48.0 + 64 * pixel, pixel, pixel)
@@ -155,5 +155,5 @@ def test_prepare_records_the_gsd_in_metres_or_as_given(tmp_path):
     assert read_dataset_info(tmp_path / "p").input.gsd == pytest.approx(0.0909, abs=2e-4)
     prepare_generic([image], [labels], "a,b", tmp_path / "q", patch=32, stride=32, val_fraction=0.5, gsd=0.3)
     assert read_dataset_info(tmp_path / "q").input.gsd == 0.3
-    with pytest.raises(RssegError, match="--gsd"):
+    with pytest.raises(RssegError, match="gsd=-1.0: metres per pixel must be positive"):
         prepare_generic([image], [labels], "a,b", tmp_path / "r", patch=32, stride=32, gsd=-1.0)

@@ -17,9 +17,9 @@ from shapely.geometry import box
 from rsseg.data.classes import ISPRS, UAVID
 from rsseg.data.patches import PatchDataset, read_dataset_info
 from rsseg.errors import RssegError
+from rsseg.io.geometry import axis_starts
 from rsseg.io.mask_meta import read_class_table
 from rsseg.schema import colors_to_index
-from rsseg.tiling.grid import axis_starts
 
 H, W = 100, 90
 UNKNOWN = (255, 204, 0)  # the "other" yellow some code uses for Car: not the ISPRS legend's

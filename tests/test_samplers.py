@@ -10,8 +10,8 @@ import rasterio
 import torch
 from rasterio.windows import Window
 
+from rsseg.data.generic import prepare_generic
 from rsseg.data.patches import PatchDataset
-from rsseg.data.prepare import prepare_generic
 from rsseg.data.samplers import RandomCropDataset
 from rsseg.errors import RssegError
 
@@ -77,6 +77,6 @@ def test_default_samples_cover_the_training_area_once(patches):
 
 
 def test_polygon_class_must_be_a_class(tmp_path):
-    with pytest.raises(RssegError, match="--polygon-class 'roof': not one of the classes background, building"):
+    with pytest.raises(RssegError, match="polygon_class='roof': not one of the classes background, building"):
         prepare_generic([SAMPLES / "spacenet_atlanta.tif"], [SAMPLES / "spacenet_atlanta_buildings.geojson"],
                         "background,building", tmp_path / "p", polygon_class="roof")

@@ -11,7 +11,9 @@ import rasterio
 from rasterio.windows import Window
 
 from rsseg.data.classes import ISPRS
-from rsseg.data.synthetic import (
+from rsseg.errors import RssegError
+from rsseg.io.mask_meta import read_class_table
+from rsseg.synthetic import (
     BUILDING,
     CAR,
     CLUTTER,
@@ -26,8 +28,6 @@ from rsseg.data.synthetic import (
     render_window,
     write_scene,
 )
-from rsseg.errors import RssegError
-from rsseg.io.mask_meta import read_class_table
 
 
 def _load_make_samples():

@@ -17,8 +17,8 @@ import torch
 from conftest import run_cli, write_scene
 
 import rsseg.train.trainer as trainer_module
+from rsseg.data.generic import prepare_generic
 from rsseg.data.patches import PatchDataset, read_dataset_info
-from rsseg.data.prepare import prepare_generic
 from rsseg.errors import RssegError
 from rsseg.models import load_checkpoint
 from rsseg.train import build_config, train
@@ -276,11 +276,13 @@ def test_ddp_two_processes_gloo(patches, tmp_path):
 
 @pytest.mark.parametrize("path", sorted((TESTS.parent / "configs").glob("*/[!_]*.yaml")), ids=lambda p: p.stem)
 def test_shipped_configs_resolve_to_registered_models(path):
+    from rsseg.data.registry import list_datasets
     from rsseg.models import list_models
 
     cfg = build_config(path, ("train.epochs=1",))
     dataset = path.parent.name
     assert cfg.model.name == path.stem and cfg.model.name in {m.name for m in list_models()}
+    assert dataset in {d.name for d in list_datasets()}  # a recipe folder per registered benchmark
     assert cfg.data.root == f"data/{dataset}" and cfg.train.out == f"runs/{dataset}-{path.stem}"
     assert cfg.model.kwargs["pretrained"] is True  # ImageNet backbones, as in the papers
     assert cfg.optim.encoder_lr == pytest.approx(cfg.optim.lr / 10) and cfg.train.epochs == 1

@@ -8,8 +8,8 @@ import rasterio
 from PIL import Image
 
 from rsseg.data.classes import ISPRS
-from rsseg.data.synthetic import BUILDING, write_scene
 from rsseg.errors import RssegError
+from rsseg.synthetic import BUILDING, write_scene
 from rsseg.viz import GAP, panel_shape, write_preview
 
 

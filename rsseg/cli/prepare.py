@@ -1,12 +1,18 @@
-"""``rsseg prepare``: turn benchmark tiles or your own scene + labels into a patch folder."""
+"""``rsseg prepare``: turn benchmark tiles or your own scene + labels into a patch folder.
+
+The benchmark subcommands are generated from the dataset registry (:mod:`rsseg.data.registry`);
+``generic`` is written here.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, Callable
 
 import click
 
 from rsseg.cli import options as opt
+from rsseg.data.registry import DatasetEntry, DatasetParameter, get_dataset, list_datasets
 
 _src = click.option("--src", type=opt.FOLDER, required=True,
                     help="Folder holding the dataset as downloaded (original names and layout).")
@@ -28,7 +34,43 @@ def _check_sizes(patch: int, stride: int) -> None:
         raise click.BadParameter(f"{stride} is larger than --patch {patch}", param_hint="--stride")
 
 
-@click.group()
+def _parameter_option(entry: DatasetEntry, parameter: DatasetParameter) -> Callable:
+    """``--NAME`` for a dataset's own parameter: its choices, or the type of its default."""
+    default = entry.default(parameter.name)
+    kind = click.Choice(parameter.choices) if parameter.choices else type(default)
+    return click.option(f"--{parameter.name.replace('_', '-')}", parameter.name, type=kind, default=default,
+                        show_default=True, help=parameter.help)
+
+
+def dataset_command(entry: DatasetEntry) -> click.Command:
+    """The ``rsseg prepare NAME`` subcommand of a registered dataset."""
+
+    def run(src: Path, output: Path, patch: int, stride: int, overwrite: bool, quiet: bool, **parameters: Any) -> None:
+        _check_sizes(patch, stride)
+        result = entry.prepare(src, output, patch=patch, stride=stride, overwrite=overwrite, progress=not quiet,
+                               **parameters)
+        click.echo(result.summary)
+
+    options = [_src, _out, _patch_options(entry.default("patch"), entry.default("stride")),
+               *(_parameter_option(entry, p) for p in entry.parameters), opt.overwrite, opt.quiet]
+    for option in reversed(options):
+        run = option(run)
+    return click.command(entry.name, help=entry.help)(run)
+
+
+class DatasetGroup(click.Group):
+    """Subcommands written here (``generic``) and one generated per registered dataset."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*self.commands, *(entry.name for entry in list_datasets())})
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name in self.commands:
+            return self.commands[name]
+        return dataset_command(get_dataset(name)) if name in self.list_commands(ctx) else None
+
+
+@click.group(cls=DatasetGroup)
 def prepare() -> None:
     """Cut benchmark tiles or a labelled scene into patches for `rsseg train`.
 
@@ -36,50 +78,6 @@ def prepare() -> None:
     Output: OUT/{train,val,test}/{images,masks}/NAME.tif and OUT/dataset.yaml
     (class names, colours, ignore index 255, band mean/std of the train split).
     """
-
-
-@prepare.command()
-@_src
-@_out
-@_patch_options(1024, 512)
-@opt.overwrite
-@opt.quiet
-def vaihingen(src: Path, output: Path, patch: int, stride: int, overwrite: bool, quiet: bool) -> None:
-    """ISPRS Vaihingen (top/ + gts_for_participants/ [+ gts_eroded_for_participants/])."""
-    from rsseg.data.prepare import prepare_vaihingen
-
-    _check_sizes(patch, stride)
-    click.echo(prepare_vaihingen(src, output, patch, stride, overwrite, not quiet).summary)
-
-
-@prepare.command()
-@_src
-@_out
-@_patch_options(1024, 512)
-@click.option("--variant", type=click.Choice(["RGB", "IRRG", "RGBIR"]), default="RGB", show_default=True,
-              help="Which orthophotos: 2_Ortho_RGB, 3_Ortho_IRRG or 4_Ortho_RGBIR.")
-@opt.overwrite
-@opt.quiet
-def potsdam(src: Path, output: Path, patch: int, stride: int, variant: str, overwrite: bool, quiet: bool) -> None:
-    """ISPRS Potsdam (2_Ortho_RGB/ + 5_Labels_all/ [+ 5_Labels_all_noBoundary/])."""
-    from rsseg.data.prepare import prepare_potsdam
-
-    _check_sizes(patch, stride)
-    click.echo(prepare_potsdam(src, output, patch, stride, variant, overwrite, not quiet).summary)
-
-
-@prepare.command()
-@_src
-@_out
-@_patch_options(1024, 512)
-@opt.overwrite
-@opt.quiet
-def uavid(src: Path, output: Path, patch: int, stride: int, overwrite: bool, quiet: bool) -> None:
-    """UAVid (uavid_{train,val,test}/seqN/{Images,Labels}/NNNNNN.png)."""
-    from rsseg.data.prepare import prepare_uavid
-
-    _check_sizes(patch, stride)
-    click.echo(prepare_uavid(src, output, patch, stride, overwrite, not quiet).summary)
 
 
 @prepare.command()
@@ -114,7 +112,7 @@ def generic(images: tuple[Path, ...], labels: tuple[Path, ...], classes: str, ou
     rsseg prepare generic --image tile.tif --labels buildings.gpkg --classes background,building \\
         --polygon-class building --background background --output patches
     """
-    from rsseg.data.prepare import prepare_generic
+    from rsseg.data.generic import GenericOptions, prepare_generic
     from rsseg.errors import RssegError
 
     _check_sizes(patch, stride)
@@ -124,5 +122,7 @@ def generic(images: tuple[Path, ...], labels: tuple[Path, ...], classes: str, ou
     for path in (*images, *labels):
         if not path.exists():
             raise RssegError(f"{path}: file not found")
-    click.echo(prepare_generic(images, labels, classes, output, patch, stride, palette, class_field, bands,
-                               val_fraction, test_fraction, overwrite, background, polygon_class, gsd).summary)
+    options = GenericOptions(patch=patch, stride=stride, palette=palette, class_field=class_field,
+                             polygon_class=polygon_class, background=background, bands=bands,
+                             val_fraction=val_fraction, test_fraction=test_fraction, gsd=gsd, overwrite=overwrite)
+    click.echo(prepare_generic(images, labels, classes, output, options).summary)

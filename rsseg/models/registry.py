@@ -1,15 +1,19 @@
-"""A small model registry in the style of timm/smp: ``@register_model`` + ``create_model``."""
+"""A small model registry in the style of timm/smp: ``@register_model`` + ``create_model``.
+
+Every public module of :mod:`rsseg.models` is imported on first use of the registry, and so is
+every module named under the ``rsseg.models`` entry-point group (see :mod:`rsseg.plugins`): an
+architecture is one file whose builder carries :func:`register_model`.
+"""
 
 from __future__ import annotations
 
-import importlib
 import inspect
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from rsseg.errors import RssegError
 from rsseg.models.base import SegmentationModel
 from rsseg.models.pretrained import load_pretrained_backbone
+from rsseg.plugins import Registry
 
 
 @dataclass(frozen=True)
@@ -22,18 +26,7 @@ class ModelEntry:
     default_backbone: str
 
 
-_REGISTRY: dict[str, ModelEntry] = {}
-ARCHITECTURES = ("smp_models", "manet", "maresunet", "abcnet", "reconet", "flanet", "sanet", "danet")
-_imported = False
-
-
-def _import_architectures() -> None:
-    """Import the built-in architecture modules once; they register themselves."""
-    global _imported
-    if not _imported:
-        _imported = True
-        for module in ARCHITECTURES:
-            importlib.import_module(f"rsseg.models.{module}")
+MODELS: Registry[ModelEntry] = Registry("model", "rsseg.models", "rsseg.models")
 
 
 def register_model(name: str, *, paper: str) -> Callable:
@@ -43,11 +36,9 @@ def register_model(name: str, *, paper: str) -> Callable:
     """
 
     def wrap(builder: Callable[..., SegmentationModel]) -> Callable[..., SegmentationModel]:
-        if name in _REGISTRY:
-            raise ValueError(f"model {name!r} registered twice")
         backbone = inspect.signature(builder).parameters.get("backbone")
         default = backbone.default if backbone is not None and backbone.default is not inspect.Parameter.empty else "-"
-        _REGISTRY[name] = ModelEntry(name, builder, paper, str(default))
+        MODELS.add(name, ModelEntry(name, builder, paper, str(default)))
         return builder
 
     return wrap
@@ -55,17 +46,12 @@ def register_model(name: str, *, paper: str) -> Callable:
 
 def list_models() -> list[ModelEntry]:
     """All registered architectures, sorted by name."""
-    _import_architectures()
-    return [_REGISTRY[k] for k in sorted(_REGISTRY)]
+    return MODELS.entries()
 
 
 def get_entry(name: str) -> ModelEntry:
     """The registry entry of ``name``, or a clear error listing the known names."""
-    _import_architectures()
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise RssegError(f"unknown model {name!r}; known: {', '.join(sorted(_REGISTRY))}") from None
+    return MODELS.get(name)
 
 
 def create_model(name: str, num_classes: int, in_channels: int = 3, pretrained: bool = False,

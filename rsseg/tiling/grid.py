@@ -5,19 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterator
 
-
-def axis_starts(size: int, tile: int, stride: int) -> list[int]:
-    """Window starts along one axis: every ``stride``, the last shifted inward to end at ``size``.
-
-    A scene no longer than ``tile`` gets one window at 0 (it is padded to the tile).
-    """
-    if tile <= 0 or stride <= 0:
-        raise ValueError("tile and stride must be positive")
-    if size <= tile:
-        return [0]
-    starts = list(range(0, size - tile, stride))
-    starts.append(size - tile)
-    return starts
+from rsseg.io.geometry import axis_starts
 
 
 @dataclass(frozen=True)

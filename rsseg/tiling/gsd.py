@@ -8,42 +8,23 @@ keeps the scene's grid and georeference and memory stays that of one model-sized
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import rasterio
 import torch
 import torch.nn.functional as F
-from affine import Affine
-from rasterio.crs import CRS
 
 from rsseg.errors import OptionError
+from rsseg.io.geometry import gsd_metres
 from rsseg.models.checkpoint import ModelCard
 
 TOLERANCE = 1.25  # scene and model GSD closer than this ratio: no resampling
-EARTH_RADIUS = 6378137.0  # metres (WGS 84 semi-major axis)
 MULTIPLE = 32
 
 
 def scene_gsd(ds: rasterio.DatasetReader) -> float | None:
-    """Metres per pixel of an open raster; see :func:`gsd_metres`."""
+    """Metres per pixel of an open raster; see :func:`rsseg.io.geometry.gsd_metres`."""
     return gsd_metres(ds.transform, ds.crs, ds.height, ds.width)
-
-
-def gsd_metres(transform: Affine, crs: CRS | None, height: int, width: int) -> float | None:
-    """Metres per pixel (geometric mean of x and y) of a grid; a geographic CRS is converted at
-    the grid's centre latitude, other units by the CRS's linear unit factor. ``None`` without a CRS."""
-    if crs is None:
-        return None
-    dx, dy = math.hypot(transform.a, transform.d), math.hypot(transform.b, transform.e)
-    if crs.is_geographic:
-        lat = math.radians((transform * (width / 2, height / 2))[1])
-        per_degree = math.pi / 180 * EARTH_RADIUS
-        dx, dy = dx * per_degree * math.cos(lat), dy * per_degree
-    else:
-        factor = crs.linear_units_factor[1] if crs.linear_units else 1.0
-        dx, dy = dx * factor, dy * factor
-    return math.sqrt(dx * dy)
 
 
 def model_gsd_range(card: ModelCard) -> tuple[float, float] | None:
