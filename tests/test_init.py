@@ -140,3 +140,8 @@ def test_bad_init_is_one_line_and_writes_nothing(patches, tmp_path, case):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"Error: --init {path}: {expected}"), result.stderr
     assert not run.exists()
+
+
+def test_resume_with_init_is_refused(tmp_path, capsys):
+    code, text = run_cli(["train", "--resume", str(tmp_path), "--init", "default"], capsys)
+    assert code == 1 and text.strip() == f"Error: {tmp_path}: --resume continues from the run's own state; drop --init"

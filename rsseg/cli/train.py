@@ -60,6 +60,8 @@ def train(config_path: Path | None, data: Path | None, model: str | None, epochs
     if resume is not None:
         if config_path is not None:
             raise RssegError(f"{resume}: --resume uses the run's own {CONFIG_FILE}; drop --config")
+        if init is not None:
+            raise RssegError(f"{resume}: --resume continues from the run's own state; drop --init")
         config_path = resume / CONFIG_FILE
         updates.setdefault("train", {})["out"] = str(resume)
     config = build_config(config_path, overrides, updates)
