@@ -19,7 +19,7 @@ from tqdm import tqdm
 from rsseg.models import create_model, list_models
 from rsseg.train.config import OptimConfig
 from rsseg.train.losses import SegmentationLoss
-from rsseg.train.trainer import build_optimizer
+from rsseg.train.optim import build_optimizer
 
 
 def measure(name: str, device: torch.device, tile: int, batch: int, steps: int, amp: bool) -> float:

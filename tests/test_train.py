@@ -134,14 +134,14 @@ def test_train_converges_checkpoint_predicts_and_evaluates(patches, tmp_path, ca
 
 
 def _interrupt_after_first_epoch(monkeypatch):
-    original = trainer_module.Trainer._save_state
+    original = trainer_module.Trainer.save_state
 
     def save_then_die(self, epoch):
         original(self, epoch)
         if epoch == 0:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(trainer_module.Trainer, "_save_state", save_then_die)
+    monkeypatch.setattr(trainer_module.Trainer, "save_state", save_then_die)
 
 
 def test_resume_gives_the_weights_of_an_uninterrupted_run(patches, tmp_path, monkeypatch):
@@ -203,9 +203,16 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(patches, tmp_path, monkey
     assert card.extra["epoch"] == 1
 
 
-def test_a_few_nan_losses_are_skipped_and_counted(patches, tmp_path, monkeypatch):
-    monkeypatch.setattr(trainer_module, "SegmentationLoss", nan_loss_on(lambda call, training: 3 <= call <= 5))
-    trainer = trainer_module.Trainer(config(patches, epochs=1), tmp_path / "run", progress=False)
+def test_a_few_nan_losses_are_skipped_and_counted(patches, tmp_path):
+    """Also a recipe that overrides one hook: the loss; everything else stays the default."""
+    class NanRecipe(trainer_module.Trainer):
+        def configure_loss(self):
+            loss = self.config.loss
+            return nan_loss_on(lambda call, training: 3 <= call <= 5)(self.info.classes.ignore_index,
+                                                                       loss.label_smoothing, loss.dice_weight)
+
+    trainer = NanRecipe(config(patches, epochs=1), tmp_path / "run", progress=False)
+    assert type(trainer.criterion).__name__ == "NanLoss" and trainer.config.model.name == "test_tiny_fcn"
     trainer.fit()
     history = json.loads((tmp_path / "run" / "log.json").read_text())
     assert [h["skipped_steps"] for h in history] == [3] and np.isfinite(history[0]["train_loss"])

@@ -12,12 +12,11 @@ from typing import Any, Callable, Iterable, Sequence
 
 import torch
 
-from rsseg.distributed import DistEnv, barrier, gather_objects
+from rsseg.distributed import DistEnv, barrier, gather_objects, scene_share
 from rsseg.errors import RssegError, captured_warnings
 from rsseg.io.atomic import atomic_output
 from rsseg.io.vrt import write_mosaic_vrt
 from rsseg.models.checkpoint import ModelCard
-from rsseg.tiling.distributed import scene_share
 from rsseg.tiling.options import PredictOptions
 from rsseg.tiling.outputs import MASK, OUTPUT_KINDS, extra_kinds
 from rsseg.tiling.report import PredictReport

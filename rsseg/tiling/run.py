@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 import rsseg
 from rsseg.device import resolve_device, torch_threads
-from rsseg.distributed import DistEnv, barrier
+from rsseg.distributed import DistEnv, barrier, contiguous_share
 from rsseg.errors import OptionError
 from rsseg.io.atomic import atomic_output, output_lock
 from rsseg.io.output_kind import OutputKind
@@ -32,7 +32,6 @@ from rsseg.io.raster import (
 )
 from rsseg.models.base import window_multiple
 from rsseg.models.checkpoint import ModelCard
-from rsseg.tiling.distributed import contiguous_share
 from rsseg.tiling.grid import TileGrid
 from rsseg.tiling.gsd import GsdPlan, model_shape, plan_gsd, scene_window
 from rsseg.tiling.journal import BandJournal, journal_key, model_digest, run_key

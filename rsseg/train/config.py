@@ -11,7 +11,7 @@ from typing import Any, Sequence, get_args, get_origin, get_type_hints
 
 import yaml
 
-from rsseg.errors import RssegError
+from rsseg.errors import RssegError, reason
 
 METRICS = tuple(f"{group}{name}" for group in ("", "papers.", "all.") for name in ("mIoU", "mF1", "OA"))
 
@@ -92,6 +92,8 @@ class TrainSection:
     threads: int | None = _opt(None, minimum=1)
     select_metric: str = _opt("mIoU", choices=METRICS)
     out: str | None = None
+    #: start from a model file: ``default`` (the bundled model) or a path (see :mod:`rsseg.train.warm_start`)
+    init: str | None = None
 
 
 @dataclass(frozen=True)
@@ -139,7 +141,7 @@ def read_yaml(path: Path) -> dict:
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as err:
-        raise RssegError(f"{path}: invalid YAML ({str(err).splitlines()[0]})") from None
+        raise RssegError(f"{path}: invalid YAML ({reason(err)})") from None
     if not isinstance(data, dict):
         raise RssegError(f"{path}: a config is a mapping of sections (data, model, optim, loss, train)")
     base = data.pop("base", None)
