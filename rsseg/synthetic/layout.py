@@ -22,7 +22,7 @@ from rsseg.synthetic.materials import (
 from rsseg.synthetic.plan import Prim, ScenePlan
 
 
-class _Planner:
+class Planner:
     """Lays out roads, blocks and their contents in the city frame, from one random generator."""
 
     def __init__(self, plan: ScenePlan, rng: np.random.Generator):
@@ -301,7 +301,7 @@ class _Planner:
         self.grove(u0, v0, u1, v1, int(self.rng.poisson(area / 3000)), 0.8)
 
 
-LANDSCAPES = ("urban", "rural")
+LANDSCAPES = ("urban", "rural", "suburban", "industrial")
 
 
 def plan_scene(width: int, height: int, seed: int = 0, landscape: str = "urban") -> ScenePlan:
@@ -309,7 +309,9 @@ def plan_scene(width: int, height: int, seed: int = 0, landscape: str = "urban")
 
     ``urban``: a street grid with houses, apartments, parks, parking and industry;
     ``rural``: woodland (broadleaf, conifer, dead snags) and meadows on grass, dry grass, sand
-    and litter, an occasional road and farmstead.
+    and litter, an occasional road and farmstead; ``suburban`` and ``industrial``: the street grid
+    with small walled lots, sheds, yards, sports grounds and building sites
+    (:mod:`~rsseg.synthetic.districts`).
     """
     if width < 1 or height < 1:
         raise RssegError(f"scene size {width}x{height}: width and height must be positive")
@@ -324,11 +326,17 @@ def plan_scene(width: int, height: int, seed: int = 0, landscape: str = "urban")
     corners_u, corners_v = plan.to_city(np.array([0, width, 0, width]), np.array([0, 0, height, height]))
     frame = (corners_u.min(), corners_v.min(), corners_u.max(), corners_v.max())
     if landscape == "urban":
-        _Planner(plan, rng).layout(*frame)
+        Planner(plan, rng).layout(*frame)
+    elif landscape in ("suburban", "industrial"):
+        from rsseg.synthetic.districts import GROUND, DistrictPlanner  # it builds on this module's Planner
+
+        plan.landscape, plan.ground = landscape, tuple((name, float(rng.uniform(0.0, top)))
+                                                       for name, top in GROUND[landscape])
+        DistrictPlanner(plan, rng, landscape).layout(*frame)
     else:
         plan.landscape = landscape
         plan.ground = tuple((name, float(rng.uniform(0.0, 0.45))) for name in ("drygrass", "sand", "litter"))
-        _Planner(plan, rng).layout_rural(*frame, conifer=float(rng.choice([0.0, 0.5, 0.95])))
+        Planner(plan, rng).layout_rural(*frame, conifer=float(rng.choice([0.0, 0.5, 0.95])))
     plan.bounds = _pixel_bounds(plan)
     blocks = np.floor(plan.bounds / BLOCK).astype(np.int64)
     last = ((width - 1) // BLOCK, (height - 1) // BLOCK)
