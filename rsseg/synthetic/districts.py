@@ -1,13 +1,13 @@
 """Suburban and industrial districts: small lots behind walls, sheds, yards, sports grounds, building sites.
 
-The street grid is the urban one (:class:`~rsseg.synthetic.layout.Planner`); the blocks between the
+The street grid is the urban one (:mod:`~rsseg.synthetic.layout`); the blocks between the
 streets, the roofs (clay and concrete tiles, corrugated metal, gravel, concrete, solar panels) and
 the cars (mostly white, grey, black and silver, about 4.5 × 1.8 m) are this module's.
 """
 
 from __future__ import annotations
 
-from rsseg.synthetic.layout import Planner
+from rsseg.synthetic.layout import _Planner
 from rsseg.synthetic.materials import (
     CONCRETE_COLORS,
     GRAVEL_COLORS,
@@ -28,7 +28,7 @@ CONTAINER_COLORS = [(150, 52, 40, 140), (40, 82, 140, 80), (196, 196, 190, 190),
                     (210, 150, 40, 170)]
 
 
-class DistrictPlanner(Planner):
+class DistrictPlanner(_Planner):
     """The urban street grid with suburban or industrial blocks and real roof materials and cars."""
 
     def __init__(self, plan, rng, landscape: str):

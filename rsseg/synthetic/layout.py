@@ -22,7 +22,7 @@ from rsseg.synthetic.materials import (
 from rsseg.synthetic.plan import Prim, ScenePlan
 
 
-class Planner:
+class _Planner:
     """Lays out roads, blocks and their contents in the city frame, from one random generator."""
 
     def __init__(self, plan: ScenePlan, rng: np.random.Generator):
@@ -326,9 +326,9 @@ def plan_scene(width: int, height: int, seed: int = 0, landscape: str = "urban")
     corners_u, corners_v = plan.to_city(np.array([0, width, 0, width]), np.array([0, 0, height, height]))
     frame = (corners_u.min(), corners_v.min(), corners_u.max(), corners_v.max())
     if landscape == "urban":
-        Planner(plan, rng).layout(*frame)
+        _Planner(plan, rng).layout(*frame)
     elif landscape in ("suburban", "industrial"):
-        from rsseg.synthetic.districts import GROUND, DistrictPlanner  # it builds on this module's Planner
+        from rsseg.synthetic.districts import GROUND, DistrictPlanner  # it builds on this module's _Planner
 
         plan.landscape, plan.ground = landscape, tuple((name, float(rng.uniform(0.0, top)))
                                                        for name, top in GROUND[landscape])
@@ -336,7 +336,7 @@ def plan_scene(width: int, height: int, seed: int = 0, landscape: str = "urban")
     else:
         plan.landscape = landscape
         plan.ground = tuple((name, float(rng.uniform(0.0, 0.45))) for name in ("drygrass", "sand", "litter"))
-        Planner(plan, rng).layout_rural(*frame, conifer=float(rng.choice([0.0, 0.5, 0.95])))
+        _Planner(plan, rng).layout_rural(*frame, conifer=float(rng.choice([0.0, 0.5, 0.95])))
     plan.bounds = _pixel_bounds(plan)
     blocks = np.floor(plan.bounds / BLOCK).astype(np.int64)
     last = ((width - 1) // BLOCK, (height - 1) // BLOCK)
