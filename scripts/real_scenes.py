@@ -1,78 +1,159 @@
 #!/usr/bin/env python
-"""Segment real orthophotos with a model; print class shares, mean top-class probability, GSD.
+"""Segment real scenes with a model: class shares, accuracy where a reference exists, confidence, the note.
 
-    python scripts/real_scenes.py                         # the bundled default model
-    python scripts/real_scenes.py --checkpoint best.pt --out-dir /tmp/real
+    python scripts/real_scenes.py                                 # the bundled default model
+    python scripts/real_scenes.py --checkpoint best.pt --out-dir /tmp/real --tta flip
+    python scripts/real_scenes.py --calibrate                     # choose the note's thresholds
 
-Scenes: the bundled data_samples/OSBS_029.tif and the NEON RGB orthophotos (0.1 m, MIT) that
-ship in the deepforest package, when it is installed. Previews (scene | overlay | legend) go to
---out-dir. No labels: these figures show whether maps are plausible, not how accurate they are.
+Scenes: ``data_samples/OSBS_029.tif`` (NEON, 0.1 m; Tree recall against its crown boxes when
+deepforest's data is found), the other deepforest NEON images (``--deepforest`` or the installed
+package; SOAP_061 and the YELL crops are training scenes of ``scripts/train_default_model.py``),
+and ``data_samples/spacenet_atlanta.tif`` as grey RGB at 0.5 m (building IoU on the bottom 40 %
+rows, which training never sees, against the footprints). Per scene: class shares, building IoU
+or Tree recall (share of pixels in the crown ellipses predicted Tree), mean top-class probability,
+mean entropy, TTA disagreement (with ``--tta``), whether the engine's note fired and which
+signals of :mod:`rsseg.tiling.familiarity` fire. Previews go to ``--out-dir``; the table is
+recorded through ``scripts/bench_record.py`` (benchmark ``real_scenes``).
+
+``--calibrate`` adds held-out generated scenes (maps taken as right) and, over every scene,
+counts how often each signal fires on right and on wrong maps (right: building IoU >= 0.3,
+Tree recall >= 0.5) at candidate thresholds, and picks for each the threshold that fires on the
+most wrong maps and, among those, the fewest right ones.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import sys
 import tempfile
 from pathlib import Path
 
+import bench_record
 import numpy as np
 import rasterio
+import real_training_data as real
 
 ROOT = Path(__file__).resolve().parents[1]
-NEON_GSD = 0.1  # metres; the deepforest PNGs carry no georeference
-DEEPFOREST_IMAGES = ("OSBS_029.png", "SOAP_031.png", "SOAP_061.png", "2019_YELL_2_541000_4977000_image_crop.png",
-                     "2019_YELL_2_528000_4978000_image_crop2.png")
+RIGHT_IOU, RIGHT_RECALL = 0.3, 0.5
+CANDIDATES = {  # signal -> (thresholds, fires when the value is "above" or "below")
+    "top_probability": ([0.55, 0.6, 0.65, 0.7, 0.75, 0.8], "below"),
+    "entropy": ([0.2, 0.25, 0.3, 0.35, 0.4, 0.5], "above"),
+    "car_share": ([0.02, 0.03, 0.05, 0.08], "above"),
+    "tta_disagreement": ([0.05, 0.08, 0.12, 0.2], "above"),
+}
+GENERATED = [("urban", 99, 0.09), ("suburban", 97, 0.2), ("industrial", 96, 0.35), ("rural", 98, 0.2)]
 
 
-def real_scenes() -> list[tuple[Path, float | None]]:
-    """(path, forced GSD or None) of every real scene available here."""
-    scenes: list[tuple[Path, float | None]] = [(ROOT / "data_samples" / "OSBS_029.tif", None)]
-    spec = importlib.util.find_spec("deepforest")
-    if spec and spec.submodule_search_locations:
-        data = Path(list(spec.submodule_search_locations)[0]) / "data"
-        scenes += [(data / name, NEON_GSD) for name in DEEPFOREST_IMAGES if (data / name).is_file()]
-    return scenes
+def scenes(tmp: Path, deepforest: Path | None, calibrate: bool) -> list[tuple[str, Path, dict]]:
+    """(name, GeoTIFF, reference) of every scene available here; references: building / crowns / generated."""
+    out: list[tuple[str, Path, dict]] = []
+    data = real.deepforest_data(deepforest)
+    osbs = {"crowns": real.crown_boxes(data, "OSBS_029")} if data and (data / "OSBS_029.xml").is_file() else {}
+    out.append(("OSBS_029 (held out)", ROOT / "data_samples" / "OSBS_029.tif", osbs))
+    for stem in real.NEON_TRAIN if data else ():
+        if (data / f"{stem}.xml").is_file():
+            image, _ = real.write_pair(tmp, stem, *real.neon_scene(data, stem))
+            out.append((f"{stem[:28]} (train)", image, {"crowns": real.crown_boxes(data, stem)}))
+    with rasterio.open(real.SPACENET) as ds:
+        pan, transform, crs = ds.read(1), ds.transform, str(ds.crs)
+    labels = np.zeros(pan.shape, np.uint8)
+    image, _ = real.write_pair(tmp, "spacenet_grey", real.pan_to_grey(pan), labels, transform, crs)
+    test_rows = real.spacenet_scene("test")[1] == real.BUILDING
+    out.append(("SpaceNet Atlanta (bottom 40 %)", image, {"buildings": test_rows}))
+    if calibrate:
+        from rsseg.synthetic import write_scene
+
+        for landscape, seed, gsd in GENERATED:
+            image = tmp / f"{landscape}_{seed}.tif"
+            write_scene(image, None, 768, 768, seed=seed, landscape=landscape, gsd=gsd, progress=False)
+            out.append((f"generated {landscape} {gsd:g} m", image, {"generated": True}))
+    return out
 
 
-def class_shares(mask_path: Path, names: list[str]) -> dict[str, float]:
-    """Share of each class among the mask's valid pixels."""
+def measure(name: str, scene: Path, ref: dict, model, card, args, tmp: Path) -> dict:
+    """Predict one scene and return its row of figures."""
+    from rsseg.tiling import predict_scene
+    from rsseg.tiling.familiarity import RunStatistics, unfamiliar_reasons
+    from rsseg.viz import write_preview
+
+    mask_path, conf_path = tmp / f"{scene.stem}_mask.tif", tmp / f"{scene.stem}_conf.tif"
+    report = predict_scene(scene, mask_path, model, card, device=args.device, progress=False, record=False,
+                           gsd="auto", tta=args.tta, confidence=conf_path, overwrite=True)
     with rasterio.open(mask_path) as ds:
         mask = ds.read(1)
+    with rasterio.open(conf_path) as ds:
+        conf = ds.read().astype(np.float32) / 255
+    names = list(card.classes.names)
     counts = np.bincount(mask[mask < len(names)], minlength=len(names))
-    return {name: float(c) / max(1, int(counts.sum())) for name, c in zip(names, counts)}
+    shares = {n: float(c) / max(1, int(counts.sum())) for n, c in zip(names, counts)}
+    row = {"scene": name, "shares": shares, "top_probability": float(conf[0].mean()),
+           "entropy": float(conf[2].mean()), "tta_disagreement": float(conf[3].mean()) if len(conf) > 3 else None,
+           "car_share": shares.get("Car", 0.0), "engine_note": report.unfamiliar_line() is not None}
+    if "buildings" in ref:
+        truth = ref["buildings"]
+        pred = mask[-truth.shape[0]:] == names.index("Building")
+        row["accuracy"] = ("building IoU", float((pred & truth).sum() / max(1, (pred | truth).sum())))
+    elif "crowns" in ref:
+        inside = real.crown_ellipses(mask.shape, ref["crowns"])
+        row["accuracy"] = ("Tree recall", float((mask[inside] == names.index("Tree")).mean()))
+    row["right"] = True if "generated" in ref else (
+        None if "accuracy" not in row else row["accuracy"][1] >= (RIGHT_IOU if "buildings" in ref else RIGHT_RECALL))
+    stats = RunStatistics(row["top_probability"], row["entropy"], shares, row["tta_disagreement"])
+    row["signals"] = unfamiliar_reasons(stats) or []
+    if args.out_dir:
+        write_preview(scene, mask_path, args.out_dir / f"{scene.stem}_preview.png", max_size=600, overwrite=True)
+    return row
+
+
+def calibration(rows: list[dict]) -> list[list]:
+    """Per signal and threshold: fires on how many right and wrong maps; the chosen threshold starred."""
+    judged = [r for r in rows if r["right"] is not None]
+    table = []
+    for signal, (thresholds, side) in CANDIDATES.items():
+        scored = []
+        for t in thresholds:
+            fired = [r for r in judged
+                     if r[signal] is not None and (r[signal] < t if side == "below" else r[signal] > t)]
+            right = sum(r["right"] for r in fired)
+            scored.append((t, right, len(fired) - right))
+        best = max(scored, key=lambda s: (s[2], -s[1]))
+        n_right = sum(r["right"] for r in judged)
+        table += [[signal, f"{side} {t:g}" + (" *" if (t, a, b) == best else ""), f"{a}/{n_right}",
+                   f"{b}/{len(judged) - n_right}"] for t, a, b in scored]
+    return table
 
 
 def main(argv: list[str] | None = None) -> int:
     from rsseg.models import load_checkpoint
     from rsseg.models.default import DEFAULT_MODEL
-    from rsseg.tiling import predict_scene
-    from rsseg.viz import write_preview
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", type=Path, default=DEFAULT_MODEL)
     parser.add_argument("--out-dir", type=Path, default=None, help="previews here (default: none)")
+    parser.add_argument("--deepforest", type=Path, help="deepforest's data folder (default: the installed package)")
+    parser.add_argument("--tta", default="none", help="test-time augmentation (e.g. flip): adds TTA disagreement")
+    parser.add_argument("--calibrate", action="store_true", help="also held-out generated scenes; fire rates")
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args(argv)
+    record = bench_record.start("real_scenes", settings={k: str(v) for k, v in vars(args).items()})
     model, card = load_checkpoint(args.checkpoint, args.device)
     if args.out_dir:
         args.out_dir.mkdir(parents=True, exist_ok=True)
-    print(f"model {args.checkpoint}: " + ", ".join(card.classes.names))
     with tempfile.TemporaryDirectory() as tmp:
-        for scene, gsd in real_scenes():
-            mask = Path(tmp) / f"{len(list(Path(tmp).iterdir()))}_{scene.stem}_mask.tif"
-            report = predict_scene(scene, mask, model, card, device=args.device, progress=False, record=False,
-                                   gsd=gsd if gsd else "auto")
-            shares = class_shares(mask, list(card.classes.names))
-            text = "  ".join(f"{name} {100 * share:5.1f}%" for name, share in shares.items())
-            print(f"{scene.name[:42]:42s} {report.width}x{report.height}  {text}  "
-                  f"top-prob {report.mean_top_probability:.2f}")
-            note = report.unfamiliar_line()
-            if note:
-                print(f"  {note}")
-            if args.out_dir:
-                write_preview(scene, mask, args.out_dir / f"{scene.stem}_preview.png", max_size=600, overwrite=True)
+        rows = [measure(*item, model, card, args, Path(tmp)) for item in scenes(Path(tmp), args.deepforest,
+                                                                                 args.calibrate)]
+    names = list(card.classes.names)
+    record.table(f"Real scenes, {args.checkpoint.name}", ["scene", *names, "reference", "top-prob", "entropy",
+                                                          "TTA dis.", "engine note", "signals"],
+                 [[r["scene"], *(f"{100 * r['shares'][n]:.1f}" for n in names),
+                   f"{r['accuracy'][0]} {r['accuracy'][1]:.2f}" if "accuracy" in r else "-",
+                   f"{r['top_probability']:.2f}", f"{r['entropy']:.2f}",
+                   "-" if r["tta_disagreement"] is None else f"{r['tta_disagreement']:.2f}",
+                   "fired" if r["engine_note"] else "silent", "; ".join(r["signals"]) or "-"] for r in rows])
+    if args.calibrate:
+        record.table("Note calibration: fires on right / wrong maps (* chosen)",
+                     ["signal", "threshold", "right maps", "wrong maps"], calibration(rows))
+    record.save()
     return 0
 
 

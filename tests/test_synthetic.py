@@ -178,6 +178,29 @@ def test_rural_scenes_are_mostly_vegetation_and_ground():
         plan_scene(10, 10, landscape="desert")
 
 
+@pytest.mark.parametrize("landscape", ["suburban", "industrial"])
+def test_district_scenes_have_real_roofs_cars_and_ground(tmp_path, landscape):
+    """Suburban / industrial: roofs of tiles, metal, gravel or concrete; real-size cars; deterministic files."""
+    from rsseg.synthetic.materials import MATERIAL_IDS, REAL_CAR_COLORS
+
+    plan = plan_scene(4000, 4000, seed=3, landscape=landscape)
+    roofs = {p.material for p in plan.prims if p.kind == "roof"}
+    assert roofs <= {"tiles", "metal", "gravel", "concrete"} and len(roofs) >= 3
+    cars = [p for p in plan.prims if p.kind == "car"]
+    assert cars and all(p.color in REAL_CAR_COLORS for p in cars)
+    sizes = np.sort([[abs(p.box[2] - p.box[0]), abs(p.box[3] - p.box[1])] for p in cars], axis=1) * GSD
+    assert (sizes[:, 1] > 4.1).all() and (sizes[:, 1] < 4.7).all() and (sizes[:, 0] > 1.7).all()
+    img, lab = render_window(plan, Window(1000, 1000, 1536, 1536))
+    share = np.bincount(lab.ravel(), minlength=6)[:6] / lab.size
+    assert share[BUILDING] > 0.08 and share[IMSURF] > 0.1 and 0 < share[CAR] < 0.05
+    assert len({p.material for p in plan.prims} & {"soil", "pool", "track", "turf", "wall", "yard"}) >= 3
+    assert MATERIAL_IDS["tiles"] > MATERIAL_IDS["litter"]  # appended: the older materials keep their ids
+    paths = [tmp_path / f"{landscape}{i}.tif" for i in range(2)]
+    for path in paths:
+        write_scene(path, None, 300, 300, seed=3, landscape=landscape, gsd=0.35, progress=False)
+    assert paths[0].read_bytes() == paths[1].read_bytes()
+
+
 def test_coarser_gsd_covers_the_same_ground(tmp_path):
     """The same seed at 2.5x the generator's GSD: 2.5x fewer pixels over the same area, same classes."""
     fine, coarse = tmp_path / "fine.tif", tmp_path / "coarse.tif"

@@ -70,7 +70,7 @@ def _draw_roof(plan, canvas, prim, sl, u, v) -> None:
     mask = _in_box(u, v, prim.box)
     if not mask.any():
         return
-    paint(canvas, mask, sl, "roof", prim.color)
+    paint(canvas, mask, sl, prim.material, prim.color)
     u0, v0, u1, v1 = prim.box
     if prim.extra == 0:
         edge = np.minimum(np.minimum(u - u0, u1 - u), np.minimum(v - v0, v1 - v))
@@ -83,6 +83,44 @@ def _draw_roof(plan, canvas, prim, sl, u, v) -> None:
         light = np.where(across >= 0, 1.0 + 0.22 * facing, 1.0 - 0.22 * facing) * 0.95
         light = np.where(np.abs(across) < 0.035, 1.15, light)  # ridge
         light = np.where(np.abs(across) > 0.97, 0.8, light)  # eaves
+    if prim.material in ROOF_RELIEF:
+        light = light * ROOF_RELIEF[prim.material](u, v, prim.extra)
+    canvas.shade[sl] = np.where(mask, light, canvas.shade[sl])
+
+
+def _stripes(pos: np.ndarray, period_m: float, duty: float) -> np.ndarray:
+    """True on the first ``duty`` of every ``period_m`` metres along ``pos`` (pixels)."""
+    return np.mod(pos / (period_m * PX), 1.0) < duty
+
+
+def _tile_relief(u, v, ridge: float) -> np.ndarray:
+    """Clay or concrete tiles: courses parallel to the ridge with a shadowed lower lip, staggered joints."""
+    across, along = (v, u) if ridge != 2 else (u, v)
+    course = np.floor(across / (0.34 * PX))
+    joint = _stripes(along + course * 0.13 * PX, 0.26, 0.14)
+    return np.where(_stripes(across, 0.34, 0.22), 0.8, np.where(joint, 0.9, 1.0))
+
+
+def _metal_relief(u, v, ridge: float) -> np.ndarray:
+    """Corrugated or trapezoidal sheets: ribs running down the slope, a sheet joint every few metres."""
+    along = u if ridge != 2 else v
+    ribs = np.where(_stripes(along, 0.5, 0.3), 1.12, 0.96)
+    return np.where(_stripes(along + 0.1 * PX, 5.2, 0.02), 0.85, ribs)
+
+
+ROOF_RELIEF: dict[str, Callable] = {"tiles": _tile_relief, "metal": _metal_relief}
+
+
+def _draw_panels(plan, canvas, prim, sl, u, v) -> None:
+    """Photovoltaic modules (about 1 × 1.7 m) in bright frames: a field on a pitched roof, rows on a flat one."""
+    a, b = (u - prim.box[0], v - prim.box[1]) if prim.extra != 2 else (v - prim.box[1], u - prim.box[0])
+    mask = _in_box(u, v, prim.box) & ((prim.extra != 3) | _stripes(b, 3.6, 0.48))
+    if not mask.any():
+        return
+    paint(canvas, mask, sl, "solar", prim.color)
+    frame = _stripes(a, 1.02, 0.05) | _stripes(b, 1.72, 0.03)
+    cells = _stripes(a, 0.17, 0.1) | _stripes(b, 0.17, 0.1)
+    light = np.where(frame, 1.9, np.where(cells, 1.15, 1.0))
     canvas.shade[sl] = np.where(mask, light, canvas.shade[sl])
 
 
@@ -117,6 +155,12 @@ def _draw_shadow(plan, canvas, prim, sl, u, v) -> None:
             lo, hi = np.maximum(lo, np.minimum(t1, t2)), np.minimum(hi, np.maximum(t1, t2))
     mask = (lo <= hi) & (canvas.label[sl] != BUILDING) & ~_in_box(u, v, prim.box)
     canvas.shade[sl] = np.where(mask, canvas.shade[sl] * 0.48, canvas.shade[sl])
+
+
+def _draw_shade(plan, canvas, prim, sl, u, v) -> None:
+    """Dim the light in a box by ``extra`` (the dusk under a closed stand, between its crowns)."""
+    mask = _in_box(u, v, prim.box)
+    canvas.shade[sl] = np.where(mask, canvas.shade[sl] * prim.extra, canvas.shade[sl])
 
 
 def _draw_treeshadow(plan, canvas, prim, sl, u, v) -> None:
@@ -154,4 +198,5 @@ def _draw_tree(plan, canvas, prim, sl, u, v) -> None:
 
 
 DRAW: dict[str, Callable] = {"rect": _draw_rect, "roof": _draw_roof, "car": _draw_car, "shadow": _draw_shadow,
-                              "treeshadow": _draw_treeshadow, "tree": _draw_tree}
+                              "treeshadow": _draw_treeshadow, "tree": _draw_tree, "panels": _draw_panels,
+                              "shade": _draw_shade}

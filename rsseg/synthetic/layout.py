@@ -301,7 +301,7 @@ class _Planner:
         self.grove(u0, v0, u1, v1, int(self.rng.poisson(area / 3000)), 0.8)
 
 
-LANDSCAPES = ("urban", "rural")
+LANDSCAPES = ("urban", "rural", "suburban", "industrial")
 
 
 def plan_scene(width: int, height: int, seed: int = 0, landscape: str = "urban") -> ScenePlan:
@@ -309,7 +309,9 @@ def plan_scene(width: int, height: int, seed: int = 0, landscape: str = "urban")
 
     ``urban``: a street grid with houses, apartments, parks, parking and industry;
     ``rural``: woodland (broadleaf, conifer, dead snags) and meadows on grass, dry grass, sand
-    and litter, an occasional road and farmstead.
+    and litter, an occasional road and farmstead; ``suburban`` and ``industrial``: the street grid
+    with small walled lots, sheds, yards, sports grounds and building sites
+    (:mod:`~rsseg.synthetic.districts`).
     """
     if width < 1 or height < 1:
         raise RssegError(f"scene size {width}x{height}: width and height must be positive")
@@ -325,6 +327,12 @@ def plan_scene(width: int, height: int, seed: int = 0, landscape: str = "urban")
     frame = (corners_u.min(), corners_v.min(), corners_u.max(), corners_v.max())
     if landscape == "urban":
         _Planner(plan, rng).layout(*frame)
+    elif landscape in ("suburban", "industrial"):
+        from rsseg.synthetic.districts import GROUND, DistrictPlanner  # it builds on this module's _Planner
+
+        plan.landscape, plan.ground = landscape, tuple((name, float(rng.uniform(0.0, top)))
+                                                       for name, top in GROUND[landscape])
+        DistrictPlanner(plan, rng, landscape).layout(*frame)
     else:
         plan.landscape = landscape
         plan.ground = tuple((name, float(rng.uniform(0.0, 0.45))) for name in ("drygrass", "sand", "litter"))

@@ -27,6 +27,20 @@ MATERIALS = {
     "sand": (LOWVEG, (204, 194, 170, 196), (172, 160, 136, 172), (0.06, 0.08, 0.10)),
     "drygrass": (LOWVEG, (150, 140, 96, 172), (118, 116, 74, 156), (0.08, 0.10, 0.12)),
     "litter": (LOWVEG, (96, 86, 62, 124), (72, 74, 52, 112), (0.10, 0.12, 0.14)),
+    # suburban and industrial districts (see :mod:`~rsseg.synthetic.districts`): roof materials (coloured
+    # per roof), bare ground, sports surfaces, pools (Clutter, as water in ISPRS), garden walls
+    "tiles": (BUILDING, None, None, (0.04, 0.06, 0.12)),
+    "metal": (BUILDING, None, None, (0.02, 0.02, 0.04)),
+    "gravel": (BUILDING, None, None, (0.05, 0.10, 0.26)),
+    "concrete": (BUILDING, None, None, (0.07, 0.05, 0.08)),
+    "solar": (BUILDING, (34, 42, 66, 50), (44, 52, 78, 60), (0.01, 0.01, 0.03)),
+    "soil": (LOWVEG, (152, 122, 92, 150), (118, 94, 70, 128), (0.10, 0.14, 0.18)),
+    "yard": (IMSURF, (142, 138, 130, 140), (118, 114, 108, 118), (0.06, 0.08, 0.18)),
+    "track": (IMSURF, (164, 74, 58, 150), (150, 68, 54, 140), (0.02, 0.02, 0.05)),
+    "turf": (LOWVEG, (62, 128, 58, 190), (70, 136, 64, 198), (0.02, 0.02, 0.04)),
+    "pitchline": (LOWVEG, (226, 228, 222, 214), (232, 232, 226, 220), (0.01, 0.01, 0.02)),
+    "pool": (CLUTTER, (74, 172, 204, 40), (62, 156, 196, 34), (0.02, 0.02, 0.03)),
+    "wall": (IMSURF, (184, 178, 166, 176), (160, 152, 140, 150), (0.03, 0.04, 0.06)),
 }
 MATERIAL_IDS = {name: i for i, name in enumerate(MATERIALS)}
 LABEL_OF = np.array([m[0] for m in MATERIALS.values()], dtype=np.uint8)
@@ -46,3 +60,15 @@ SNAG_COLORS = [(170, 168, 160, 150), (140, 134, 124, 130), (196, 192, 184, 170)]
 CROWNS = ("round", "conifer", "snag")  # tree prim ``extra``: index into this
 CLUTTER_COLORS = [(138, 112, 82, 140), (112, 92, 70, 118), (170, 120, 60, 160), (60, 110, 160, 90),
                   (190, 186, 172, 185), (150, 60, 40, 140), (84, 76, 64, 90)]
+
+# suburban and industrial districts: clay tiles (red, orange, brown), concrete tiles (dark, light),
+# corrugated metal sheds, flat roofs (gravel, concrete); cars in the colours real cars have
+TILE_COLORS = [(168, 74, 50, 160), (186, 96, 58, 176), (150, 64, 46, 146), (198, 112, 70, 186),
+               (124, 70, 52, 126), (110, 58, 44, 112), (176, 84, 62, 168)]
+CONCRETE_COLORS = [(72, 72, 76, 78), (96, 94, 94, 98), (58, 60, 66, 64), (150, 146, 140, 150),
+                   (176, 172, 164, 176)]
+METAL_COLORS = [(176, 180, 182, 178), (150, 156, 160, 152), (204, 206, 204, 200), (96, 112, 128, 100),
+                (120, 60, 50, 120), (92, 110, 96, 100)]
+GRAVEL_COLORS = [(150, 146, 138, 150), (126, 122, 116, 126), (172, 166, 156, 170), (104, 100, 96, 104)]
+REAL_CAR_COLORS = [(226, 226, 226, 216)] * 4 + [(150, 152, 156, 150)] * 3 + [(28, 28, 32, 36)] * 3 + \
+    [(188, 190, 192, 186)] * 3 + [(96, 98, 102, 96)] * 2 + [(40, 56, 110, 60), (150, 30, 32, 140), (70, 40, 30, 70)]
