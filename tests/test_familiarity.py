@@ -1,9 +1,15 @@
-"""The "unfamiliar scene" note's threshold logic, on hand-made run statistics."""
+"""The "unfamiliar scene" note: its threshold logic on hand-made statistics, and the engine's run statistics."""
 
 from __future__ import annotations
 
+import math
+
+import pytest
+import torch
+from conftest import ConstantModel, card_for, random_scene, write_scene
+
+from rsseg.tiling import predict_scene
 from rsseg.tiling.familiarity import (
-    CAR_SHARE_MAX,
     ENTROPY_MAX,
     TOP_PROBABILITY_MIN,
     TTA_DISAGREEMENT_MAX,
@@ -13,7 +19,7 @@ from rsseg.tiling.familiarity import (
 
 
 def test_a_confident_plausible_map_raises_no_note():
-    stats = RunStatistics(0.9, 0.1, {"ImSurf": 0.4, "Building": 0.3, "Car": 0.02}, 0.02)
+    stats = RunStatistics(0.9, 0.1, 0.02)
     assert unfamiliar_reasons(stats) is None
     assert unfamiliar_reasons(RunStatistics()) is None  # nothing measured: nothing to say
 
@@ -24,16 +30,30 @@ def test_each_signal_fires_just_past_its_threshold_only():
     assert low and "top-class probability 0.59" in low[0]
     assert unfamiliar_reasons(RunStatistics(mean_entropy=ENTROPY_MAX)) is None
     assert "entropy" in unfamiliar_reasons(RunStatistics(mean_entropy=ENTROPY_MAX + 0.01))[0]
-    assert unfamiliar_reasons(RunStatistics(class_shares={"Car": CAR_SHARE_MAX})) is None
-    cars = unfamiliar_reasons(RunStatistics(class_shares={"car": 0.085}))  # names compared ignoring case
-    assert cars == ["8.5 % Car > 5 %"]
     assert unfamiliar_reasons(RunStatistics(tta_disagreement=TTA_DISAGREEMENT_MAX)) is None
     assert "TTA" in unfamiliar_reasons(RunStatistics(tta_disagreement=TTA_DISAGREEMENT_MAX + 0.01))[0]
 
 
 def test_the_confidently_wrong_roofs_as_cars_map_fires_and_lists_every_reason():
-    """The issue's real 0.35 m city: top-prob 0.67 (silent before), 8.5 % Car."""
-    stats = RunStatistics(0.67, 0.5, {"ImSurf": 0.5, "Building": 0.05, "Car": 0.085}, 0.2)
-    reasons = unfamiliar_reasons(stats)
-    assert reasons is not None and len(reasons) == 3
+    """The issue's real 0.35 m city: top-prob 0.67 (silent before) but a high entropy."""
+    reasons = unfamiliar_reasons(RunStatistics(0.67, 0.5, 0.2))
+    assert reasons is not None and len(reasons) == 2
     assert not any("top-class" in r for r in reasons)
+
+
+@pytest.mark.parametrize("scale, fires", [(0.0, True), (20.0, False)])
+def test_the_engine_measures_entropy_and_top_probability_and_the_note_follows(tmp_path, scale, fires):
+    """Uniform logits: entropy 1 and top probability 1/K, the note fires; one dominant class: silent."""
+    scene = write_scene(tmp_path / "scene.tif", random_scene(96, 128))
+    model = ConstantModel(4)
+    with torch.no_grad():
+        model.logits.mul_(scale)
+    report = predict_scene(scene, tmp_path / "mask.tif", model, card_for(model), progress=False, device="cpu")
+    probs = torch.softmax(model.logits.detach(), 0)
+    entropy = float(-(probs * probs.log()).sum() / math.log(4))
+    assert report.mean_top_probability == pytest.approx(float(probs.max()), abs=1e-4)
+    assert report.mean_entropy == pytest.approx(entropy, abs=1e-4)
+    assert report.tta_disagreement is None
+    assert (report.unfamiliar_line() is not None) is fires
+    if fires:
+        assert "entropy 1.00 > " in report.unfamiliar_line()

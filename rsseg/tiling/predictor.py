@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 
 import numpy as np
@@ -11,6 +12,7 @@ from rsseg.errors import OptionError, RssegError
 from rsseg.models.checkpoint import ModelCard
 from rsseg.models.precision import resolve_precision
 from rsseg.tiling.confidence import view_disagreement
+from rsseg.tiling.familiarity import RunStatistics
 from rsseg.tiling.gsd import resize
 from rsseg.tiling.options import PredictOptions
 from rsseg.tiling.tta import tta_probs, tta_transforms
@@ -42,8 +44,8 @@ class Predictor:
         self.name = f"model {card.arch['name']} ({self.precision.name})"
         self.calls = 0
         self.seconds = 0.0  # the model's own forward time
-        self.top_sum = 0.0  # top-class probability summed over valid pixels, and their count
-        self.top_count = 0
+        self.sums = {"top": 0.0, "entropy": 0.0, "disagreement": 0.0}  # over valid pixels, and their count
+        self.count = 0
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         start = time.perf_counter()
@@ -72,6 +74,20 @@ class Predictor:
                 probs = torch.cat([probs, view_disagreement(view_classes, probs)[:, None]], 1)
             probs = resize(probs.float(), window)
         classes = probs[:, :-1] if view_classes else probs
-        self.top_sum += float((classes.amax(1) * valid_t).sum())
-        self.top_count += int(valid_t.sum())
+        self._accumulate(classes, probs[:, -1] if view_classes else None, valid_t)
         return probs
+
+    def _accumulate(self, probs: torch.Tensor, disagreement: torch.Tensor | None, valid: torch.Tensor) -> None:
+        """Add the windows' top-class probability, normalised entropy and view disagreement to the run's sums."""
+        entropy = -(probs * probs.clamp_min(1e-12).log()).sum(1) / math.log(max(probs.shape[1], 2))
+        for name, values in (("top", probs.amax(1)), ("entropy", entropy), ("disagreement", disagreement)):
+            if values is not None:
+                self.sums[name] += float((values * valid).sum())
+        self.count += int(valid.sum())
+
+    def statistics(self) -> RunStatistics:
+        """The run's means over valid pixels (``None`` before any window ran)."""
+        if not self.count:
+            return RunStatistics()
+        mean = {name: total / self.count for name, total in self.sums.items()}
+        return RunStatistics(mean["top"], mean["entropy"], mean["disagreement"] if self.disagreement else None)

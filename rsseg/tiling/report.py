@@ -7,8 +7,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import rsseg
-
-FAMILIAR_CONFIDENCE = 0.6  # mean top-class probability below this: the scene is unlike the training data
+from rsseg.tiling.familiarity import RunStatistics, unfamiliar_reasons
 
 
 @dataclass
@@ -36,6 +35,8 @@ class PredictReport:
     peak_cuda_mb: float | None = None
     gsd: dict = field(default_factory=dict)  # scene / model GSD (metres) and the window resampling factor
     mean_top_probability: float | None = None  # over valid pixels of all windows run
+    mean_entropy: float | None = None  # normalised (0 certain .. 1 uniform), over the same pixels
+    tta_disagreement: float | None = None  # mean share of TTA views that disagree (with confidence bands)
     model: dict = field(default_factory=dict)
     key: str = ""  # hash of the model and every option that changes the result
     resumed_row: int | None = None  # first row computed when a journal was resumed
@@ -61,9 +62,8 @@ class PredictReport:
 
     def unfamiliar_line(self) -> str | None:
         """One line when the scene looks unlike what the model was trained on, else ``None``."""
-        reasons = []
-        if self.mean_top_probability is not None and self.mean_top_probability < FAMILIAR_CONFIDENCE:
-            reasons.append(f"mean top-class probability {self.mean_top_probability:.2f} < {FAMILIAR_CONFIDENCE}")
+        reasons = unfamiliar_reasons(RunStatistics(self.mean_top_probability, self.mean_entropy,
+                                                   self.tta_disagreement)) or []
         if self.gsd.get("outside"):
             lo, hi = self.gsd["model"]
             span = f"{lo:g}-{hi:g} m" if lo != hi else f"{lo:g} m"

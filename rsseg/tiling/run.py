@@ -186,7 +186,9 @@ def _finish(job: RowsJob, started: float, dev: torch.device) -> PredictReport:
     report, predictor = job.report, job.predictor
     report.model_calls = predictor.calls
     report.model_seconds = predictor.seconds
-    report.mean_top_probability = predictor.top_sum / predictor.top_count if predictor.top_count else None
+    stats = predictor.statistics()
+    report.mean_top_probability, report.mean_entropy = stats.mean_top_probability, stats.mean_entropy
+    report.tta_disagreement = stats.tta_disagreement
     report.seconds = time.perf_counter() - started
     report.peak_rss_mb = peak_rss_mb()
     if dev.type == "cuda":
