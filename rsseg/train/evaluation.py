@@ -16,7 +16,15 @@ from rasterio.windows import Window
 from torch.utils.data import DataLoader, Sampler
 from tqdm import tqdm
 
-from rsseg.data.patches import PatchDataset, pad_collate, read_dataset_info, worker_errors_as_one_line
+from rsseg.data.patches import (
+    PatchDataset,
+    Transform,
+    list_pairs,
+    pad_collate,
+    read_dataset_info,
+    read_raster,
+    worker_errors_as_one_line,
+)
 from rsseg.device import resolve_device
 from rsseg.errors import OptionError, RssegError
 from rsseg.io.raster import open_raster
@@ -25,6 +33,7 @@ from rsseg.models.checkpoint import ModelCard
 from rsseg.schema import colors_to_index
 from rsseg.tiling.tta import tta_probs, tta_transforms
 from rsseg.train.metrics import ConfusionMatrix
+from rsseg.train.protocols import erode_reference, has_ignored_pixels
 
 
 def predict_probs(model: torch.nn.Module, x: torch.Tensor, tta: str = "none") -> torch.Tensor:
@@ -64,14 +73,18 @@ def confusion_over_loader(model: torch.nn.Module, loader: DataLoader, num_classe
 
 def evaluate_patches(model: torch.nn.Module, card: ModelCard, root: str | os.PathLike, split: str = "test",
                      tta: str = "none", batch_size: int = 4, device: torch.device | str = "cpu",
-                     workers: int = 0, progress: bool = True, sampler: Sampler | None = None) -> ConfusionMatrix:
-    """Confusion matrix of a model on one split of a patch folder, normalised with the model's statistics."""
+                     workers: int = 0, progress: bool = True, sampler: Sampler | None = None,
+                     transform: Transform | None = None) -> ConfusionMatrix:
+    """Confusion matrix of a model on one split of a patch folder, normalised with the model's statistics.
+
+    ``transform`` (e.g. the reference's erosion) is applied to every patch before prediction.
+    """
     info = read_dataset_info(root)
     if info.num_classes != card.num_classes or info.in_channels != card.in_channels:
         raise RssegError(f"{root}: dataset has {info.num_classes} classes / {info.in_channels} bands, the model "
                          f"{card.num_classes} / {card.in_channels}")
     info = replace(info, input=replace(info.input, mean=card.input.mean, std=card.input.std, scale=card.input.scale))
-    dataset = PatchDataset(root, split, info=info)
+    dataset = PatchDataset(root, split, transform, info=info)
     ignore = info.classes.ignore_index
     loader = DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
                         collate_fn=functools.partial(pad_collate, ignore_index=ignore))
@@ -136,3 +149,33 @@ def confusion_from_rasters(prediction: str | os.PathLike, labels: str | os.PathL
             ref = np.where(missing, ignore, ref)
             matrix.update(torch.from_numpy(pred.astype(np.int64)), torch.from_numpy(ref.astype(np.int64)))
     return matrix, unpredicted
+
+
+def patch_references_eroded(root: str | os.PathLike, split: str, ignore_index: int) -> bool:
+    """Whether the split's masks already ignore pixels (eroded references), read once each."""
+    return has_ignored_pixels((read_raster(mask)[0] for _, mask in list_pairs(Path(root), split)), ignore_index)
+
+
+def erode_target(ignore_index: int) -> Transform:
+    """A patch transform eroding the reference (:func:`rsseg.train.protocols.erode_reference`)."""
+
+    def transform(x: torch.Tensor, y: torch.Tensor, _: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        return x, torch.from_numpy(erode_reference(y.numpy(), ignore_index))
+
+    return transform
+
+
+def eroded_label_file(labels: str | os.PathLike, card: ModelCard, folder: str | os.PathLike) -> Path | None:
+    """Write the eroded class ids of a full label raster to ``folder``; ``None`` when already eroded."""
+    labels = Path(labels)
+    with open_raster(labels) as ds:
+        ref = read_label_window(ds, Window(0, 0, ds.width, ds.height), card)
+        profile = {"driver": "GTiff", "height": ds.height, "width": ds.width, "count": 1, "dtype": "uint8",
+                   "transform": ds.transform, "crs": ds.crs}
+    ignore = card.classes.ignore_index
+    if has_ignored_pixels([ref], ignore):
+        return None
+    out = Path(folder) / f"{labels.stem}_eroded.tif"
+    with rasterio.open(out, "w", **profile) as dst:
+        dst.write(erode_reference(ref.astype(np.uint8), ignore), 1)
+    return out

@@ -82,4 +82,8 @@ def format_table(metrics: dict) -> str:
                  f"  OA {100 * metrics['all']['OA']:.2f}")
     lines.append(f"papers ({len(papers['classes'])} cls):  mIoU {100 * papers['mIoU']:.2f}  "
                  f"mF1 {100 * papers['mF1']:.2f}  OA {100 * papers['OA']:.2f}")
+    rule = metrics.get("protocol") or {}
+    if "mIoU" in rule:
+        lines.append(f"protocol {rule['name']} ({len(rule['classes'])} cls):  mIoU {100 * rule['mIoU']:.2f}  "
+                     f"mF1 {100 * rule['mF1']:.2f}  OA {100 * rule['OA']:.2f}")
     return "\n".join(lines)
