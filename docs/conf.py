@@ -39,4 +39,5 @@ autodoc_mock_imports = ["rsseg.cli.__main__"]  # importing it runs the CLI
 html_theme = "alabaster"
 html_title = f"rsseg {release}"
 html_static_path: list[str] = []
-suppress_warnings = ["ref.python"]  # names re-exported by a package (rsseg.tiling.PredictOptions) resolve to two targets
+# names re-exported by a package (rsseg.tiling.PredictOptions) resolve to two targets
+suppress_warnings = ["ref.python"]
