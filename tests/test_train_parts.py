@@ -52,6 +52,35 @@ def test_lr_factor_warms_up_then_decays_or_ends_with_the_budget(monkeypatch):
     assert lr_factor(3, 1000, 2, "cosine", 0.0, 0.9, budget) == pytest.approx(0.0)
 
 
+def test_cosine_restarts_lr_curve_matches_hand_computed_values_and_torch():
+    # cycles of 4, 8, 16 steps; factor 0.5 * (1 + cos(pi * t / T)) with min_ratio 0
+    curve = [lr_factor(s, 100, 0, "cosine_restarts", 0.0, 0.9, t0=4, t_mult=2) for s in range(13)]
+    expected = [1.0, 0.853553, 0.5, 0.146447, 1.0, 0.961940, 0.853553, 0.691342, 0.5, 0.308658, 0.146447,
+                0.038060, 1.0]
+    assert curve == pytest.approx(expected, abs=1e-6)
+    assert lr_factor(2, 100, 0, "cosine_restarts", 0.1, 0.9, t0=4, t_mult=2) == pytest.approx(0.55)
+    assert lr_factor(1, 100, 2, "cosine_restarts", 0.0, 0.9, t0=4, t_mult=2) == 1.0  # warm-up first
+    param = nn.Parameter(torch.zeros(1))
+    optimizer = torch.optim.SGD([param], lr=1.0)
+    reference = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(optimizer, T_0=3, T_mult=2)
+    torch_curve = []
+    for _ in range(25):
+        torch_curve.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        reference.step()
+    assert [lr_factor(s, 100, 0, "cosine_restarts", 0.0, 0.9, t0=3, t_mult=2) for s in range(25)] == \
+        pytest.approx(torch_curve, abs=1e-9)
+    optim = OptimConfig(lr=1.0, schedule="cosine_restarts", warmup_epochs=0, t0_epochs=1.5, t_mult=2)
+    optimizer = build_optimizer(nn.Linear(1, 1), optim)
+    scheduler = build_scheduler(optimizer, optim, total_steps=100, steps_per_epoch=2)  # t0: 3 steps
+    lrs = []
+    for _ in range(4):
+        lrs.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    assert lrs == pytest.approx([1.0, 0.75, 0.25, 1.0])
+
+
 def test_optimizer_groups_and_scheduler():
     model = nn.Sequential()
     model.add_module("encoder", nn.Linear(2, 2))
