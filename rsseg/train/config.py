@@ -40,6 +40,10 @@ class DataConfig:
     samples_per_epoch: int | None = _opt(None, minimum=1)
     #: strength of colour/brightness/haze/blur/noise/JPEG randomisation (0: off, 1: full)
     photometric: float = _opt(0.0, minimum=0, maximum=1)
+    #: draw a crop again (up to 10 times) while one class fills more than this share of its labelled pixels
+    max_class_share: float | None = _opt(None, above=0, maximum=1)
+    #: probability that a training item is a 4-image mosaic
+    mosaic: float = _opt(0.0, minimum=0, maximum=1)
 
 
 @dataclass(frozen=True)
