@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import random
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -23,7 +24,7 @@ from rsseg.distributed import (
 )
 from rsseg.errors import RssegError
 from rsseg.train.budget import TimeBudget
-from rsseg.train.config import OptimConfig
+from rsseg.train.config import OptimConfig, build_config
 from rsseg.train.optim import build_optimizer, build_scheduler, lr_factor
 from rsseg.train.run_folder import CONFIG_FILE, RunFolder
 from rsseg.train.state import Progress, TrainingState, seed_everything
@@ -177,3 +178,22 @@ def test_sharding_round_robin_contiguous_and_single_process_collectives():
     tensor = torch.tensor([1.0, 2.0])
     assert all_reduce_sum(tensor) is tensor and tensor.tolist() == [1.0, 2.0]
     assert broadcast_flag(True, torch.device("cpu")) is True
+
+
+def test_recipe_configs_follow_geoseg_and_cite_their_source():
+    root = Path(__file__).resolve().parent.parent / "configs"
+    tiles = {"vaihingen": 512, "potsdam": 768, "uavid": 1024}
+    epochs = {"vaihingen": 105, "potsdam": 45, "uavid": 40}
+    for path in sorted(root.glob("*/*.yaml")):
+        if path.name == "_base.yaml":
+            continue
+        config = build_config(path)
+        dataset = path.parent.name
+        if path.stem in ("manet", "maresunet", "abcnet", "unetformer"):
+            assert f"GeoSeg config/{dataset}/{path.stem}.py" in path.read_text(), path
+        assert config.data.tile == tiles[dataset] and config.train.epochs == epochs[dataset], path
+        assert (config.data.max_class_share, config.data.mosaic, config.data.scale) == (0.75, 0.25, (0.5, 1.5)), path
+        assert (config.optim.schedule, config.optim.t0_epochs, config.optim.t_mult) == ("cosine_restarts", 15, 2)
+        assert (config.optim.lr, config.optim.encoder_lr, config.optim.weight_decay) == (6e-4, 6e-5, 0.01), path
+        assert (config.loss.label_smoothing, config.loss.dice_weight) == (0.05, 1.0), path
+    assert build_config(root / "vaihingen" / "unetformer.yaml").model.kwargs["aux_weight"] == 0.4
