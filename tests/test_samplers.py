@@ -12,7 +12,7 @@ from rasterio.windows import Window
 
 from rsseg.data.generic import prepare_generic
 from rsseg.data.patches import PatchDataset
-from rsseg.data.samplers import RandomCropDataset
+from rsseg.data.samplers import RandomCropDataset, mosaic
 from rsseg.errors import RssegError
 
 SAMPLES = Path(__file__).resolve().parent.parent / "data_samples"
@@ -80,3 +80,45 @@ def test_polygon_class_must_be_a_class(tmp_path):
     with pytest.raises(RssegError, match="polygon_class='roof': not one of the classes background, building"):
         prepare_generic([SAMPLES / "spacenet_atlanta.tif"], [SAMPLES / "spacenet_atlanta_buildings.geojson"],
                         "background,building", tmp_path / "p", polygon_class="roof")
+
+
+def test_class_balanced_redraw_skips_crops_that_one_class_fills(patches):
+    # the scene is mostly background: most 64 px crops are > 90 % one class
+    source = PatchDataset(patches, "train", seed=1)
+    plain = RandomCropDataset(source, 64, samples_per_epoch=30, scale=(1.0, 1.0), flips=False, rot90=False)
+    balanced = RandomCropDataset(source, 64, samples_per_epoch=30, scale=(1.0, 1.0), flips=False, rot90=False,
+                                 max_class_share=0.9)
+    over = [plain.class_share(plain[i][1].numpy().astype(np.uint8)) > 0.9 for i in range(30)]
+    kept = [balanced.class_share(balanced[i][1].numpy().astype(np.uint8)) > 0.9 for i in range(30)]
+    assert sum(over) >= 15 and sum(kept) < sum(over) // 2
+    for index in range(8):  # the item is the first draw under the limit, from the same generator
+        generator = source.generator(index)
+        for _ in range(11):
+            patch, window, _ = balanced.crop(index, generator)
+            mask = source.load(patch, window)[1]
+            if balanced.class_share(mask) <= 0.9:
+                break
+        assert np.array_equal(balanced[index][1].numpy(), mask)
+    none = RandomCropDataset(source, 64, samples_per_epoch=4, max_class_share=0.9, redraws=0)
+    assert all(torch.equal(none[i][1], RandomCropDataset(source, 64, samples_per_epoch=4)[i][1]) for i in range(4))
+    assert plain.class_share(np.full((4, 4), 255, np.uint8)) == 0.0
+
+
+def test_mosaic_tiles_four_crops_and_labels_move_with_pixels(patches):
+    crops = [(torch.full((2, 8, 8), float(k)), torch.full((8, 8), k)) for k in range(4)]
+    image, mask = mosaic(crops, 3, 5)
+    assert image.shape == (2, 8, 8) and mask.shape == (8, 8)
+    assert mask[:3, :5].eq(0).all() and mask[:3, 5:].eq(1).all() and mask[3:, :5].eq(2).all()
+    assert mask[3:, 5:].eq(3).all() and torch.equal(image[0], mask.float()) and torch.equal(image[1], mask.float())
+    source = PatchDataset(patches, "train", seed=2)
+    tiled = RandomCropDataset(source, 64, samples_per_epoch=20, scale=(1.0, 1.0), mosaic=1.0)
+    plain = RandomCropDataset(source, 64, samples_per_epoch=20, scale=(1.0, 1.0))
+    allowed = {(round(float(v), 4), int(m)) for img, msk in map(source.load, range(len(source)))
+               for v, m in zip(source.normalise(img, msk)[0][0].flatten(), msk.flatten())}
+    for index in range(3):
+        image, mask = tiled[index]
+        assert image.shape == (1, 64, 64) and mask.shape == (64, 64)
+        assert not torch.equal(mask, plain[index][1]) or not torch.equal(image, plain[index][0])
+        # every pixel keeps its label: the brightness of building pixels is the building's, not the ground's
+        values = {(round(float(v), 4), int(m)) for v, m in zip(image[0].flatten()[::37], mask.flatten()[::37])}
+        assert values <= allowed

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import random
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -23,7 +24,7 @@ from rsseg.distributed import (
 )
 from rsseg.errors import RssegError
 from rsseg.train.budget import TimeBudget
-from rsseg.train.config import OptimConfig
+from rsseg.train.config import OptimConfig, build_config
 from rsseg.train.optim import build_optimizer, build_scheduler, lr_factor
 from rsseg.train.run_folder import CONFIG_FILE, RunFolder
 from rsseg.train.state import Progress, TrainingState, seed_everything
@@ -50,6 +51,35 @@ def test_lr_factor_warms_up_then_decays_or_ends_with_the_budget(monkeypatch):
     budget = TimeBudget(1)
     monkeypatch.setattr(budget, "fraction", lambda: 1.0)
     assert lr_factor(3, 1000, 2, "cosine", 0.0, 0.9, budget) == pytest.approx(0.0)
+
+
+def test_cosine_restarts_lr_curve_matches_hand_computed_values_and_torch():
+    # cycles of 4, 8, 16 steps; factor 0.5 * (1 + cos(pi * t / T)) with min_ratio 0
+    curve = [lr_factor(s, 100, 0, "cosine_restarts", 0.0, 0.9, t0=4, t_mult=2) for s in range(13)]
+    expected = [1.0, 0.853553, 0.5, 0.146447, 1.0, 0.961940, 0.853553, 0.691342, 0.5, 0.308658, 0.146447,
+                0.038060, 1.0]
+    assert curve == pytest.approx(expected, abs=1e-6)
+    assert lr_factor(2, 100, 0, "cosine_restarts", 0.1, 0.9, t0=4, t_mult=2) == pytest.approx(0.55)
+    assert lr_factor(1, 100, 2, "cosine_restarts", 0.0, 0.9, t0=4, t_mult=2) == 1.0  # warm-up first
+    param = nn.Parameter(torch.zeros(1))
+    optimizer = torch.optim.SGD([param], lr=1.0)
+    reference = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(optimizer, T_0=3, T_mult=2)
+    torch_curve = []
+    for _ in range(25):
+        torch_curve.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        reference.step()
+    assert [lr_factor(s, 100, 0, "cosine_restarts", 0.0, 0.9, t0=3, t_mult=2) for s in range(25)] == \
+        pytest.approx(torch_curve, abs=1e-9)
+    optim = OptimConfig(lr=1.0, schedule="cosine_restarts", warmup_epochs=0, t0_epochs=1.5, t_mult=2)
+    optimizer = build_optimizer(nn.Linear(1, 1), optim)
+    scheduler = build_scheduler(optimizer, optim, total_steps=100, steps_per_epoch=2)  # t0: 3 steps
+    lrs = []
+    for _ in range(4):
+        lrs.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    assert lrs == pytest.approx([1.0, 0.75, 0.25, 1.0])
 
 
 def test_optimizer_groups_and_scheduler():
@@ -148,3 +178,22 @@ def test_sharding_round_robin_contiguous_and_single_process_collectives():
     tensor = torch.tensor([1.0, 2.0])
     assert all_reduce_sum(tensor) is tensor and tensor.tolist() == [1.0, 2.0]
     assert broadcast_flag(True, torch.device("cpu")) is True
+
+
+def test_recipe_configs_follow_geoseg_and_cite_their_source():
+    root = Path(__file__).resolve().parent.parent / "configs"
+    tiles = {"vaihingen": 512, "potsdam": 768, "uavid": 1024}
+    epochs = {"vaihingen": 105, "potsdam": 45, "uavid": 40}
+    for path in sorted(root.glob("*/*.yaml")):
+        if path.name == "_base.yaml":
+            continue
+        config = build_config(path)
+        dataset = path.parent.name
+        if path.stem in ("manet", "maresunet", "abcnet", "unetformer"):
+            assert f"GeoSeg config/{dataset}/{path.stem}.py" in path.read_text(), path
+        assert config.data.tile == tiles[dataset] and config.train.epochs == epochs[dataset], path
+        assert (config.data.max_class_share, config.data.mosaic, config.data.scale) == (0.75, 0.25, (0.5, 1.5)), path
+        assert (config.optim.schedule, config.optim.t0_epochs, config.optim.t_mult) == ("cosine_restarts", 15, 2)
+        assert (config.optim.lr, config.optim.encoder_lr, config.optim.weight_decay) == (6e-4, 6e-5, 0.01), path
+        assert (config.loss.label_smoothing, config.loss.dice_weight) == (0.05, 1.0), path
+    assert build_config(root / "vaihingen" / "unetformer.yaml").model.kwargs["aux_weight"] == 0.4

@@ -40,6 +40,10 @@ class DataConfig:
     samples_per_epoch: int | None = _opt(None, minimum=1)
     #: strength of colour/brightness/haze/blur/noise/JPEG randomisation (0: off, 1: full)
     photometric: float = _opt(0.0, minimum=0, maximum=1)
+    #: draw a crop again (up to 10 times) while one class fills more than this share of its labelled pixels
+    max_class_share: float | None = _opt(None, above=0, maximum=1)
+    #: probability that a training item is a 4-image mosaic
+    mosaic: float = _opt(0.0, minimum=0, maximum=1)
 
 
 @dataclass(frozen=True)
@@ -55,16 +59,19 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class OptimConfig:
-    """``optim``: AdamW with warm-up then cosine or poly decay."""
+    """``optim``: AdamW with warm-up then cosine or poly decay, or cosine with warm restarts."""
 
     lr: float = _opt(6e-4, above=0)
     #: a pretrained backbone's learning rate (a random backbone trains at ``lr``)
     encoder_lr: float = _opt(6e-5, minimum=0)
     weight_decay: float = _opt(0.01, minimum=0)
-    schedule: str = _opt("cosine", choices=("cosine", "poly"))
+    schedule: str = _opt("cosine", choices=("cosine", "poly", "cosine_restarts"))
     warmup_epochs: float = _opt(1.0, minimum=0)
     min_lr_ratio: float = _opt(0.0, minimum=0, maximum=1)
     poly_power: float = _opt(0.9, above=0)
+    #: ``cosine_restarts``: the first cycle's length in epochs, and each next cycle's length factor
+    t0_epochs: float = _opt(15.0, above=0)
+    t_mult: float = _opt(2.0, minimum=1)
     clip_grad: float = _opt(1.0, minimum=0)
 
 

@@ -163,7 +163,8 @@ class Trainer:
         photometric = (Photometric(self.info.input.mean, self.info.input.std, data.photometric)
                        if data.photometric > 0 else None)
         train_set = RandomCropDataset(PatchDataset(data.root, "train", seed=self.seed, info=self.info), data.tile,
-                                      data.samples_per_epoch, data.scale, data.flips, data.rot90, photometric)
+                                      data.samples_per_epoch, data.scale, data.flips, data.rot90, photometric,
+                                      max_class_share=data.max_class_share, mosaic=data.mosaic)
         val_set = PatchDataset(data.root, data.val_split, info=self.info)
         for split in (train_set.patches, val_set):  # random crops may miss a bad label for epochs
             split.check_masks()
