@@ -13,10 +13,7 @@ from typing import Any
 
 import click
 
-from rsseg.device import check_device_name
-from rsseg.models.precision import PRECISIONS
-from rsseg.models.runtime import RUNTIMES
-from rsseg.tiling.tta import TTA_MODES
+from rsseg.choices import PRECISIONS, RUNTIMES, TTA_MODES, check_device_name
 
 
 class IntList(click.ParamType):

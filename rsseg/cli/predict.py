@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from rsseg.cli import options as opt
 from rsseg.cli.flags import cli_message, flag, to_flags
 from rsseg.errors import RssegError, captured_warnings
-from rsseg.tiling.catalogue import SceneOutputs, scene_outputs
+
+if TYPE_CHECKING:
+    from rsseg.tiling.catalogue import SceneOutputs
 
 FLAG = "\0flag"  # the value of --probs/--confidence/--vector given without a path
 
@@ -85,6 +88,7 @@ def predict(scenes: tuple[str, ...], output: Path | None, out_dir: Path | None, 
     """
     from rsseg.io.inputs import expand_inputs
     from rsseg.tiling import PredictOptions
+    from rsseg.tiling.catalogue import scene_outputs
 
     if overlap is not None and stride is not None:
         raise click.UsageError("give --overlap or --stride, not both")
@@ -131,6 +135,8 @@ def _default_model() -> tuple[Path, str]:
 def _named_outputs(scene: Path, output: Path | None, asked: dict[str, str | None], vector: str | None
                    ) -> SceneOutputs:
     """A single scene's outputs: the paths given, or for flags given alone ``<stem>_<kind>`` beside the mask."""
+    from rsseg.tiling.catalogue import SceneOutputs, scene_outputs
+
     default = scene_outputs(scene, output.parent if output else Path.cwd(),
                             [name for name, value in asked.items() if value == FLAG], vector == FLAG)
     rasters = {name: Path(value) for name, value in asked.items() if value not in (None, FLAG)}

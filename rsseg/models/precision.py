@@ -20,9 +20,9 @@ from typing import Any, Callable, Sequence, TypeVar
 import torch
 from torch import nn
 
+from rsseg.choices import PRECISIONS
 from rsseg.errors import OptionError, RssegError
 
-PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 DTYPES = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}  # autocast dtype (None: autocast off)
 RUN_MODES = ("fp32", "fp16", "bf16", "half")  # :func:`run_in`: float32, autocast float16/bfloat16, a .half() copy
 

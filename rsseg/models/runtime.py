@@ -10,10 +10,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from rsseg.choices import RUNTIMES
 from rsseg.errors import OptionError, RssegError
 from rsseg.models.checkpoint import FORMAT_VERSION, ModelCard, load_checkpoint
-
-RUNTIMES = ("auto", "torch", "onnx")
 
 
 def onnx_cache_dir() -> Path:

@@ -6,8 +6,9 @@ from typing import Callable
 
 import torch
 
+from rsseg.choices import TTA_MODES
+
 Transform = Callable[[torch.Tensor], torch.Tensor]
-TTA_MODES = ("none", "flip", "d4")
 
 
 def tta_transforms(mode: str, square: bool) -> list[tuple[Transform, Transform]]:
