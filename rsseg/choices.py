@@ -10,7 +10,7 @@ import re
 
 DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:\d+)?")
 RUNTIMES = ("auto", "torch", "onnx")
-PRECISIONS = ("auto", "fp32", "fp16", "bf16")
+PRECISIONS = ("auto", "fp32", "fp16", "bf16", "int8")
 TTA_MODES = ("none", "flip", "d4")
 
 

@@ -69,6 +69,7 @@ def check_predict_outputs(scene: Path, checkpoint: Path, outputs: SceneOutputs, 
 @click.option("--cog", is_flag=True, help="Write Cloud-Optimized GeoTIFFs.")
 @opt.device()
 @opt.precision
+@opt.calibrate
 @opt.threads_for("PyTorch's or ONNX Runtime's")
 @click.option("--restart", is_flag=True, help="Ignore the resume journal of unfinished scenes; start afresh.")
 @opt.overwrite
@@ -76,8 +77,8 @@ def check_predict_outputs(scene: Path, checkpoint: Path, outputs: SceneOutputs, 
 def predict(scenes: tuple[str, ...], output: Path | None, out_dir: Path | None, checkpoint: Path | None,
             runtime: str, tile: int | None, overlap: float | None, stride: int | None, batch_size: int, tta: str,
             bands: list[int] | None, gsd: str, input_scale: float | None, probs: str | None,
-            confidence: str | None, vector: str | None, cog: bool, device: str, precision: str, threads: int | None,
-            restart: bool, overwrite: bool, quiet: bool) -> None:
+            confidence: str | None, vector: str | None, cog: bool, device: str, precision: str,
+            calibrate: tuple[Path, ...], threads: int | None, restart: bool, overwrite: bool, quiet: bool) -> None:
     """Segment SCENES window by window with overlap blending.
 
     SCENES are files (VRT mosaics included), folders, glob patterns or @LIST.txt files of
@@ -92,6 +93,8 @@ def predict(scenes: tuple[str, ...], output: Path | None, out_dir: Path | None, 
 
     if overlap is not None and stride is not None:
         raise click.UsageError("give --overlap or --stride, not both")
+    if calibrate and precision != "int8":
+        raise click.UsageError("--calibrate applies to --precision int8 only")
     paths = expand_inputs(list(scenes))
     if len(paths) > 1 and out_dir is None:
         raise click.UsageError(f"{len(paths)} scenes need --out-dir DIR")
@@ -114,7 +117,7 @@ def predict(scenes: tuple[str, ...], output: Path | None, out_dir: Path | None, 
         out_dir.mkdir(parents=True, exist_ok=True)
         kinds = [name for name, value in asked.items() if value is not None]
         jobs = [(scene, scene_outputs(scene, out_dir, kinds, vector is not None)) for scene in paths]
-    _run(jobs, checkpoint, note, runtime, device, threads, options, out_dir, bool(vector) and len(paths) > 1)
+    _run(jobs, checkpoint, note, runtime, device, threads, options, out_dir, bool(vector) and len(paths) > 1, calibrate)
 
 
 def _warn(messages: list[str]) -> None:
@@ -145,7 +148,7 @@ def _named_outputs(scene: Path, output: Path | None, asked: dict[str, str | None
 
 
 def _run(jobs: list, checkpoint: Path, note: str | None, runtime: str, device: str, threads: int | None,
-         options, out_dir: Path | None, vector_mosaic: bool) -> None:
+         options, out_dir: Path | None, vector_mosaic: bool, calibrate: tuple[Path, ...] = ()) -> None:
     """Load the model, run the scenes through the library and print what happened."""
     from rsseg.distributed import cleanup, init_distributed
     from rsseg.models.base import window_multiple
@@ -156,7 +159,8 @@ def _run(jobs: list, checkpoint: Path, note: str | None, runtime: str, device: s
     env, dev = init_distributed(device, backend="gloo", timeout=BARRIER_TIMEOUT)
     try:
         with captured_warnings() as caught:
-            model, card, _ = load_model(checkpoint, dev, runtime, threads, options.precision)
+            model, card, _ = load_model(checkpoint, dev, runtime, threads, options.precision, calibrate,
+                                        progress=options.progress)
         if options.tile:
             check_tile(options.tile, window_multiple(model))
         if note:

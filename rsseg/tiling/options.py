@@ -50,6 +50,8 @@ class PredictOptions:
             (never), or the scene's metres per pixel; see :func:`rsseg.tiling.gsd.plan_gsd`.
         restart: ignore the resume journal of an unfinished run of this output; start afresh.
         band_rows: rows per band of the resume journal (and per unit of work between ranks).
+        overlap_io: save finished bands to the journal in a writer thread while the model runs
+            (``False``: in turn, in the caller's thread; the files are the same bytes).
     """
 
     tile: int | None = field(default=None, metadata=RESULT)
@@ -73,6 +75,7 @@ class PredictOptions:
     gsd: str | float = field(default="auto", metadata=RESULT)
     restart: bool = False
     band_rows: int = field(default=BAND_ROWS, metadata=RESULT)
+    overlap_io: bool = True
 
     def __post_init__(self) -> None:
         if self.bands is not None:
