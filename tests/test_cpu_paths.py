@@ -12,11 +12,15 @@ import numpy as np
 import onnx
 import pytest
 import rasterio
-from conftest import TinyFCN, random_scene, write_scene
+import torch
+import torch.nn.functional as F
+from conftest import TinyFCN, card_for, random_scene, write_scene
+from torch import nn
 
 from rsseg.cli import COMMANDS
 from rsseg.errors import RssegError
 from rsseg.models import load_checkpoint, quantize, save_checkpoint
+from rsseg.models.base import SegmentationModel
 from rsseg.models.onnx import load_onnx, read_onnx_card
 from rsseg.tiling import predict_scene
 from rsseg.tiling.journal import BandJournal, partial_dir
@@ -215,3 +219,31 @@ def test_int8_that_loses_accuracy_or_fails_to_quantise_writes_nothing(int8_setup
                                          r"unsupported node\)$"):
         quantize.export_int8(model, card, out, [scene], windows=8, progress=False)
     assert list(tmp_path.iterdir()) == []
+
+
+class TinyUpsampling(SegmentationModel):
+    """Features at half resolution upsampled ×2 onto a skip connection: the quantiser must keep the sizes."""
+
+    def __init__(self, num_classes: int = 4):
+        super().__init__()
+        torch.manual_seed(1)
+        self.skip, self.down = nn.Conv2d(3, 8, 3, padding=1), nn.Conv2d(3, 8, 3, stride=2, padding=1)
+        self.head = nn.Conv2d(8, num_classes, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        up = F.interpolate(torch.relu(self.down(x)), size=x.shape[-2:], mode="bilinear", align_corners=False)
+        return self.head(torch.relu(self.skip(x) + up)) * 4
+
+
+def test_int8_keeps_the_size_computations_of_upsampling_in_float(int8_setup, tmp_path):
+    _, _, scene, _ = int8_setup
+    model = TinyUpsampling().eval()
+    report = quantize.export_int8(model, card_for(model, tile_size=64), tmp_path / "up.int8.onnx", [scene], windows=8,
+                                  progress=False)
+    assert report.check.agreement >= 0.98
+    graph = onnx.load(str(tmp_path / "up.int8.onnx")).graph
+    sizes = quantize.shape_nodes(list(graph.node))
+    assert "Shape" in {n.op_type for n in graph.node if n.name in sizes}
+    assert not {n.op_type for n in graph.node if n.name in sizes} & {"Conv", "Relu", "Add", "QuantizeLinear"}
+    size_tensors = {out for n in graph.node if n.name in sizes for out in n.output}
+    assert not any(n.op_type == "QuantizeLinear" and n.input[0] in size_tensors for n in graph.node)

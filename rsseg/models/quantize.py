@@ -142,12 +142,35 @@ def _probabilities(path: Path, windows: np.ndarray) -> np.ndarray:
     return np.concatenate([session.run(None, {INPUT: windows[i:i + 2]})[0] for i in range(0, len(windows), 2)])
 
 
+SHAPE_INPUTS = {"Resize": (1, 2, 3), "Upsample": (1,), "Reshape": (1,), "Expand": (1,), "Tile": (1,),
+                "Slice": (1, 2, 3, 4), "Pad": (1,), "ConstantOfShape": (0,)}  # inputs that give sizes, not data
+
+
+def shape_nodes(nodes: Sequence[Any]) -> set[str]:
+    """Names of the nodes that compute sizes (``Resize`` scales, ``Reshape`` shapes, ``Pad`` widths, ...),
+    back to the ``Shape`` nodes that read them off the data.
+
+    Quantising them rounds the sizes (a padding or scale stored in uint8), and features no
+    longer match their skip connections.
+    """
+    producer = {out: node for node in nodes for out in node.output}
+    wanted = [node.input[i] for node in nodes for i in SHAPE_INPUTS.get(node.op_type, ()) if i < len(node.input)]
+    found: set[str] = set()
+    while wanted:
+        node = producer.get(wanted.pop())
+        if node is not None and node.name not in found:
+            found.add(node.name)
+            if node.op_type not in ("Shape", "Size"):  # what these read is data, not a size
+                wanted.extend(node.input)
+    return found
+
+
 def _quantize(fp32: Path, out: Path, reader: _Reader, kept: tuple[str, ...]) -> None:
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     nodes = list(onnx.load(str(fp32), load_external_data=False).graph.node)  # in topological order
-    excluded = {node.name for node in nodes if node.op_type in kept}
+    excluded = {node.name for node in nodes if node.op_type in kept} | shape_nodes(nodes)
     if CLASSIFIER in kept:
         last_conv = max((i for i, node in enumerate(nodes) if node.op_type == "Conv"), default=len(nodes))
         excluded.update(node.name for node in nodes[last_conv:])
@@ -206,7 +229,7 @@ def export_int8(model, card: ModelCard, path: str | Path, calibration: Sequence[
     """Export ``model`` with ``card`` to a statically quantised INT8 ONNX file at ``path``.
 
     ``calibration``: scenes or folders of rasters (patch folders: their images); ``windows``
-    windows of the export's tile are drawn from them, ``held_back`` of those (default a quarter)
+    windows of ``tile`` are drawn from them, ``held_back`` of those (default a quarter)
     only measure the result. Refuses, writing nothing, rasters that do not fit the model and an
     agreement with float32 below :data:`MIN_AGREEMENT`.
     """
