@@ -45,9 +45,9 @@ def session_options(threads: int | None = None, optimization: str = "all",
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.add_session_config_entry("session.inter_op.allow_spinning", "0")
-    if save_optimized is not None:  # its warning that the graph suits this CPU only: the file is named after it
+    options.log_severity_level = 3  # errors only: its optimiser's notes (unused initialisers, CPU-bound saved graphs)
+    if save_optimized is not None:
         options.optimized_model_filepath = str(save_optimized)
-        options.log_severity_level = 3
     return options
 
 
