@@ -22,7 +22,8 @@ the two so that a busy machine slows both alike; the ratios come from that one r
 for the default model, ABCNet (ResNet-18) and MANet, by each CPU path: eager FP32 PyTorch, FP32
 ONNX Runtime, INT8 ONNX Runtime (calibrated on ``data_samples/patches``), bf16 autocast and
 ``torch.compile`` (skipped with the reason where it fails). Each run is a fresh process (its
-peak RSS alone); exports and compilation are warmed up first and not counted. Beside each path:
+peak RSS alone); a first round caches the ONNX exports (the run records count neither exports nor
+model loading) and ``torch.compile`` compiles in a run of its own before the timed one. Beside each path:
 end-to-end seconds, the runtime's own forward seconds on the same windows (the run record's
 ``model_seconds``), their ratio, the speed-up over eager PyTorch, peak RSS, argmax agreement with
 eager FP32 and mIoU on ``demo_labels.tif``; and ``rsseg --help`` wall time. Paths run in turn
@@ -346,13 +347,14 @@ def demo_paths(args: argparse.Namespace, workdir: Path) -> None:
     for name in models:
         checkpoint = demo_checkpoint(name, workdir)
         results: dict[str, dict] = {}
-        for round_ in range(repeats + 1):  # round 0 warms up: ONNX exports, INT8 calibration, compilation
+        warmup = 0 if args.quick else 1  # a first round caches the exports (which run records do not count)
+        for round_ in range(warmup + repeats):
             for path in DEMO_PATHS:
                 if "error" in results.get(path, {}):
                     continue
                 got = predict_once(path, checkpoint, workdir / f"{name}-{path.replace(' ', '_')}.tif", env)
                 print(f"{name:>10} {path:>14} round {round_}: {got}", flush=True)
-                if "error" in got or not round_:
+                if "error" in got or round_ < warmup:
                     results[path] = got if "error" in got else {}
                 elif not results[path] or got["seconds"] < results[path]["seconds"]:
                     results[path] = got
