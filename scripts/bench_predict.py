@@ -356,7 +356,7 @@ def demo_paths(args: argparse.Namespace, workdir: Path) -> None:
                 print(f"{name:>10} {path:>14} round {round_}: {got}", flush=True)
                 if "error" in got or round_ < warmup:
                     results[path] = got if "error" in got else {}
-                elif not results[path] or got["seconds"] < results[path]["seconds"]:
+                elif not results.get(path) or got["seconds"] < results[path]["seconds"]:
                     results[path] = got
         eager = results["torch fp32"]
         reference = read_classes(workdir / f"{name}-torch_fp32.tif")
