@@ -3,21 +3,12 @@
 from __future__ import annotations
 
 import contextlib
-import re
 from typing import Iterator
 
 import torch
 
+from rsseg.choices import check_device_name
 from rsseg.errors import RssegError
-
-DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:\d+)?")
-
-
-def check_device_name(device: str) -> str:
-    """``device`` if it is ``auto``, ``cpu``, ``cuda`` or ``cuda:N``; ``ValueError`` otherwise."""
-    if not DEVICE_PATTERN.fullmatch(device):
-        raise ValueError(f"{device!r} is not a device (auto, cpu, cuda or cuda:N)")
-    return device
 
 
 def resolve_device(device: str = "auto") -> torch.device:

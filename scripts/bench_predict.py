@@ -10,12 +10,25 @@ Each scene runs in a fresh process so that peak RSS is that scene's alone.
     python scripts/bench_predict.py                 # the three standard scenes
     python scripts/bench_predict.py --quick         # small sizes, a smoke run
     python scripts/bench_predict.py --runtimes      # PyTorch vs ONNX Runtime, and cheaper CPU paths
+    python scripts/bench_predict.py --demo          # every CPU path end to end on the demo scene
 
 ``--runtimes`` times, for the default model, ABCNet and MAResU-Net at 512² windows, one model
 call on a batch of windows by each CPU path (eager PyTorch, channels_last, bf16 autocast, ONNX
 Runtime at each graph optimisation level; correctness against eager beside each), then
 end-to-end ``predict_scene`` with PyTorch and with ONNX Runtime on the same scene, alternating
 the two so that a busy machine slows both alike; the ratios come from that one run.
+
+``--demo`` runs ``rsseg predict`` on ``data_samples/demo_scene.tif`` (2048², default settings)
+for the default model, ABCNet (ResNet-18) and MANet, by each CPU path: eager FP32 PyTorch, FP32
+ONNX Runtime, INT8 ONNX Runtime (calibrated on ``data_samples/patches``), bf16 autocast and
+``torch.compile`` (skipped with the reason where it fails). Each run is a fresh process (its
+peak RSS alone); a first round caches the ONNX exports (the run records count neither exports nor
+model loading) and ``torch.compile`` compiles in a run of its own before the timed one. Beside each path:
+end-to-end seconds, the runtime's own forward seconds on the same windows (the run record's
+``model_seconds``), their ratio, the speed-up over eager PyTorch, peak RSS, argmax agreement with
+eager FP32 and mIoU on ``demo_labels.tif``; and ``rsseg --help`` wall time. Paths run in turn
+within each repeat, so a busy machine slows all alike. ``--demo --quick``: the default model, one
+repeat.
 """
 
 from __future__ import annotations
@@ -226,6 +239,155 @@ def compare_runtimes(args: argparse.Namespace, workdir: Path) -> None:
                   for r in e2e])
     record.save()
 
+ROOT = Path(__file__).resolve().parents[1]
+DEMO_SCENE, DEMO_LABELS = ROOT / "data_samples" / "demo_scene.tif", ROOT / "data_samples" / "demo_labels.tif"
+CALIBRATION = ROOT / "data_samples" / "patches"  # another synthetic scene's patches: not the measured one
+DEMO_MODELS = {"default": None, "abcnet-r18": ("abcnet", {"backbone": "resnet18"}), "manet": ("manet", {})}
+COMPILE = "torch.compile"
+DEMO_PATHS = {  # path -> rsseg predict arguments (torch.compile has no flag: predict_scene in a process of its own)
+    "torch fp32": ["--runtime", "torch", "--precision", "fp32"],
+    "onnx fp32": ["--runtime", "onnx"],
+    "onnx int8": ["--precision", "int8", "--calibrate", str(CALIBRATION)],
+    "torch bf16": ["--runtime", "torch", "--precision", "bf16"],
+    COMPILE: [],
+}
+
+
+def demo_checkpoint(name: str, workdir: Path) -> Path:
+    """The bundled default model, or a registered architecture with random weights (seed 0) as a model file."""
+    if DEMO_MODELS[name] is None:
+        from rsseg.models.default import DEFAULT_MODEL
+
+        return DEFAULT_MODEL
+    from rsseg.models import create_model, save_checkpoint
+
+    path = workdir / f"{name}.pt"
+    if not path.exists():
+        arch, kwargs = DEMO_MODELS[name]
+        torch.manual_seed(0)
+        save_checkpoint(create_model(arch, 6, 3, **kwargs).eval(), path, tile_size=256)
+    return path
+
+
+def compile_one(checkpoint: Path, out: Path) -> dict:
+    """``predict_scene`` with ``torch.compile``: a first run compiles, the second is timed (its report)."""
+    from rsseg.models import load_checkpoint
+
+    model, card = load_checkpoint(checkpoint, "cpu")
+    compiled = torch.compile(model)
+    for _ in range(2):
+        report = predict_scene(DEMO_SCENE, out, compiled, card, device="cpu", overwrite=True, progress=False)
+    return {"seconds": report.seconds, "model_seconds": report.model_seconds, "model_calls": report.model_calls,
+            "peak_rss_mb": report.peak_rss_mb}
+
+
+def predict_once(path: str, checkpoint: Path, out: Path, env: dict) -> dict:
+    """One ``rsseg predict`` of the demo scene by ``path`` in a fresh process: its run record's figures."""
+    if path == COMPILE:
+        cmd = [sys.executable, __file__, "--compile-one", str(checkpoint), str(out)]
+    else:
+        cmd = [sys.executable, "-m", "rsseg.cli", "predict", str(DEMO_SCENE), "--checkpoint", str(checkpoint),
+               "-o", str(out), "--overwrite", "--quiet", *DEMO_PATHS[path]]
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    if proc.returncode:
+        return {"error": (proc.stderr.strip().splitlines() or ["failed"])[-1][:200]}
+    record = json.loads(proc.stdout.strip().splitlines()[-1]) if path == COMPILE else \
+        json.loads(out.with_suffix(".json").read_text())
+    return {"wall": wall, **{k: record[k] for k in ("seconds", "model_seconds", "model_calls", "peak_rss_mb")}}
+
+
+def read_classes(path: Path) -> np.ndarray:
+    with rasterio.open(path) as ds:
+        return ds.read(1)
+
+
+def miou(mask: np.ndarray, labels: np.ndarray, classes: int = 6) -> float:
+    """Mean IoU in percent over the classes present in labels or mask (labels 255 ignored)."""
+    keep = labels < classes
+    matrix = np.bincount(labels[keep].astype(np.int64) * classes + mask[keep], minlength=classes ** 2)
+    matrix = matrix.reshape(classes, classes)
+    union = matrix.sum(0) + matrix.sum(1) - np.diag(matrix)
+    return float(100 * np.mean(np.diag(matrix)[union > 0] / union[union > 0]))
+
+
+def help_seconds(env: dict, repeats: int) -> float:
+    """Fastest wall time of ``rsseg --help`` in a fresh process."""
+    def run() -> None:
+        subprocess.run([sys.executable, "-m", "rsseg.cli", "--help"], env=env, check=True, capture_output=True)
+    return best_of(run, repeats)
+
+
+def bare_session_ms(onnx_path: Path, batch: int, tile: int, calls: int = 10) -> float:
+    """Mean milliseconds of a bare ONNX Runtime session (default options) on one batch of demo windows."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    with rasterio.open(DEMO_SCENE) as ds:
+        x = np.stack([ds.read(window=Window(256 * i, 0, tile, tile)) for i in range(batch)]).astype(np.float32)
+    x = (x / 255 - 0.5) / 0.25
+    name = session.get_inputs()[0].name
+    session.run(None, {name: x})
+    start = time.perf_counter()
+    for _ in range(calls):
+        session.run(None, {name: x})
+    return (time.perf_counter() - start) / calls * 1e3
+
+
+def demo_paths(args: argparse.Namespace, workdir: Path) -> None:
+    """The ``--demo`` tables (see the module docstring)."""
+    env = {**os.environ, "XDG_CACHE_HOME": str(workdir / "cache"),
+           "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    models = ["default"] if args.quick else list(DEMO_MODELS)
+    repeats = 1 if args.quick else args.repeats
+    record = bench_record.start("predict-e2e-demo" + ("-quick" if args.quick else ""), vars(args))
+    labels = read_classes(DEMO_LABELS)
+    rows, calls = [], []
+    for name in models:
+        checkpoint = demo_checkpoint(name, workdir)
+        results: dict[str, dict] = {}
+        warmup = 0 if args.quick else 1  # a first round caches the exports (which run records do not count)
+        for round_ in range(warmup + repeats):
+            for path in DEMO_PATHS:
+                if "error" in results.get(path, {}):
+                    continue
+                got = predict_once(path, checkpoint, workdir / f"{name}-{path.replace(' ', '_')}.tif", env)
+                print(f"{name:>10} {path:>14} round {round_}: {got}", flush=True)
+                if "error" in got or round_ < warmup:
+                    results[path] = got if "error" in got else {}
+                elif not results.get(path) or got["seconds"] < results[path]["seconds"]:
+                    results[path] = got
+        eager = results["torch fp32"]
+        reference = read_classes(workdir / f"{name}-torch_fp32.tif")
+        for path, r in results.items():
+            if "error" in r:
+                rows.append([name, path, "skipped: " + r["error"], "", "", "", "", "", ""])
+                continue
+            mask = read_classes(workdir / f"{name}-{path.replace(' ', '_')}.tif")
+            rows.append([name, path, round(r["seconds"], 2), round(r["model_seconds"], 2),
+                         round(r["seconds"] / r["model_seconds"], 2), f"{eager['seconds'] / r['seconds']:.2f}×",
+                         round(r["peak_rss_mb"]), f"{100 * (mask == reference).mean():.2f} %",
+                         round(miou(mask, labels), 2)])
+        onnx = results.get("onnx fp32", {})
+        if onnx:
+            from rsseg.models.runtime import cached_export
+
+            os.environ["XDG_CACHE_HOME"] = env["XDG_CACHE_HOME"]
+            bare = bare_session_ms(cached_export(checkpoint), 4, 256)
+            calls.append([name, round(1e3 * onnx["model_seconds"] / onnx["model_calls"], 1), round(bare, 1)])
+    record.table(f"rsseg predict on demo_scene.tif (2048², default settings), best of {repeats}, a process per run; "
+                 "forward = the runtime's own time on the same windows; agreement with eager FP32 PyTorch; "
+                 "INT8 calibrated on data_samples/patches; random weights except the default model",
+                 ["model", "path", "end to end (s)", "forward (s)", "end to end ÷ forward", "speed-up vs eager",
+                  "peak RSS (MB)", "argmax = eager FP32", "mIoU on demo_labels (%)"], rows)
+    record.table("ONNX Runtime per call on a batch of 4×3×256²: inside rsseg predict, and a bare session "
+                 "(default options, nothing else running in the process)",
+                 ["model", "rsseg predict (ms per call)", "bare session (ms per call)"], calls)
+    record.table("rsseg --help, a fresh process (best of 5)", ["seconds"], [[round(help_seconds(env, 5), 2)]])
+    record.save()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="small scenes (smoke test)")
@@ -233,12 +395,21 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--workdir", type=Path, help="where scenes are generated (default: a temp folder)")
     parser.add_argument("--runtimes", action="store_true", help="PyTorch vs ONNX Runtime and other CPU paths")
-    parser.add_argument("--repeats", type=int, default=3, help="timed repeats per --runtimes measurement (best kept)")
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="timed repeats per --runtimes or --demo measurement (best kept)")
+    parser.add_argument("--demo", action="store_true", help="every CPU path end to end on the demo scene")
     parser.add_argument("--one", nargs=3, metavar=("W", "H", "MODEL"), help=argparse.SUPPRESS)
+    parser.add_argument("--compile-one", nargs=2, metavar=("CHECKPOINT", "OUT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="rsseg-bench-"))
     if args.runtimes:
         compare_runtimes(args, workdir)
+        return
+    if args.demo:
+        demo_paths(args, workdir)
+        return
+    if args.compile_one:
+        print(json.dumps(compile_one(Path(args.compile_one[0]), Path(args.compile_one[1]))))
         return
     if args.one:
         w, h, name = int(args.one[0]), int(args.one[1]), args.one[2]

@@ -195,11 +195,11 @@ def test_profile_counts_known_costs():
 
 
 def test_models_command_lists_every_registered_model():
-    result = CliRunner().invoke(cli, ["models", "--size", "64", "--no-timing", "--markdown"])
+    result = CliRunner().invoke(cli, ["models", "--profile", "--size", "64", "--no-timing", "--markdown"])
     assert result.exit_code == 0, result.output
     lines = [line for line in result.stdout.splitlines() if line.startswith("| ")]
     assert lines[0].startswith("| name | paper | default backbone | params (M) | GFLOPs")
     listed = {line.split(" | ")[0].removeprefix("| ") for line in lines[1:]}
     assert listed == {e.name for e in list_models()} >= set(NAMES)
-    result = CliRunner().invoke(cli, ["models", "--size", "100"])
+    result = CliRunner().invoke(cli, ["models", "--profile", "--size", "100"])
     assert result.exit_code != 0 and "multiple of 32" in result.output

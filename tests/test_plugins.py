@@ -121,7 +121,7 @@ def test_model_plugin_is_listed_and_built(tmp_path):
     assert build.returncode == 0, build.stderr
     assert build.stdout.strip() == ("TinyNet {'name': 'tinynet', 'num_classes': 5, 'in_channels': 4, "
                                     "'kwargs': {'width': 6}}")
-    table = rsseg(env, "models", "--size", "32", "--no-timing", "--markdown", "--quiet")
+    table = rsseg(env, "models", "--markdown", "--quiet")
     assert table.returncode == 0, table.stderr
     rows = {line.split(" | ")[0].removeprefix("| "): line for line in table.stdout.splitlines()[2:]}
     assert rows.keys() == {e.name for e in list_models()} - {"test_tiny_fcn", "test_slow_fcn"} | {"tinynet"}

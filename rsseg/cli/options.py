@@ -13,10 +13,7 @@ from typing import Any
 
 import click
 
-from rsseg.device import check_device_name
-from rsseg.models.precision import PRECISIONS
-from rsseg.models.runtime import RUNTIMES
-from rsseg.tiling.tta import TTA_MODES
+from rsseg.choices import PRECISIONS, RUNTIMES, TTA_MODES, check_device_name
 
 
 class IntList(click.ParamType):
@@ -108,7 +105,11 @@ batch_size = click.option("--batch-size", type=POSITIVE_INT, default=4, show_def
 tta = click.option("--tta", type=click.Choice(TTA_MODES), default="none", show_default=True,
                    help="Test-time augmentation, averaged in probability space (d4: square windows only).")
 precision = click.option("--precision", type=click.Choice(PRECISIONS), default="auto", show_default=True,
-                         help="auto: fp16 autocast on CUDA (bf16 or fp32 for a model unsafe in fp16), fp32 on the CPU.")
+                         help="auto: fp16 autocast on CUDA (bf16 or fp32 for a model unsafe in fp16), fp32 on the CPU "
+                              "(int8 for an INT8 .onnx); int8: ONNX Runtime, quantised on --calibrate windows.")
+calibrate = click.option("--calibrate", type=click.Path(path_type=Path), multiple=True,
+                         help="Scene or folder of rasters (patch folders: their images) whose windows calibrate "
+                              "an INT8 model (repeatable).")
 bands = click.option("--bands", type=IntList(minimum=1), help="1-based scene bands feeding the model, e.g. 3,2,1.")
 
 

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from rsseg.cli import options as opt
 from rsseg.cli.flags import cli_message, flag, to_flags
 from rsseg.errors import RssegError, captured_warnings
-from rsseg.tiling.catalogue import SceneOutputs, scene_outputs
+
+if TYPE_CHECKING:
+    from rsseg.tiling.catalogue import SceneOutputs
 
 FLAG = "\0flag"  # the value of --probs/--confidence/--vector given without a path
 
@@ -66,6 +69,7 @@ def check_predict_outputs(scene: Path, checkpoint: Path, outputs: SceneOutputs, 
 @click.option("--cog", is_flag=True, help="Write Cloud-Optimized GeoTIFFs.")
 @opt.device()
 @opt.precision
+@opt.calibrate
 @opt.threads_for("PyTorch's or ONNX Runtime's")
 @click.option("--restart", is_flag=True, help="Ignore the resume journal of unfinished scenes; start afresh.")
 @opt.overwrite
@@ -73,8 +77,8 @@ def check_predict_outputs(scene: Path, checkpoint: Path, outputs: SceneOutputs, 
 def predict(scenes: tuple[str, ...], output: Path | None, out_dir: Path | None, checkpoint: Path | None,
             runtime: str, tile: int | None, overlap: float | None, stride: int | None, batch_size: int, tta: str,
             bands: list[int] | None, gsd: str, input_scale: float | None, probs: str | None,
-            confidence: str | None, vector: str | None, cog: bool, device: str, precision: str, threads: int | None,
-            restart: bool, overwrite: bool, quiet: bool) -> None:
+            confidence: str | None, vector: str | None, cog: bool, device: str, precision: str,
+            calibrate: tuple[Path, ...], threads: int | None, restart: bool, overwrite: bool, quiet: bool) -> None:
     """Segment SCENES window by window with overlap blending.
 
     SCENES are files (VRT mosaics included), folders, glob patterns or @LIST.txt files of
@@ -85,9 +89,12 @@ def predict(scenes: tuple[str, ...], output: Path | None, out_dir: Path | None, 
     """
     from rsseg.io.inputs import expand_inputs
     from rsseg.tiling import PredictOptions
+    from rsseg.tiling.catalogue import scene_outputs
 
     if overlap is not None and stride is not None:
         raise click.UsageError("give --overlap or --stride, not both")
+    if calibrate and precision != "int8":
+        raise click.UsageError("--calibrate applies to --precision int8 only")
     paths = expand_inputs(list(scenes))
     if len(paths) > 1 and out_dir is None:
         raise click.UsageError(f"{len(paths)} scenes need --out-dir DIR")
@@ -110,7 +117,7 @@ def predict(scenes: tuple[str, ...], output: Path | None, out_dir: Path | None, 
         out_dir.mkdir(parents=True, exist_ok=True)
         kinds = [name for name, value in asked.items() if value is not None]
         jobs = [(scene, scene_outputs(scene, out_dir, kinds, vector is not None)) for scene in paths]
-    _run(jobs, checkpoint, note, runtime, device, threads, options, out_dir, bool(vector) and len(paths) > 1)
+    _run(jobs, checkpoint, note, runtime, device, threads, options, out_dir, bool(vector) and len(paths) > 1, calibrate)
 
 
 def _warn(messages: list[str]) -> None:
@@ -131,6 +138,8 @@ def _default_model() -> tuple[Path, str]:
 def _named_outputs(scene: Path, output: Path | None, asked: dict[str, str | None], vector: str | None
                    ) -> SceneOutputs:
     """A single scene's outputs: the paths given, or for flags given alone ``<stem>_<kind>`` beside the mask."""
+    from rsseg.tiling.catalogue import SceneOutputs, scene_outputs
+
     default = scene_outputs(scene, output.parent if output else Path.cwd(),
                             [name for name, value in asked.items() if value == FLAG], vector == FLAG)
     rasters = {name: Path(value) for name, value in asked.items() if value not in (None, FLAG)}
@@ -139,7 +148,7 @@ def _named_outputs(scene: Path, output: Path | None, asked: dict[str, str | None
 
 
 def _run(jobs: list, checkpoint: Path, note: str | None, runtime: str, device: str, threads: int | None,
-         options, out_dir: Path | None, vector_mosaic: bool) -> None:
+         options, out_dir: Path | None, vector_mosaic: bool, calibrate: tuple[Path, ...] = ()) -> None:
     """Load the model, run the scenes through the library and print what happened."""
     from rsseg.distributed import cleanup, init_distributed
     from rsseg.models.base import window_multiple
@@ -150,7 +159,8 @@ def _run(jobs: list, checkpoint: Path, note: str | None, runtime: str, device: s
     env, dev = init_distributed(device, backend="gloo", timeout=BARRIER_TIMEOUT)
     try:
         with captured_warnings() as caught:
-            model, card, _ = load_model(checkpoint, dev, runtime, threads, options.precision)
+            model, card, _ = load_model(checkpoint, dev, runtime, threads, options.precision, calibrate,
+                                        progress=options.progress)
         if options.tile:
             check_tile(options.tile, window_multiple(model))
         if note:

@@ -7,12 +7,14 @@ The benchmark subcommands are generated from the dataset registry (:mod:`rsseg.d
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import click
 
 from rsseg.cli import options as opt
-from rsseg.data.registry import DatasetEntry, DatasetParameter, get_dataset, list_datasets
+
+if TYPE_CHECKING:  # the registry imports torch: loaded when a dataset command is asked for
+    from rsseg.data.registry import DatasetEntry, DatasetParameter
 
 _src = click.option("--src", type=opt.FOLDER, required=True,
                     help="Folder holding the dataset as downloaded (original names and layout).")
@@ -62,11 +64,15 @@ class DatasetGroup(click.Group):
     """Subcommands written here (``generic``) and one generated per registered dataset."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
+        from rsseg.data.registry import list_datasets
+
         return sorted({*self.commands, *(entry.name for entry in list_datasets())})
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
         if name in self.commands:
             return self.commands[name]
+        from rsseg.data.registry import get_dataset
+
         return dataset_command(get_dataset(name)) if name in self.list_commands(ctx) else None
 
 

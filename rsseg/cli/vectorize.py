@@ -8,7 +8,6 @@ import click
 
 from rsseg.cli import options as opt
 from rsseg.cli.flags import to_flags
-from rsseg.vector import vectorize_mask
 from rsseg.vector.write import DRIVERS
 
 
@@ -30,6 +29,8 @@ def vectorize(mask: Path, output: Path, classes: str | None, min_area: float | N
               layer_per_class: bool, fmt: str | None, probs: Path | None, window_rows: int | None,
               overwrite: bool, quiet: bool) -> None:
     """Polygonise class mask MASK window by window (seamless, bounded memory) into OUTPUT."""
+    from rsseg.vector import vectorize_mask
+
     summary = vectorize_mask(mask, output, classes=classes.split(",") if classes else None, min_area=min_area,
                              simplify=simplify, layer_per_class=layer_per_class, driver=fmt, probs_path=probs,
                              overwrite=overwrite, window_rows=window_rows, progress=not quiet)

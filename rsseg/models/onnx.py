@@ -13,21 +13,42 @@ import torch.nn.functional as F
 from torch import nn
 
 from rsseg.errors import RssegError, first_line
+from rsseg.io.atomic import atomic_output
 from rsseg.models.base import WINDOW_MULTIPLE
 from rsseg.models.checkpoint import ModelCard, card_from_dict
-from rsseg.models.onnx_export import CARD_FORMAT_KEY, CARD_KEY, MULTIPLE_KEY
+from rsseg.models.onnx_export import CARD_FORMAT_KEY, CARD_KEY, MULTIPLE_KEY, PRECISION_KEY
 
 OPTIMIZATION_LEVELS = ("disable", "basic", "extended", "all")
 _TINY = float(np.finfo(np.float32).tiny)
 
 
-def _level(name: str):  # noqa: ANN202 - onnxruntime.GraphOptimizationLevel
+def session_options(threads: int | None = None, optimization: str = "all",
+                    save_optimized: str | os.PathLike | None = None):  # noqa: ANN201 - onnxruntime.SessionOptions
+    """ONNX Runtime's options for the engine's calls.
+
+    ``threads`` intra-op threads (default: the cores this process may use, as PyTorch's runs),
+    one inter-op thread, operators run in sequence. Idle workers sleep rather than spin: between
+    calls the reader thread decodes the next windows and PyTorch blends the last ones on the same
+    cores, and a spinning worker takes their time (a bare session, with nothing else to run, is
+    not slowed by spinning; the engine's calls are). ``save_optimized``: also write the optimised
+    graph there (see :func:`rsseg.models.runtime.optimized_graph`).
+    """
     import onnxruntime as ort
 
-    return {"disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
-            "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
-            "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
-            "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL}[name]
+    options = ort.SessionOptions()
+    options.graph_optimization_level = {"disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+                                        "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+                                        "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+                                        "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL}[optimization]
+    options.intra_op_num_threads = threads or len(os.sched_getaffinity(0))
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.add_session_config_entry("session.inter_op.allow_spinning", "0")
+    options.log_severity_level = 3  # errors only: its optimiser's notes (unused initialisers, CPU-bound saved graphs)
+    if save_optimized is not None:
+        options.optimized_model_filepath = str(save_optimized)
+    return options
 
 
 class OnnxModel(nn.Module):
@@ -35,23 +56,28 @@ class OnnxModel(nn.Module):
 
     It returns log-probabilities, which are logits: their softmax is the graph's probabilities.
     A graph fixed to one tile size gets smaller inputs padded (edge pixels repeated) and cropped back.
+    ``optimized``: a file holding ONNX Runtime's optimised graph of ``path`` on the CPU, run as
+    it is (no optimisation at load); written from ``path`` first if it does not exist.
     """
 
     def __init__(self, path: str | os.PathLike, device: torch.device | str = "cpu", threads: int | None = None,
-                 optimization: str = "all"):
+                 optimization: str = "all", optimized: Path | None = None):
         super().__init__()
         import onnxruntime as ort
 
-        options = ort.SessionOptions()
-        options.graph_optimization_level = _level(optimization)
-        if threads:
-            options.intra_op_num_threads = threads
         cuda = torch.device(device).type == "cuda" and "CUDAExecutionProvider" in ort.get_available_providers()
         providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if cuda else ["CPUExecutionProvider"]
+        graph = path
         try:
-            self.session = ort.InferenceSession(str(path), options, providers=providers)
+            if optimized is not None and not cuda:
+                if not optimized.is_file():
+                    with atomic_output(optimized, overwrite=True) as tmp:
+                        ort.InferenceSession(str(path), session_options(threads, optimization, tmp),
+                                             providers=providers)
+                graph, optimization = optimized, "disable"
+            self.session = ort.InferenceSession(str(graph), session_options(threads, optimization), providers=providers)
         except Exception as err:  # noqa: BLE001 - onnxruntime raises its own exception types
-            raise RssegError(f"{path}: ONNX Runtime cannot load it ({first_line(err, 120)})") from None
+            raise RssegError(f"{graph}: ONNX Runtime cannot load it ({first_line(err, 120)})") from None
         # the file's hash stands in for weights wherever a model is identified by its state dict (resume journal)
         digest = hashlib.sha256(Path(path).read_bytes()).digest()
         self.register_buffer("file_sha256", torch.tensor(list(digest), dtype=torch.uint8))
@@ -61,6 +87,7 @@ class OnnxModel(nn.Module):
         self.providers = self.session.get_providers()
         meta = self.session.get_modelmeta().custom_metadata_map  # the card's: exported by rsseg.models.onnx_export
         self.window_multiple = int(meta.get(MULTIPLE_KEY, WINDOW_MULTIPLE))
+        self.precision = meta.get(PRECISION_KEY, "fp32")  # int8: a statically quantised graph
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]
@@ -69,9 +96,10 @@ class OnnxModel(nn.Module):
                 raise RssegError(f"this ONNX model takes {self.fixed[0]}×{self.fixed[1]} windows, got {h}×{w} "
                                  f"(use `tile={self.fixed[0]}`)")
             x = F.pad(x, (0, self.fixed[1] - w, 0, self.fixed[0] - h), mode="replicate")
-        feed = {self.input_name: np.ascontiguousarray(x.detach().float().cpu().numpy())}
+        feed = {self.input_name: np.ascontiguousarray(x.detach().float().cpu().numpy())}  # no copy: float32 already
         probs = self.session.run(None, feed)[0][..., :h, :w]
-        return torch.from_numpy(np.log(np.maximum(probs, _TINY))).to(x.device)
+        np.log(np.maximum(probs, _TINY, out=probs), out=probs)  # in place: no new batch-sized arrays
+        return torch.from_numpy(probs).to(x.device)
 
 
 def read_onnx_card(path: str | os.PathLike) -> ModelCard:
@@ -95,7 +123,7 @@ def read_onnx_card(path: str | os.PathLike) -> ModelCard:
 
 
 def load_onnx(path: str | os.PathLike, device: torch.device | str = "cpu", threads: int | None = None,
-              optimization: str = "all") -> tuple[OnnxModel, ModelCard]:
-    """An :class:`OnnxModel` and its card from an exported file."""
+              optimization: str = "all", optimized: Path | None = None) -> tuple[OnnxModel, ModelCard]:
+    """An :class:`OnnxModel` and its card from an exported file (see :class:`OnnxModel` for ``optimized``)."""
     card = read_onnx_card(path)
-    return OnnxModel(path, device, threads, optimization), card
+    return OnnxModel(path, device, threads, optimization, optimized), card

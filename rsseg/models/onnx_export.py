@@ -29,6 +29,7 @@ OPSET = 17
 TOLERANCE = 1e-4  # max abs difference of the logits, ONNX Runtime vs PyTorch, per unit of max(1, |logit|)
 INPUT, OUTPUT = "image", "probabilities"
 CARD_KEY, CARD_FORMAT_KEY = "rsseg_card", "rsseg_card_format"
+PRECISION_KEY = "rsseg_precision"  # "int8" in statically quantised files (rsseg.models.quantize); absent: float32
 MULTIPLE_KEY = "rsseg_window_multiple"  # the exported model's window multiple (see rsseg.models.base.window_multiple)
 DEFAULT_OVERLAP = 0.5
 

@@ -20,10 +20,12 @@ from typing import Any, Callable, Sequence, TypeVar
 import torch
 from torch import nn
 
+from rsseg.choices import PRECISIONS
 from rsseg.errors import OptionError, RssegError
 
-PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 DTYPES = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}  # autocast dtype (None: autocast off)
+INT8_HOW = ("INT8 runs a quantised ONNX model: `rsseg export MODEL.pt --int8 --calibrate SCENE_OR_FOLDER`, "
+            "or a .pt with `calibrate=SCENE_OR_FOLDER`")
 RUN_MODES = ("fp32", "fp16", "bf16", "half")  # :func:`run_in`: float32, autocast float16/bfloat16, a .half() copy
 
 Fn = TypeVar("Fn", bound=Callable[..., Any])
@@ -51,20 +53,27 @@ def resolve_precision(requested: str, device: torch.device, model: nn.Module) ->
     """The precision a run of ``model`` on ``device`` uses when ``requested`` (one of :data:`PRECISIONS`).
 
     ``auto``: on CUDA float16 for an fp16-safe model, else bfloat16 where the GPU supports it,
-    else float32; float32 on the CPU and for models run by ONNX Runtime. An explicit
-    ``fp16``/``bf16`` is used as asked (CPU autocast included) on a PyTorch model; ONNX Runtime
-    runs its exported float32 graph only.
+    else float32; float32 on the CPU and for models run by ONNX Runtime, int8 for an INT8 ONNX
+    file. An explicit ``fp16``/``bf16`` is used as asked (CPU autocast included) on a PyTorch
+    model; ONNX Runtime runs the precision of its graph only.
     """
     from rsseg.models.onnx import OnnxModel
 
     if requested not in PRECISIONS:
         raise OptionError("precision", requested, f"choose from {', '.join(PRECISIONS)}")
     onnx = isinstance(model, OnnxModel)
+    graph = model.precision if isinstance(model, OnnxModel) else None
     if requested != "auto":
-        if requested != "fp32" and onnx:
+        if graph == "int8" and requested != "int8":
+            raise OptionError("precision", requested, "this ONNX model is quantised to INT8; use int8 or auto")
+        if requested == "int8" and graph != "int8":
+            raise OptionError("precision", requested, INT8_HOW)
+        if requested not in ("fp32", "int8") and onnx:
             raise OptionError("precision", requested, "ONNX Runtime runs the exported float32 graph; "
                                                       "use fp32, or a .pt model with --runtime torch")
-        return Precision(requested, DTYPES[requested], "as requested")
+        return Precision(requested, DTYPES.get(requested), "as requested")
+    if graph == "int8":
+        return Precision("int8", None, "auto: the ONNX model is quantised to INT8")
     if onnx or device.type != "cuda":
         return Precision("fp32", None, f"auto: float32 on {'ONNX Runtime' if onnx else device.type.upper()}")
     if fp16_safe(model):

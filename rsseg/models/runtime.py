@@ -4,22 +4,32 @@ from __future__ import annotations
 
 import hashlib
 import os
+import platform
 import warnings
 from pathlib import Path
+from typing import Sequence
 
 import torch
 from torch import nn
 
+from rsseg.choices import RUNTIMES
 from rsseg.errors import OptionError, RssegError
 from rsseg.models.checkpoint import FORMAT_VERSION, ModelCard, load_checkpoint
-
-RUNTIMES = ("auto", "torch", "onnx")
 
 
 def onnx_cache_dir() -> Path:
     """Where exports of ``.pt`` files are cached: ``$XDG_CACHE_HOME/rsseg/onnx`` (``~/.cache`` by default)."""
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base) / "rsseg" / "onnx"
+
+
+def _cache_name(checkpoint: str | os.PathLike, *more: str) -> str:
+    """A hash of the model file, the exporter's opset, the card format and ``more``."""
+    from rsseg.models.onnx_export import OPSET
+
+    digest = hashlib.sha256(Path(checkpoint).read_bytes())
+    digest.update(" ".join([f"opset{OPSET} card{FORMAT_VERSION}", *more]).encode())
+    return digest.hexdigest()[:32]
 
 
 def cached_export(checkpoint: str | os.PathLike, model: nn.Module | None = None, card: ModelCard | None = None
@@ -29,11 +39,9 @@ def cached_export(checkpoint: str | os.PathLike, model: nn.Module | None = None,
     Keyed by a hash of the model file, the exporter's opset and the card format, so a changed file
     (or a newer rsseg) exports anew.
     """
-    from rsseg.models.onnx_export import OPSET, export_onnx
+    from rsseg.models.onnx_export import export_onnx
 
-    digest = hashlib.sha256(Path(checkpoint).read_bytes())
-    digest.update(f"opset{OPSET} card{FORMAT_VERSION}".encode())
-    target = onnx_cache_dir() / f"{digest.hexdigest()[:32]}.onnx"
+    target = onnx_cache_dir() / f"{_cache_name(checkpoint)}.onnx"
     if not target.is_file():
         target.parent.mkdir(parents=True, exist_ok=True)
         if model is None or card is None:
@@ -42,24 +50,76 @@ def cached_export(checkpoint: str | os.PathLike, model: nn.Module | None = None,
     return target
 
 
+def cached_int8_export(checkpoint: str | os.PathLike, calibration: Sequence[Path], model: nn.Module | None = None,
+                       card: ModelCard | None = None, progress: bool = True) -> Path:
+    """The INT8 export of ``checkpoint`` calibrated on ``calibration`` (scenes or folders), made and checked
+    on first use (:func:`rsseg.models.quantize.export_int8`).
+
+    Keyed like :func:`cached_export` and by the calibration rasters (path, size, modification time).
+    """
+    from rsseg.models.quantize import calibration_rasters, export_int8
+
+    rasters = calibration_rasters(calibration)
+    data = [f"{p.resolve()}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in rasters]
+    target = onnx_cache_dir() / f"{_cache_name(checkpoint, 'int8', *data)}.int8.onnx"
+    if not target.is_file():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if model is None or card is None:
+            model, card = load_checkpoint(checkpoint, "cpu")
+        export_int8(model, card, target, calibration, overwrite=True, progress=progress)
+    return target
+
+
+def _cpu_signature() -> str:
+    """The CPU's instruction sets (``flags`` of ``/proc/cpuinfo``; the machine type elsewhere)."""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        info = ""
+    flags = next((line for line in info.splitlines() if line.startswith("flags")), platform.processor())
+    return f"{platform.machine()} {flags}"
+
+
+def optimized_graph(export: Path) -> Path:
+    """Where ONNX Runtime's optimised graph of a cached ``export`` is kept, beside it.
+
+    The fully optimised graph holds kernels and layouts chosen for this CPU's instruction sets
+    by this ONNX Runtime, so the name carries both; a second run loads it without optimising again.
+    """
+    import onnxruntime as ort
+
+    cpu = hashlib.sha256(_cpu_signature().encode()).hexdigest()[:12]
+    return export.with_name(f"{export.stem}.ort{ort.__version__}-{cpu}.onnx")
+
+
 def load_model(path: str | os.PathLike, device: torch.device, runtime: str = "auto", threads: int | None = None,
-               precision: str = "auto") -> tuple[nn.Module, ModelCard, str]:
+               precision: str = "auto", calibration: Sequence[Path] = (), progress: bool = True
+               ) -> tuple[nn.Module, ModelCard, str]:
     """The model, its card and the runtime used (``torch`` or ``onnx``) for a ``.pt`` or ``.onnx`` file.
 
     ``auto`` runs ``.onnx`` files with ONNX Runtime, and ``.pt`` files with ONNX Runtime on the
     CPU (through a cached, checked export; PyTorch if the model does not export) and with
     PyTorch on a GPU or in a half ``precision`` (``fp16``, ``bf16``: autocast, which the float32
-    ONNX graph lacks).
+    ONNX graph lacks). ``int8`` runs an INT8 ``.onnx`` file, or a ``.pt`` file's INT8 export
+    calibrated on ``calibration`` (scenes or folders; cached like the float32 export).
     """
     from rsseg.models.onnx import load_onnx
 
     if runtime not in RUNTIMES:
         raise OptionError("runtime", runtime, f"choose from {', '.join(RUNTIMES)}")
     path = Path(path)
+    if precision == "int8" and runtime == "torch":
+        raise OptionError("precision", precision, "INT8 runs on ONNX Runtime: use `runtime=auto` or onnx")
     if path.suffix.lower() == ".onnx":
         if runtime == "torch":
             raise RssegError(f"{path}: an ONNX file runs with `runtime=onnx` or `runtime=auto`, not torch")
         return (*load_onnx(path, device, threads), "onnx")
+    if precision == "int8":
+        if not calibration:
+            raise RssegError(f"{path}: `precision=int8` quantises the model on windows of your scenes: give "
+                             f"`calibrate=SCENE_OR_FOLDER`, or a .onnx made by `rsseg export --int8`")
+        exported = cached_int8_export(path, calibration, progress=progress)
+        return (*load_onnx(exported, device, threads, optimized=optimized_graph(exported)), "onnx")
     model, card = load_checkpoint(path, device)
     if runtime == "torch" or (runtime == "auto" and (device.type != "cpu" or precision in ("fp16", "bf16"))):
         return model, card, "torch"
@@ -70,4 +130,4 @@ def load_model(path: str | os.PathLike, device: torch.device, runtime: str = "au
             raise
         warnings.warn(f"running with PyTorch: {err}", stacklevel=2)
         return model.to(device).eval(), card, "torch"
-    return (*load_onnx(exported, device, threads), "onnx")
+    return (*load_onnx(exported, device, threads, optimized=optimized_graph(exported)), "onnx")

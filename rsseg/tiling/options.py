@@ -7,12 +7,11 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping
 
+from rsseg.choices import PRECISIONS, TTA_MODES
 from rsseg.errors import OptionError
-from rsseg.models.precision import PRECISIONS
 from rsseg.tiling.gsd import parse_gsd
 from rsseg.tiling.journal import BAND_ROWS
 from rsseg.tiling.outputs import resolve_outputs
-from rsseg.tiling.tta import TTA_MODES
 
 RESULT = {"result": True}  # field metadata: the field changes the result, so it enters the resume key
 
@@ -29,7 +28,7 @@ class PredictOptions:
         overlap: fraction of a window shared with its neighbour, in [0, 1).
         stride: window step in pixels; replaces ``overlap`` when given.
         batch_size: windows per model call.
-        tta: test-time augmentation, one of :data:`rsseg.tiling.tta.TTA_MODES`.
+        tta: test-time augmentation, one of :data:`rsseg.choices.TTA_MODES`.
         bands: 1-based scene bands feeding the model (``None``: the card's, else the first ones).
         probs: also write per-class probabilities (uint8, p·255) to this GeoTIFF.
         confidence: also write confidence bands (uint8, value·255) to this GeoTIFF, in the
@@ -51,6 +50,8 @@ class PredictOptions:
             (never), or the scene's metres per pixel; see :func:`rsseg.tiling.gsd.plan_gsd`.
         restart: ignore the resume journal of an unfinished run of this output; start afresh.
         band_rows: rows per band of the resume journal (and per unit of work between ranks).
+        overlap_io: save finished bands to the journal in a writer thread while the model runs
+            (``False``: in turn, in the caller's thread; the files are the same bytes).
     """
 
     tile: int | None = field(default=None, metadata=RESULT)
@@ -74,6 +75,7 @@ class PredictOptions:
     gsd: str | float = field(default="auto", metadata=RESULT)
     restart: bool = False
     band_rows: int = field(default=BAND_ROWS, metadata=RESULT)
+    overlap_io: bool = True
 
     def __post_init__(self) -> None:
         if self.bands is not None:

@@ -32,6 +32,7 @@ from rsseg.io.raster import (
 )
 from rsseg.models.base import window_multiple
 from rsseg.models.checkpoint import ModelCard
+from rsseg.tiling.background import calls_behind
 from rsseg.tiling.grid import TileGrid
 from rsseg.tiling.gsd import GsdPlan, model_shape, plan_gsd, scene_window
 from rsseg.tiling.journal import BandJournal, journal_key, model_digest, run_key
@@ -146,7 +147,7 @@ def _predict(scene: Path, out: Path, model: torch.nn.Module, card: ModelCard, op
         if env.enabled:
             barrier()
         try:
-            _run_bands(scene, journal, plan.job, env, opts.progress)
+            _run_bands(scene, journal, plan.job, env, opts.progress, opts.overlap_io)
             if env.is_main:
                 write_outputs(ds, scene, journal, card, outputs, opts.cog, plan.job.predictor.disagreement)
         except Exception:
@@ -162,8 +163,15 @@ def _predict(scene: Path, out: Path, model: torch.nn.Module, card: ModelCard, op
     return report
 
 
-def _run_bands(scene: Path, journal: BandJournal, job: RowsJob, env: DistEnv, progress: bool) -> None:
-    """Compute this rank's unfinished bands into the journal, then wait for the other ranks."""
+def _run_bands(scene: Path, journal: BandJournal, job: RowsJob, env: DistEnv, progress: bool,
+               overlap_io: bool) -> None:
+    """Compute this rank's unfinished bands into the journal, then wait for the other ranks.
+
+    With ``overlap_io``, finished bands are saved by a writer thread while the model computes
+    the next ones (two bands wait at most). The final GeoTIFFs are assembled afterwards in one
+    thread: GDAL writes blocks in the order its shared cache evicts them, which reads running
+    beside it would make vary, and the files must be the same bytes on every run.
+    """
     share = journal.bands[contiguous_share(len(journal.bands), env.rank, env.world_size)] \
         if env.enabled else journal.bands
     done = sum(journal.done(b) for b in share)
@@ -173,10 +181,10 @@ def _run_bands(scene: Path, journal: BandJournal, job: RowsJob, env: DistEnv, pr
              f"({done} of {len(share)} bands done{_rank_note(env)})")
     runs = missing_runs(journal, share)
     with tqdm(total=job.windows(runs), unit="win", desc=f"predict {scene.name}", disable=not progress,
-              dynamic_ncols=True) as bar:
+              dynamic_ncols=True) as bar, calls_behind(overlap_io) as writer:
         for run in runs:
             for band, arrays in compute_bands(job, run, bar):
-                journal.save(band, arrays)
+                writer.submit(journal.save, band, arrays)
     if env.enabled:
         barrier()  # every band is in the journal
 

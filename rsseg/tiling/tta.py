@@ -7,8 +7,9 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from rsseg.choices import TTA_MODES
+
 Transform = Callable[[torch.Tensor], torch.Tensor]
-TTA_MODES = ("none", "flip", "d4", "flip+scales")
 #: the scales of ``flip+scales`` (the recipes' multi-scale TTA)
 TTA_SCALES = (0.75, 1.0, 1.25)
 #: a rescaled view's height and width are multiples of this (every registered model accepts them)

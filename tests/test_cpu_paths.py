@@ -1,0 +1,249 @@
+"""The CPU paths: a CLI that starts without torch, INT8 exports, the lean ONNX Runtime session, overlapped I/O."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import rasterio
+import torch
+import torch.nn.functional as F
+from conftest import TinyFCN, card_for, random_scene, write_scene
+from torch import nn
+
+from rsseg.cli import COMMANDS
+from rsseg.errors import RssegError
+from rsseg.models import load_checkpoint, quantize, save_checkpoint
+from rsseg.models.base import SegmentationModel
+from rsseg.models.onnx import load_onnx, read_onnx_card
+from rsseg.tiling import predict_scene
+from rsseg.tiling.journal import BandJournal, partial_dir
+
+LIGHT = [["--help"]] + [[name, "--help"] for name in sorted(set(COMMANDS) - {"prepare"})] + [
+    ["prepare", "generic", "--help"]]
+
+
+def _python(code: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+
+
+def _without_torch(calls: list[list[str]]) -> subprocess.CompletedProcess:
+    """Run ``rsseg`` with each argument list in one fresh interpreter; print whether torch got imported."""
+    return _python("import sys\nfrom rsseg.cli import main\n"
+                   f"for args in {calls!r}:\n"
+                   "    try:\n        main(args)\n    except SystemExit as stop:\n"
+                   "        assert not stop.code, (args, stop.code)\n"
+                   "print('torch imported:', 'torch' in sys.modules, file=sys.stderr)\n")
+
+
+def test_help_of_the_cli_and_every_command_imports_no_torch():
+    run = _without_torch(LIGHT)
+    assert run.returncode == 0, run.stderr
+    assert "torch imported: False" in run.stderr
+    assert all(f"Usage: rsseg {name}" in run.stdout for name in COMMANDS)
+
+
+@pytest.mark.xfail(strict=True, reason="rsseg.data.patches imports torch at the top; the dataset registry, which "
+                                       "`rsseg prepare --help` lists, imports it")
+def test_help_of_prepare_imports_no_torch():
+    run = _without_torch([["prepare", "--help"]])
+    assert "torch imported: False" in run.stderr
+
+
+def test_vectorize_imports_no_torch(tmp_path):
+    mask = np.zeros((1, 64, 64), np.uint8)
+    mask[0, 10:30, 10:40] = 1
+    path = write_scene(tmp_path / "mask.tif", mask, nodata=255)
+    out = tmp_path / "polygons.gpkg"
+    run = _without_torch([["vectorize", str(path), "-o", str(out), "--quiet"]])
+    assert run.returncode == 0, run.stderr
+    assert "torch imported: False" in run.stderr
+    assert out.is_file() and "polygon" in run.stdout
+
+
+def test_models_lists_without_building_and_profiles_on_request():
+    listed = subprocess.run([sys.executable, "-m", "rsseg.cli", "models", "--markdown"], capture_output=True,
+                            text=True, timeout=300)
+    assert listed.returncode == 0, listed.stderr
+    lines = listed.stdout.splitlines()
+    assert lines[0] == "| name | paper | default backbone |" and any(line.startswith("| manet |") for line in lines)
+    refused = subprocess.run([sys.executable, "-m", "rsseg.cli", "models", "--size", "64"], capture_output=True,
+                             text=True, timeout=300)
+    assert refused.returncode == 2
+    assert refused.stderr.strip() == "Error: --size applies to --profile only"
+
+
+def _tif_bytes(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.glob("*.tif"))}
+
+
+def test_overlapped_writes_give_the_same_bytes_and_resume(tmp_path, tiny, monkeypatch):
+    """Masks, probabilities and confidence are the same bytes with the writer thread and without it,
+    also when a run interrupted part-way resumes."""
+    model, card = tiny
+    scene = write_scene(tmp_path / "s.tif", random_scene(520, 130, seed=5))
+    kw = dict(tile=64, batch_size=3, device="cpu", progress=False, band_rows=128, threads=1)
+    files = {}
+    for overlap_io in (False, True):
+        out = tmp_path / str(overlap_io)
+        out.mkdir()
+        predict_scene(scene, out / "m.tif", model, card, probs=out / "p.tif", confidence=out / "c.tif",
+                      overlap_io=overlap_io, **kw)
+        files[overlap_io] = _tif_bytes(out)
+    assert files[True] == files[False] and len(files[True]) == 3
+
+    out = tmp_path / "resumed"
+    out.mkdir()
+    saved = []
+    real_save = BandJournal.save
+
+    def killed_after_two(journal, band, arrays):
+        if len(saved) == 2:
+            raise KeyboardInterrupt
+        saved.append(band)
+        real_save(journal, band, arrays)
+
+    with monkeypatch.context() as m:
+        m.setattr(BandJournal, "save", killed_after_two)
+        with pytest.raises(KeyboardInterrupt):
+            predict_scene(scene, out / "m.tif", model, card, probs=out / "p.tif", confidence=out / "c.tif", **kw)
+    assert not (out / "m.tif").exists() and len(list(partial_dir(out / "m.tif").glob("rows-*.npz"))) == 2
+    report = predict_scene(scene, out / "m.tif", model, card, probs=out / "p.tif", confidence=out / "c.tif", **kw)
+    assert report.resumed_row == 256
+    assert _tif_bytes(out) == files[False]
+
+
+# ---- INT8 ------------------------------------------------------------------------------------------
+
+ENTRY = Path(__file__).parent / "rsseg_with_test_models.py"
+
+
+@pytest.fixture(scope="module")
+def int8_setup(tmp_path_factory):
+    """A small model file, a calibration scene and a folder of patches (images and masks) beside it."""
+    folder = tmp_path_factory.mktemp("int8")
+    model = TinyFCN(4)
+    model.arch = {"name": "test_tiny_fcn", "num_classes": 4, "in_channels": 3, "kwargs": {}}
+    checkpoint = folder / "tiny.pt"
+    save_checkpoint(model, checkpoint, tile_size=64, mean=[0.5] * 3, std=[0.25] * 3, class_names=list("abcd"))
+    scene = write_scene(folder / "calib.tif", random_scene(256, 256, seed=7))
+    patches = folder / "patches"
+    for i in range(3):
+        (patches / "train" / "images").mkdir(parents=True, exist_ok=True)
+        (patches / "train" / "masks").mkdir(parents=True, exist_ok=True)
+        write_scene(patches / "train" / "images" / f"p{i}.tif", random_scene(64, 64, seed=10 + i))
+        write_scene(patches / "train" / "masks" / f"p{i}.tif", np.zeros((1, 64, 64), np.uint8))
+    return folder, checkpoint, scene, patches
+
+
+def test_int8_export_agrees_with_fp32_records_its_calibration_and_predicts(int8_setup, tmp_path):
+    folder, checkpoint, scene, patches = int8_setup
+    out = tmp_path / "tiny.int8.onnx"
+    run = subprocess.run([sys.executable, str(ENTRY), "export", str(checkpoint), "-o", str(out), "--int8",
+                          "--calibrate", str(scene), "--calibrate", str(patches), "--calibration-windows", "16",
+                          "--quiet"], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    agreement = float(re.search(r"argmax agreement with FP32 ([\d.]+) %", run.stdout).group(1))
+    assert agreement >= 98 and "mean |Δp|" in run.stdout
+    card = read_onnx_card(out)
+    calibration = card.extra["calibration"]
+    assert card.extra["precision"] == "int8" and calibration["windows"] == 12 and calibration["held_back"] == 4
+    assert {s["name"] for s in calibration["sources"]} <= {"calib.tif", "p0.tif", "p1.tif", "p2.tif"}
+    assert sum(s["windows"] for s in calibration["sources"]) == 16 and str(folder) not in json.dumps(card.extra)
+    onnx_model = onnx.load(str(out))
+    assert any(n.op_type == "QuantizeLinear" for n in onnx_model.graph.node)
+    assert {p.key: p.value for p in onnx_model.metadata_props}["rsseg_precision"] == "int8"
+
+    model, card = load_onnx(out)
+    fp32, _ = load_checkpoint(checkpoint)
+    test_scene = write_scene(tmp_path / "scene.tif", random_scene(160, 192, seed=8))
+    masks = {}
+    for name, net in (("int8", model), ("fp32", fp32)):
+        report = predict_scene(test_scene, tmp_path / f"{name}.tif", net, card, device="cpu", progress=False,
+                               gsd="native")
+        with rasterio.open(tmp_path / f"{name}.tif") as ds:
+            masks[name] = ds.read(1)
+        assert report.precision["name"] == name
+    assert (masks["int8"] == masks["fp32"]).mean() >= 0.97
+
+
+def test_int8_refusals_are_one_line_before_any_work(int8_setup, tmp_path):
+    folder, checkpoint, scene, patches = int8_setup
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "notes.txt").write_text("no rasters here")
+    one_band = write_scene(tmp_path / "gray.tif", random_scene(64, 64, bands=1))
+    out = tmp_path / "out.onnx"
+    export = ["export", str(checkpoint), "-o", str(out), "--int8", "--quiet"]
+    cases = {
+        "no calibration": (export, 2, "Error: --int8 needs calibration data: --calibrate SCENE_OR_FOLDER"),
+        "empty folder": ([*export, "--calibrate", str(empty)], 1, f"Error: {empty}: no rasters"),
+        "bands": ([*export, "--calibrate", str(one_band)], 1,
+                  f"Error: {one_band}: has 1 data band(s), the model needs 3"),
+        "unknown precision": (["predict", str(scene), "--checkpoint", str(checkpoint), "-o", str(tmp_path / "m.tif"),
+                               "--precision", "int4"], 2, "Error: Invalid value for '--precision'"),
+        "int8 .pt without data": (["predict", str(scene), "--checkpoint", str(checkpoint), "-o",
+                                   str(tmp_path / "m.tif"), "--precision", "int8"], 1,
+                                  f"Error: {checkpoint}: --precision int8 quantises the model on windows of your "
+                                  f"scenes: give --calibrate SCENE_OR_FOLDER"),
+    }
+    procs = {name: subprocess.Popen([sys.executable, str(ENTRY), *args], stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, text=True) for name, (args, _, _) in cases.items()}
+    for name, proc in procs.items():
+        stdout, stderr = proc.communicate(timeout=300)
+        _, code, start = cases[name]
+        lines = stderr.strip().splitlines()
+        assert proc.returncode == code and len(lines) == 1 and lines[0].startswith(start), (name, stderr)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty", "gray.tif"]
+
+
+def test_int8_that_loses_accuracy_or_fails_to_quantise_writes_nothing(int8_setup, tmp_path, monkeypatch):
+    folder, checkpoint, scene, _ = int8_setup
+    model, card = load_checkpoint(checkpoint)
+    out = tmp_path / "m.int8.onnx"
+    monkeypatch.setattr(quantize, "MIN_AGREEMENT", 1.01)  # no INT8 graph reaches it
+    with pytest.raises(RssegError, match=r"INT8 model agrees with FP32 on [\d.]+ % of held-back pixels "
+                                         r"\(below 101 %\)"):
+        quantize.export_int8(model, card, out, [scene], windows=8, progress=False)
+
+    def broken(*args):
+        raise ValueError("unsupported node\nsecond line")
+    monkeypatch.setattr(quantize, "_quantize", broken)
+    with pytest.raises(RssegError, match=rf"^{re.escape(str(out))}: ONNX Runtime cannot quantise it \(ValueError: "
+                                         r"unsupported node\)$"):
+        quantize.export_int8(model, card, out, [scene], windows=8, progress=False)
+    assert list(tmp_path.iterdir()) == []
+
+
+class TinyUpsampling(SegmentationModel):
+    """Features at half resolution upsampled ×2 onto a skip connection: the quantiser must keep the sizes."""
+
+    def __init__(self, num_classes: int = 4):
+        super().__init__()
+        torch.manual_seed(1)
+        self.skip, self.down = nn.Conv2d(3, 8, 3, padding=1), nn.Conv2d(3, 8, 3, stride=2, padding=1)
+        self.head = nn.Conv2d(8, num_classes, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        up = F.interpolate(torch.relu(self.down(x)), size=x.shape[-2:], mode="bilinear", align_corners=False)
+        return self.head(torch.relu(self.skip(x) + up)) * 4
+
+
+def test_int8_keeps_the_size_computations_of_upsampling_in_float(int8_setup, tmp_path):
+    _, _, scene, _ = int8_setup
+    model = TinyUpsampling().eval()
+    report = quantize.export_int8(model, card_for(model, tile_size=64), tmp_path / "up.int8.onnx", [scene], windows=8,
+                                  progress=False)
+    assert report.check.agreement >= 0.98
+    graph = onnx.load(str(tmp_path / "up.int8.onnx")).graph
+    sizes = quantize.shape_nodes(list(graph.node))
+    assert "Shape" in {n.op_type for n in graph.node if n.name in sizes}
+    assert not {n.op_type for n in graph.node if n.name in sizes} & {"Conv", "Relu", "Add", "QuantizeLinear"}
+    size_tensors = {out for n in graph.node if n.name in sizes for out in n.output}
+    assert not any(n.op_type == "QuantizeLinear" and n.input[0] in size_tensors for n in graph.node)
