@@ -97,6 +97,7 @@ def test_prepare_vaihingen_layout(tmp_path, capsys):
                                  stride=64 if split == "test" else 32) for area, split in tiles.items()}
     assert counts == {"train": 6, "val": 6, "test": 4}
     assert "1 label pixels of unknown colours set to ignore 255 ((255, 204, 0)×1)" in text
+    assert "test labels: 1 eroded (noBoundary), 0 full" in text and "do not compare" not in text
     info = read_dataset_info(out)
     assert info.counts == counts and info.classes == ISPRS and info.input.gsd == 0.09
     train_image = expected[1][0].reshape(3, -1) / 255.0
@@ -118,6 +119,7 @@ def test_prepare_potsdam_split_and_faulty_tile(tmp_path, capsys):
     code, text = run_cli(["prepare", "potsdam", "--src", str(src), "-o", str(out), "--patch", "64",
                           "--stride", "32"], capsys)
     assert code == 0, text
+    assert "test labels: 0 eroded (noBoundary), 1 full (scores on full labels do not compare" in text
     info = read_dataset_info(out)
     assert info.counts == {"train": 6, "val": 6, "test": 4} and info.name == "potsdam-rgb"
     assert sorted({p.name.rsplit("_", 2)[0] for p in (out / "train" / "images").iterdir()}) == ["top_potsdam_2_11"]

@@ -87,6 +87,7 @@ class PatchFolderWriter:
     inputs: list[Path] = field(default_factory=list)
     counts: Counter = field(default_factory=Counter)
     unknown: Counter = field(default_factory=Counter)
+    test_references: Counter = field(default_factory=Counter)  # benchmark test tiles: "eroded" / "full" labels
     _sum: np.ndarray | None = None
     _sumsq: np.ndarray | None = None
     _n: int = 0
@@ -175,6 +176,12 @@ class PatchFolderWriter:
             top = ", ".join(f"{c}×{n}" for c, n in self.unknown.most_common(3))
             line += (f"; {sum(self.unknown.values())} label pixels of unknown colours set to ignore "
                      f"{self.table.ignore_index} ({top})")
+        if self.test_references:
+            eroded, full = self.test_references["eroded"], self.test_references["full"]
+            line += f"; test labels: {eroded} eroded (noBoundary), {full} full"
+            if full:
+                line += (" (scores on full labels do not compare with the papers'; "
+                         "`rsseg evaluate --protocol isprs` erodes them)")
         return line
 
 

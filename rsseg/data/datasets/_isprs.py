@@ -19,6 +19,8 @@ def add_isprs_tile(writer: PatchFolderWriter, split: str, tile: Path, label_name
     if not labels:
         tqdm.write(f"{tile}: no label file {label_name} found; skipped")
         return
+    if split == "test":
+        writer.test_references["eroded" if eroded else "full"] += 1
     image, transform, crs = read_scene(tile)
     mask = read_color_label(labels[0], ISPRS, writer.unknown, eroded=bool(eroded))
     name = tile.stem.removesuffix("_RGB").removesuffix("_IRRG").removesuffix("_RGBIR")

@@ -12,6 +12,8 @@ from rsseg.data.prepare import PatchFolderWriter, PrepareResult, find_files, pro
 from rsseg.data.registry import DatasetParameter, register_dataset
 from rsseg.errors import OptionError, RssegError
 
+# test: the 14 tiles whose labels the ISPRS 2D semantic labelling contest withheld (its published
+# split, as GeoSeg's tools/potsdam_patch_split.py); val: one training tile
 POTSDAM_SPLIT = {
     "test": ("2_13", "2_14", "3_13", "3_14", "4_13", "4_14", "4_15", "5_13", "5_14", "5_15", "6_13",
              "6_14", "6_15", "7_13"),

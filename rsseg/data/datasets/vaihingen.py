@@ -12,6 +12,8 @@ from rsseg.data.prepare import PatchFolderWriter, PrepareResult, find_files, pro
 from rsseg.data.registry import register_dataset
 from rsseg.errors import RssegError
 
+# test: the 17 areas whose labels the ISPRS 2D semantic labelling contest withheld (its published
+# split; GeoSeg's tools/vaihingen_patch_split.py uses the same); val: one training area, never test
 VAIHINGEN_SPLIT = {
     "test": (2, 4, 6, 8, 10, 12, 14, 16, 20, 22, 24, 27, 29, 31, 33, 35, 38),
     "val": (30,),
