@@ -69,13 +69,13 @@ def bottom_rows(path: Path, fraction: float, out: Path) -> Path:
 
 
 def train_and_score(out: Path, patches: Path, test_scene: Path, test_labels: Path, pretrained: bool,
-                    minutes: float, backbone: str, threads: int) -> dict:
+                    minutes: float, backbone: str, threads: int, overrides: list[str]) -> dict:
     """One U-Net run under a time budget: its unseen-rows building IoU and validation curve."""
     run = out / f"unet-{backbone}-{'pretrained' if pretrained else 'scratch'}"
     rsseg("train", "--data", str(patches), "--model", "unet", "--output", str(run), "--overwrite", "--quiet",
           "--max-minutes", str(minutes), "--tile", "256", "--batch-size", "8", "--workers", "0",
           "--threads", str(threads), "--device", "cpu", "--set", f"model.backbone={backbone}",
-          "--set", f"model.pretrained={str(pretrained).lower()}")
+          "--set", f"model.pretrained={str(pretrained).lower()}", *(a for o in overrides for a in ("--set", o)))
     rsseg("evaluate", "--checkpoint", str(run / "best.pt"), "--scene", str(test_scene), "--labels",
           str(test_labels), "--device", "cpu", "--output", str(run / "test.json"), "--overwrite", "--quiet")
     test = json.loads((run / "test.json").read_text())
@@ -113,6 +113,8 @@ def main() -> None:
     parser.add_argument("--shares", metavar="CHECKPOINT", nargs="?", const="",
                         help="print class shares of a model (default model without a value) on real scenes")
     parser.add_argument("--scene", type=Path, action="append", default=[], help="more scenes for --shares")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="config override for both runs, e.g. data.mosaic=0.25 (the recipes' options)")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     if args.shares is not None:
@@ -132,13 +134,13 @@ def main() -> None:
     results = []
     for pretrained in runs:
         result = train_and_score(args.out, patches, test_scene, test_labels, pretrained, args.minutes,
-                                 args.backbone, args.threads)
+                                 args.backbone, args.threads, args.overrides)
         results.append(result)
         kind = "pretrained" if pretrained else "from scratch"
         curve = "  ".join(f"{m:.1f} min {iou:.3f}" for m, iou in result["curve"])
         print(f"unet {args.backbone} {kind}: val building IoU by minute: {curve}", flush=True)
     record.table(f"{SCENE.name}: bottom {TEST_FRACTION:.0%} of rows unseen, {args.minutes:g} min per run, "
-                 f"{args.threads} threads",
+                 f"{args.threads} threads" + (f", {' '.join(args.overrides)}" if args.overrides else ""),
                  ["model", "backbone", "building IoU (unseen rows)", "epochs", "best val building IoU"],
                  [["unet", f"{args.backbone} {'pretrained' if r['pretrained'] else 'from scratch'}",
                    round(r["test_iou"], 3), r["epochs"], round(max((iou for _, iou in r["curve"]), default=0.0), 3)]
