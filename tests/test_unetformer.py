@@ -65,7 +65,7 @@ def test_training_returns_the_auxiliary_output_and_weights_it():
 
 def test_listed_by_rsseg_models(capsys):
     assert "unetformer" in [entry.name for entry in list_models()]
-    code, output = run_cli(["models", "--size", "64", "--no-timing"], capsys)
+    code, output = run_cli(["models"], capsys)
     assert code == 0 and "unetformer" in output and "UNetFormer (Wang et al., 2022)" in output
 
 
