@@ -20,7 +20,7 @@ demo: install
 	$(PY) scripts/demo.py
 
 # the typed core: what datasets, model files, configs and options promise (mypy, about a minute cold)
-TYPED := rsseg/schema.py rsseg/device.py rsseg/errors.py rsseg/models/checkpoint.py rsseg/data/patches.py \
+TYPED := rsseg/schema.py rsseg/device.py rsseg/errors.py rsseg/models/checkpoint.py rsseg/data/patches.py rsseg/data/patch_dataset.py \
 	rsseg/train/config.py rsseg/cli/options.py
 
 # the documentation site (Sphinx + MyST): HTML in docs/_build/html; `make test` builds it strictly (warnings fail)

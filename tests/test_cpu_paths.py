@@ -49,8 +49,6 @@ def test_help_of_the_cli_and_every_command_imports_no_torch():
     assert all(f"Usage: rsseg {name}" in run.stdout for name in COMMANDS)
 
 
-@pytest.mark.xfail(strict=True, reason="rsseg.data.patches imports torch at the top; the dataset registry, which "
-                                       "`rsseg prepare --help` lists, imports it")
 def test_help_of_prepare_imports_no_torch():
     run = _without_torch([["prepare", "--help"]])
     assert "torch imported: False" in run.stderr

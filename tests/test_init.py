@@ -14,7 +14,7 @@ from conftest import CRS, TRANSFORM, run_cli, write_scene
 from shapely.geometry import box
 from torch import nn
 
-from rsseg.data.patches import PatchDataset
+from rsseg.data.patch_dataset import PatchDataset
 from rsseg.models import create_model, load_checkpoint, save_checkpoint
 from rsseg.models.default import DEFAULT_MODEL
 from rsseg.train import build_config

@@ -15,7 +15,8 @@ from rasterio.windows import transform as window_transform
 from shapely.geometry import box
 
 from rsseg.data.classes import ISPRS, UAVID
-from rsseg.data.patches import PatchDataset, read_dataset_info
+from rsseg.data.patch_dataset import PatchDataset
+from rsseg.data.patches import read_dataset_info
 from rsseg.errors import RssegError
 from rsseg.io.geometry import axis_starts
 from rsseg.io.mask_meta import read_class_table
@@ -249,7 +250,7 @@ def test_patch_dataset_bad_inputs_name_the_file(small_folder):
 
 
 def test_pad_collate_pads_to_model_multiple_with_ignore():
-    from rsseg.data.patches import pad_collate
+    from rsseg.data.patch_dataset import pad_collate
 
     batch = [(torch.ones(3, 102, 256), torch.zeros(102, 256, dtype=torch.long)),
              (torch.ones(3, 64, 70), torch.ones(64, 70, dtype=torch.long))]

@@ -11,7 +11,7 @@ import torch
 from rasterio.windows import Window
 
 from rsseg.data.generic import prepare_generic
-from rsseg.data.patches import PatchDataset
+from rsseg.data.patch_dataset import PatchDataset
 from rsseg.data.samplers import RandomCropDataset, mosaic
 from rsseg.errors import RssegError
 

@@ -18,7 +18,8 @@ from conftest import run_cli, write_scene
 
 import rsseg.train.trainer as trainer_module
 from rsseg.data.generic import prepare_generic
-from rsseg.data.patches import PatchDataset, read_dataset_info
+from rsseg.data.patch_dataset import PatchDataset
+from rsseg.data.patches import read_dataset_info
 from rsseg.errors import RssegError
 from rsseg.models import load_checkpoint
 from rsseg.train import build_config, train

@@ -2,7 +2,7 @@
 
 Colour balance, saturation, brightness/contrast/gamma, haze, blur, sensor noise and JPEG
 artefacts, each applied with a probability and a random strength drawn from a torch generator
-(so that augmentations are reproducible per item, as in :class:`rsseg.data.patches.PatchDataset`).
+(so that augmentations are reproducible per item, as in :class:`rsseg.data.patch_dataset.PatchDataset`).
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ class Photometric:
 
     def __call__(self, image: torch.Tensor, mask: torch.Tensor, generator: torch.Generator
                  ) -> tuple[torch.Tensor, torch.Tensor]:
-        """The image with a new look, and its mask unchanged (a :data:`rsseg.data.patches.Transform`)."""
+        """The image with a new look, and its mask unchanged (a :data:`rsseg.data.patch_dataset.Transform`)."""
         return self.randomise(image, generator), mask
 
     def randomise(self, image: torch.Tensor, generator: torch.Generator) -> torch.Tensor:

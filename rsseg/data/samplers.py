@@ -17,7 +17,7 @@ from rasterio.errors import NotGeoreferencedWarning
 from rasterio.windows import Window
 from torch.utils.data import Dataset
 
-from rsseg.data.patches import PatchDataset, Transform
+from rsseg.data.patch_dataset import PatchDataset, Transform
 from rsseg.data.transforms import flip_rotate, pad_and_resize, randint, uniform
 
 

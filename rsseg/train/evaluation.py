@@ -16,15 +16,8 @@ from rasterio.windows import Window
 from torch.utils.data import DataLoader, Sampler
 from tqdm import tqdm
 
-from rsseg.data.patches import (
-    PatchDataset,
-    Transform,
-    list_pairs,
-    pad_collate,
-    read_dataset_info,
-    read_raster,
-    worker_errors_as_one_line,
-)
+from rsseg.data.patch_dataset import PatchDataset, Transform, pad_collate, worker_errors_as_one_line
+from rsseg.data.patches import list_pairs, read_dataset_info, read_raster
 from rsseg.device import resolve_device
 from rsseg.errors import OptionError, RssegError
 from rsseg.io.raster import open_raster

@@ -20,7 +20,8 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
-from rsseg.data.patches import PatchDataset, pad_collate, read_dataset_info, worker_errors_as_one_line
+from rsseg.data.patch_dataset import PatchDataset, pad_collate, worker_errors_as_one_line
+from rsseg.data.patches import read_dataset_info
 from rsseg.data.photometric import Photometric
 from rsseg.data.samplers import RandomCropDataset
 from rsseg.distributed import ShardSampler, all_reduce_sum, barrier, broadcast_flag, cleanup, init_distributed
