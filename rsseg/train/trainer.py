@@ -40,6 +40,9 @@ from rsseg.train.warm_start import load_warm_start, read_warm_start, with_model_
 
 DEFAULT_EPOCHS = 50  # train.epochs when neither it nor train.max_minutes is given
 MAX_EPOCHS = 1_000_000  # with train.max_minutes alone: the budget decides
+#: with train.max_minutes and no data.samples_per_epoch, an epoch has at least this many steps, so that the
+#: per-epoch validation and checkpoints take a small share of a short budget (see docs/training.md)
+BUDGET_MIN_STEPS = 50
 MAX_NON_FINITE = 5  # consecutive steps with a NaN or infinite loss (each skipped) that stop the run
 
 
@@ -104,8 +107,8 @@ class Trainer:
         self.budget = TimeBudget(config.train.max_minutes)
         self.epochs = config.train.epochs or (MAX_EPOCHS if self.budget.seconds else DEFAULT_EPOCHS)
         seed_everything(self.seed)
-        self.train_set, self.val_set = self._datasets()
         self.batch_size = config.train.batch_size
+        self.train_set, self.val_set = self._datasets()
         self.steps_per_epoch = self._steps_per_epoch()
         self.model = self.configure_model().to(self.device)
         self.frozen_encoder = config.optim.encoder_lr == 0
@@ -166,6 +169,8 @@ class Trainer:
         train_set = RandomCropDataset(PatchDataset(data.root, "train", seed=self.seed, info=self.info), data.tile,
                                       data.samples_per_epoch, data.scale, data.flips, data.rot90, photometric,
                                       max_class_share=data.max_class_share, mosaic=data.mosaic)
+        if self.budget.seconds and data.samples_per_epoch is None:
+            train_set.samples_per_epoch = max(len(train_set), BUDGET_MIN_STEPS * self.batch_size * self.env.world_size)
         val_set = PatchDataset(data.root, data.val_split, info=self.info)
         for split in (train_set.patches, val_set):  # random crops may miss a bad label for epochs
             split.check_masks()
