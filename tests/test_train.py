@@ -170,7 +170,8 @@ def test_time_budget_ends_schedule_and_run_with_checkpoints(patches, tmp_path, m
     ticks = iter(range(0, 10 ** 6, 2))  # a clock that advances 2 s each time the budget reads it
     monkeypatch.setattr(trainer_module.TimeBudget, "clock", staticmethod(lambda: float(next(ticks))))
     cfg = config(patches, "train.max_minutes=1", "optim.warmup_epochs=0", epochs=None)  # the budget alone decides
-    assert trainer_module.Trainer(cfg, tmp_path / "sized", progress=False).steps_per_epoch == trainer_module.BUDGET_MIN_STEPS
+    sized = trainer_module.Trainer(cfg, tmp_path / "sized", progress=False)
+    assert sized.steps_per_epoch == trainer_module.BUDGET_MIN_STEPS  # a short budget is not spent on validation
     cfg = config(patches, "train.max_minutes=1", "optim.warmup_epochs=0", "data.samples_per_epoch=32", epochs=None)
     best = train(cfg, tmp_path / "run", progress=False)
     history = json.loads((tmp_path / "run" / "log.json").read_text())
