@@ -140,8 +140,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tta", default="none", help="test-time augmentation (e.g. flip): adds TTA disagreement")
     parser.add_argument("--calibrate", action="store_true", help="also held-out generated scenes; fire rates")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--record", default="real_scenes", help="benchmark name of the record (one per name)")
     args = parser.parse_args(argv)
-    record = bench_record.start("real_scenes", settings={k: str(v) for k, v in vars(args).items()})
+    record = bench_record.start(args.record, settings={k: str(v) for k, v in vars(args).items()})
     model, card = load_checkpoint(args.checkpoint, args.device)
     if args.out_dir:
         args.out_dir.mkdir(parents=True, exist_ok=True)
