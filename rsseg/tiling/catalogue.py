@@ -6,7 +6,7 @@ import json
 import os
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
@@ -17,10 +17,11 @@ from rsseg.errors import RssegError, captured_warnings
 from rsseg.io.atomic import atomic_output
 from rsseg.io.vrt import write_mosaic_vrt
 from rsseg.models.checkpoint import ModelCard
-from rsseg.tiling.options import PredictOptions
+from rsseg.tiling.options import PredictOptions, result_fields
 from rsseg.tiling.outputs import MASK, OUTPUT_KINDS, extra_kinds
 from rsseg.tiling.report import PredictReport
 from rsseg.tiling.run import predict_scene
+from rsseg.tiling.stac import write_stac
 
 CATALOG = "catalog.json"
 VECTOR_SUFFIX = "_polygons.gpkg"  # <scene stem> + suffix: a scene's polygons
@@ -80,6 +81,7 @@ class CatalogueReport:
     results: list[SceneResult]
     mosaics: dict[str, Path] = field(default_factory=dict)  # kind name (``vector``: the polygons) -> path
     vector: Any = None  # rsseg.vector.VectorizeSummary of the catalogue's polygons
+    stac: Path | None = None  # the STAC Collection (``collection.json``)
     seconds: float = 0.0
 
     @property
@@ -166,6 +168,9 @@ def run_catalogue(jobs: list[tuple[Path, SceneOutputs]], model: torch.nn.Module,
             mosaic = report.mosaics.get(MASK.name)
             tmp.write_text(json.dumps({"scenes": entries, "mosaic": str(mosaic) if mosaic else None,
                                        "mosaics": {k: str(p) for k, p in report.mosaics.items()}}, indent=2))
+        opts = replace(options, **changes)
+        report.stac = write_stac(out_dir, done, report.mosaics, card, opts.model_source,
+                                 json.loads(json.dumps(result_fields(opts), default=str)))
     report.seconds = time.perf_counter() - started
     return report
 
