@@ -92,9 +92,10 @@ def model_item(card: ModelCard, model_href: str, self_href: Path, when: datetime
     """The model as an Item of the Machine Learning Model (MLM) extension; ``model_href`` its weights file."""
     classes = class_objects(list(card.classes.names), [tuple(c) for c in card.classes.colors])  # type: ignore[misc]
     name = str(card.arch["name"])
+    onnx = model_href.endswith(".onnx")
     item = pystac.Item(f"rsseg-{name}", None, None, when, {
         "mlm:name": f"rsseg-{name}", "mlm:architecture": name, "mlm:tasks": ["semantic-segmentation"],
-        "mlm:framework": "pytorch",
+        "mlm:framework": "ONNX" if onnx else "PyTorch",
         "mlm:input": [{"name": "image", "bands": [f"band {b}" for b in card.input.bands or range(1, card.in_channels + 1)],
                        "input": {"shape": [-1, card.in_channels, card.tile_size, card.tile_size],
                                  "dim_order": ["batch", "channel", "height", "width"], "data_type": "float32"},
@@ -108,7 +109,7 @@ def model_item(card: ModelCard, model_href: str, self_href: Path, when: datetime
         "processing:software": {"rsseg": card.rsseg_version}}, stac_extensions=[EXT["mlm"], EXT["processing"]])
     item.set_self_href(str(self_href))
     item.add_asset("weights", pystac.Asset(model_href, "model weights", media_type="application/octet-stream",
-                                           roles=["mlm:model"], extra_fields={"mlm:artifact_type": "torch.save"}))
+                                           roles=["mlm:model"], extra_fields={"mlm:artifact_type": "onnx" if onnx else "torch.save"}))
     return item
 
 
@@ -145,7 +146,7 @@ def write_stac(folder: Path, done: list[dict], mosaics: dict[str, Path], card: M
         item.set_self_href(str(folder / f"{item.id}{ITEM_SUFFIX}"))
         write_item(item)
     if model_source:
-        write_item(model_item(card, model_source, folder / MODEL_ITEM, when))
+        write_item(model_item(card, str(Path(model_source).resolve()), folder / MODEL_ITEM, when))
     return write_item(collection)
 
 
