@@ -9,11 +9,11 @@ import jsonschema
 import pystac
 import pytest
 import rasterio
-import rsseg
 from affine import Affine
 from conftest import TRANSFORM, TinyFCN, random_scene, run_cli, write_scene
 from stac_validate import validate
 
+import rsseg
 from rsseg.models import save_checkpoint
 
 PROJ, CLASSIFICATION, PROCESSING = (f"https://stac-extensions.github.io/{name}/schema.json" for name in
@@ -78,7 +78,8 @@ def test_items_describe_the_outputs(run):
         assert written["proj:shape"] == [ds.height, ds.width]
         assert written["proj:transform"] == list(ds.transform)[:6]
     assert item.assets["mask"].extra_fields["classification:classes"] == [
-        {"value": i, "name": n, "color_hint": "%02X%02X%02X" % c} for i, (n, c) in enumerate(zip(CLASSES, COLORS))]
+        {"value": i, "name": n, "color_hint": "".join(f"{v:02X}" for v in c)}
+        for i, (n, c) in enumerate(zip(CLASSES, COLORS))]
     assert item.properties["label:type"] == "vector" and item.properties["label:classes"][0]["classes"] == CLASSES
     assert item.properties["processing:software"] == {"rsseg": rsseg.__version__}
     assert item.properties["rsseg:parameters"]["tile"] == 64

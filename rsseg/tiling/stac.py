@@ -93,10 +93,11 @@ def model_item(card: ModelCard, model_href: str, self_href: Path, when: datetime
     classes = class_objects(list(card.classes.names), [tuple(c) for c in card.classes.colors])  # type: ignore[misc]
     name = str(card.arch["name"])
     onnx = model_href.endswith(".onnx")
+    bands = card.input.bands or range(1, card.in_channels + 1)
     item = pystac.Item(f"rsseg-{name}", None, None, when, {
         "mlm:name": f"rsseg-{name}", "mlm:architecture": name, "mlm:tasks": ["semantic-segmentation"],
         "mlm:framework": "ONNX" if onnx else "PyTorch",
-        "mlm:input": [{"name": "image", "bands": [f"band {b}" for b in card.input.bands or range(1, card.in_channels + 1)],
+        "mlm:input": [{"name": "image", "bands": [f"band {b}" for b in bands],
                        "input": {"shape": [-1, card.in_channels, card.tile_size, card.tile_size],
                                  "dim_order": ["batch", "channel", "height", "width"], "data_type": "float32"},
                        "norm_by_channel": True, "norm_type": "z-score",
@@ -109,7 +110,8 @@ def model_item(card: ModelCard, model_href: str, self_href: Path, when: datetime
         "processing:software": {"rsseg": card.rsseg_version}}, stac_extensions=[EXT["mlm"], EXT["processing"]])
     item.set_self_href(str(self_href))
     item.add_asset("weights", pystac.Asset(model_href, "model weights", media_type="application/octet-stream",
-                                           roles=["mlm:model"], extra_fields={"mlm:artifact_type": "onnx" if onnx else "torch.save"}))
+                                           roles=["mlm:model"],
+                                           extra_fields={"mlm:artifact_type": "onnx" if onnx else "torch.save"}))
     return item
 
 
