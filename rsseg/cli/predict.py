@@ -13,6 +13,7 @@ from rsseg.cli.flags import cli_message, flag, to_flags
 from rsseg.errors import RssegError, captured_warnings
 
 if TYPE_CHECKING:
+    from rsseg.io.remote import Scene
     from rsseg.tiling.catalogue import SceneOutputs
 
 FLAG = "\0flag"  # the value of --probs/--confidence/--vector given without a path
@@ -20,7 +21,7 @@ FLAG = "\0flag"  # the value of --probs/--confidence/--vector given without a pa
 BARRIER_TIMEOUT = datetime.timedelta(hours=24)  # ranks wait for each other's scenes, however long
 
 
-def check_predict_outputs(scene: Path, checkpoint: Path, outputs: SceneOutputs, overwrite: bool) -> None:
+def check_predict_outputs(scene: Scene, checkpoint: Path, outputs: SceneOutputs, overwrite: bool) -> None:
     """The outputs of a one-scene ``predict`` checked before the model is even loaded (see
     :func:`check_outputs`). Existing rasters are left to the engine, which skips a finished
     identical run and resumes a killed one; polygons are written last, so they are checked here."""
@@ -38,7 +39,7 @@ def check_predict_outputs(scene: Path, checkpoint: Path, outputs: SceneOutputs, 
         raise RssegError(f"{vector}: output exists (use --overwrite to replace it)")
     if vector is not None:
         with open_raster(scene) as ds:
-            require_map_grid(ds, scene, "--vector polygons")
+            require_map_grid(ds, str(scene), "--vector polygons")
 
 
 @click.command()
@@ -103,7 +104,7 @@ def predict(scenes: tuple[str, ...], output: Path | None, out_dir: Path | None, 
     asked = {"probs": probs, "confidence": confidence}
     if out_dir is not None and any(v not in (None, FLAG) for v in (*asked.values(), vector)):
         raise click.UsageError("with --out-dir, give --probs, --confidence and --vector without a path")
-    if len(paths) == 1 and out_dir is None and not paths[0].exists():
+    if len(paths) == 1 and out_dir is None and isinstance(paths[0], Path) and not paths[0].exists():
         raise RssegError(f"{paths[0]}: file not found")
     options = PredictOptions(tile=tile, overlap=0.5 if overlap is None else overlap, stride=stride,
                              batch_size=batch_size, tta=tta, bands=tuple(bands) if bands else None, cog=cog,
@@ -135,7 +136,7 @@ def _default_model() -> tuple[Path, str]:
                            f"scenes; pass --checkpoint for real maps)")
 
 
-def _named_outputs(scene: Path, output: Path | None, asked: dict[str, str | None], vector: str | None
+def _named_outputs(scene: Scene, output: Path | None, asked: dict[str, str | None], vector: str | None
                    ) -> SceneOutputs:
     """A single scene's outputs: the paths given, or for flags given alone ``<stem>_<kind>`` beside the mask."""
     from rsseg.tiling.catalogue import SceneOutputs, scene_outputs

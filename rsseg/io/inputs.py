@@ -6,28 +6,32 @@ import glob
 from pathlib import Path
 
 from rsseg.errors import RssegError
+from rsseg.io.remote import Scene, is_remote, remote_scene
 
 RASTER_SUFFIXES = {".tif", ".tiff", ".vrt", ".jp2", ".img"}  # what a folder argument contributes
 
 
-def expand_inputs(args: list[str]) -> list[Path]:
+def expand_inputs(args: list[str]) -> list[Scene]:
     """Scene paths in argument order, duplicates dropped.
 
+    A URL (``https://``, ``s3://``, ``/vsicurl/``...) is a remote scene (:mod:`rsseg.io.remote`).
     ``@FILE`` reads one path (or folder, or pattern) per line, ``#`` comments and blank lines
     skipped, relative paths taken from FILE's folder; a folder gives its raster files
     (``.tif``, ``.tiff``, ``.vrt``, ``.jp2``, ``.img``) in name order; a pattern with ``*``,
     ``?`` or ``[`` gives its matches. Other arguments are kept as given (a missing file is
     reported when its scene is run).
     """
-    scenes: dict[Path, None] = {}
+    scenes: dict[Scene, None] = {}
     for arg in args:
         for path in _expand(arg, None):
             scenes.setdefault(path, None)
     return list(scenes)
 
 
-def _expand(arg: str, base: Path | None) -> list[Path]:
+def _expand(arg: str, base: Path | None) -> list[Scene]:
     """One argument (``base``: the folder of the list file it came from)."""
+    if is_remote(arg):
+        return [remote_scene(arg)]
     if arg.startswith("@"):
         listing = Path(arg[1:]) if base is None else base / arg[1:]
         try:
@@ -46,5 +50,5 @@ def _expand(arg: str, base: Path | None) -> list[Path]:
         found = sorted(p for p in path.iterdir() if p.suffix.lower() in RASTER_SUFFIXES and p.is_file())
         if not found:
             raise RssegError(f"{path}: folder holds no raster files ({', '.join(sorted(RASTER_SUFFIXES))})")
-        return found
+        return list(found)
     return [path]

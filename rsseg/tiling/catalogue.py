@@ -15,6 +15,7 @@ import torch
 from rsseg.distributed import DistEnv, barrier, gather_objects, scene_share
 from rsseg.errors import RssegError, captured_warnings
 from rsseg.io.atomic import atomic_output
+from rsseg.io.remote import Scene, as_scene
 from rsseg.io.vrt import write_mosaic_vrt
 from rsseg.models.checkpoint import ModelCard
 from rsseg.tiling.options import PredictOptions, result_fields
@@ -37,7 +38,7 @@ class SceneOutputs:
     vector: Path | None = None
 
 
-def scene_outputs(scene: Path, folder: Path, kinds: Iterable[str] = (), vector: bool = False) -> SceneOutputs:
+def scene_outputs(scene: Scene, folder: Path, kinds: Iterable[str] = (), vector: bool = False) -> SceneOutputs:
     """``FOLDER/<stem><suffix>`` of the mask and of each kind asked for, named by its :class:`OutputKind`."""
     def named(suffix: str) -> Path:
         return folder / f"{scene.stem}{suffix}"
@@ -49,7 +50,7 @@ def scene_outputs(scene: Path, folder: Path, kinds: Iterable[str] = (), vector: 
 class SceneResult:
     """What happened to one scene: its report (and polygons), or the error that stopped it."""
 
-    scene: Path
+    scene: Scene
     outputs: SceneOutputs
     report: PredictReport | None = None
     vector: Any = None  # rsseg.vector.VectorizeSummary
@@ -123,12 +124,12 @@ def predict_scenes(scenes: Sequence[str | os.PathLike], out_dir: str | os.PathLi
     folder = Path(out_dir)
     folder.mkdir(parents=True, exist_ok=True)
     kinds = list(outputs)
-    jobs = [(Path(s), scene_outputs(Path(s), folder, kinds, vector)) for s in scenes]
+    jobs = [(scene, scene_outputs(scene, folder, kinds, vector)) for scene in map(as_scene, scenes)]
     return run_catalogue(jobs, model, card, options or PredictOptions(), DistEnv.from_environ(), folder,
                          on_scene=on_scene, vector_mosaic=vector and len(jobs) > 1, **changes)
 
 
-def run_catalogue(jobs: list[tuple[Path, SceneOutputs]], model: torch.nn.Module, card: ModelCard,
+def run_catalogue(jobs: list[tuple[Scene, SceneOutputs]], model: torch.nn.Module, card: ModelCard,
                   options: PredictOptions, env: DistEnv, out_dir: Path | None, *,
                   on_scene: Callable[[SceneResult], None] | None = None, vector_mosaic: bool = False,
                   **changes: Any) -> CatalogueReport:
@@ -175,15 +176,15 @@ def run_catalogue(jobs: list[tuple[Path, SceneOutputs]], model: torch.nn.Module,
     return report
 
 
-def _refuse_collisions(scenes: list[Path], out_dir: Path) -> None:
-    stems: dict[str, Path] = {}
+def _refuse_collisions(scenes: list[Scene], out_dir: Path) -> None:
+    stems: dict[str, Scene] = {}
     for scene in scenes:
         if scene.stem in stems:
             raise RssegError(f"{scene}: same name as {stems[scene.stem]}; outputs in {out_dir} would collide")
         stems[scene.stem] = scene
 
 
-def _run_scene(scene: Path, outputs: SceneOutputs, model: torch.nn.Module, card: ModelCard,
+def _run_scene(scene: Scene, outputs: SceneOutputs, model: torch.nn.Module, card: ModelCard,
                options: PredictOptions, split: DistEnv | None, **changes: Any) -> SceneResult:
     """Predict one scene (and vectorise its mask), its warnings kept; a user error is recorded, not raised."""
     result = SceneResult(scene, outputs)
