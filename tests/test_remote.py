@@ -105,3 +105,28 @@ def test_urls_are_shown_without_tokens_or_credentials():
     assert (scene.gdal_path, str(scene), scene.stem) == ("/vsis3/bucket/key/scene.tif?versionId=1",
                                                          "s3://bucket/key/scene.tif", "scene")
     assert str(remote_scene("/vsicurl/https://h/x.tif?sig=1")) == "https://h/x.tif"
+
+
+def _item(folder, assets: dict) -> str:
+    """A STAC Item next to the served files, its assets relative hrefs with roles."""
+    item = {"type": "Feature", "stac_version": "1.1.0", "id": "small", "geometry": None, "properties":
+            {"datetime": "2026-01-01T00:00:00Z"}, "links": [],
+            "assets": {name: {"href": href, "roles": roles} for name, (href, roles) in assets.items()}}
+    (folder / "small_item.json").write_text(json.dumps(item))
+    return "small_item.json"
+
+
+def test_a_stac_item_is_a_scene_by_role_or_by_asset_name(served, tmp_path, capsys):
+    folder, server = served
+    name = _item(folder, {"thumbnail": ("big.tif", ["thumbnail"]), "image": ("small.tif", ["data"])})
+    code, text = _predict(folder, str(folder / "small.tif"), tmp_path / "local.tif", capsys)
+    assert code == 0, text
+    for scene, extra in ((f"{server.url}/{name}", ()), (str(folder / name), ("--asset", "image"))):
+        server.reset()
+        code, text = _predict(folder, scene, tmp_path / "item.tif", capsys, "--overwrite", *extra)
+        assert code == 0, text
+        with rasterio.open(tmp_path / "local.tif") as a, rasterio.open(tmp_path / "item.tif") as b:
+            assert (a.read() == b.read()).all()
+        assert ("/small.tif" in " ".join(server.requests)) == scene.startswith("http")
+    code, text = _predict(folder, str(folder / name), tmp_path / "x.tif", capsys, "--asset", "nir")
+    assert code == 1 and text == f"Error: {folder / name}: no asset 'nir' (--asset; the Item has thumbnail, image)\n"

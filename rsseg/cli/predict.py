@@ -47,6 +47,8 @@ def check_predict_outputs(scene: Scene, checkpoint: Path, outputs: SceneOutputs,
 @opt.output("Class mask GeoTIFF of a single scene (default: SCENE-STEM_mask.tif in the current folder).")
 @click.option("--out-dir", type=opt.FOLDER,
               help="Write DIR/<stem>_mask.tif per scene, DIR/mosaic.vrt over them and DIR/catalog.json.")
+@click.option("--asset", help="With a STAC Item as SCENE: the asset to segment (default: the first with role "
+                                "visual, then data).")
 @opt.checkpoint(help="rsseg model file, .pt or exported .onnx (default: the bundled default model).")
 @opt.runtime
 @click.option("--tile", type=opt.POSITIVE_INT, help="Window size in pixels (default: the model's training tile).")
@@ -75,7 +77,8 @@ def check_predict_outputs(scene: Scene, checkpoint: Path, outputs: SceneOutputs,
 @click.option("--restart", is_flag=True, help="Ignore the resume journal of unfinished scenes; start afresh.")
 @opt.overwrite
 @opt.quiet
-def predict(scenes: tuple[str, ...], output: Path | None, out_dir: Path | None, checkpoint: Path | None,
+def predict(scenes: tuple[str, ...], output: Path | None, out_dir: Path | None, asset: str | None,
+            checkpoint: Path | None,
             runtime: str, tile: int | None, overlap: float | None, stride: int | None, batch_size: int, tta: str,
             bands: list[int] | None, gsd: str, input_scale: float | None, probs: str | None,
             confidence: str | None, vector: str | None, cog: bool, device: str, precision: str,
@@ -96,7 +99,7 @@ def predict(scenes: tuple[str, ...], output: Path | None, out_dir: Path | None, 
         raise click.UsageError("give --overlap or --stride, not both")
     if calibrate and precision != "int8":
         raise click.UsageError("--calibrate applies to --precision int8 only")
-    paths = expand_inputs(list(scenes))
+    paths = expand_inputs(list(scenes), asset)
     if len(paths) > 1 and out_dir is None:
         raise click.UsageError(f"{len(paths)} scenes need --out-dir DIR")
     if out_dir is not None and output is not None:
