@@ -20,7 +20,7 @@ def item_scene(arg: str, asset: str | None = None) -> Scene:
     shown = public_url(arg) if "://" in arg else arg
     try:
         item = pystac.Item.from_file(arg)
-    except Exception as err:  # pystac raises many kinds: I/O, JSON, not an Item
+    except (OSError, ValueError, KeyError, TypeError, pystac.STACError) as err:  # I/O, JSON, not an Item
         raise RssegError(f"{shown}: not a readable STAC Item ({type(err).__name__}: {str(err)[:120]})") from None
     if asset is not None:
         if asset not in item.assets:
