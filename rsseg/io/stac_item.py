@@ -22,10 +22,10 @@ def item_scene(arg: str, asset: str | None = None) -> Scene:
         item = pystac.Item.from_file(arg)
     except (OSError, ValueError, KeyError, TypeError, pystac.STACError) as err:  # I/O, JSON, not an Item
         raise RssegError(f"{shown}: not a readable STAC Item ({type(err).__name__}: {str(err)[:120]})") from None
-    if asset is not None and asset not in item.assets:
-        raise RssegError(f"{shown}: no asset {asset!r} (`asset`; the Item has {', '.join(item.assets)})")
     if asset is not None:
-        chosen: pystac.Asset | None = item.assets[asset]
+        chosen = item.assets.get(asset)
+        if chosen is None:
+            raise RssegError(f"{shown}: no asset {asset!r} (`asset`; the Item has {', '.join(item.assets)})")
     else:
         chosen = next((a for role in ROLES for a in item.assets.values() if role in (a.roles or [])), None)
         if chosen is None:
