@@ -1,0 +1,134 @@
+"""Polygons into a real PostGIS, started by the test (initdb + pg_ctl under a temporary folder)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import geopandas as gpd
+import pytest
+import shapely
+from postgis_cluster import PASSWORD, start, why_not
+from test_vectorize import blob_mask, write_mask
+
+HERE = Path(__file__).parent
+pytestmark = pytest.mark.skipif(why_not() is not None, reason=f"no PostGIS server: {why_not()}")
+
+
+@pytest.fixture(scope="module")
+def db(tmp_path_factory):
+    cluster = start(tmp_path_factory.mktemp("postgis") / "cluster")
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture(scope="module")
+def mask(tmp_path_factory):
+    return write_mask(tmp_path_factory.mktemp("mask") / "mask.tif", blob_mask(4))
+
+
+def _vectorize(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "rsseg.cli", "vectorize", *args, "--quiet"], capture_output=True,
+                          text=True, env={**os.environ, **(env or {})}, timeout=120)
+
+
+def _tables(db) -> list[str]:
+    return db.psql("gis", "SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1").split()
+
+
+def test_round_trip_equals_the_geopackage_with_srid_index_and_style(db, mask, tmp_path):
+    gpkg = tmp_path / "polygons.gpkg"
+    assert _vectorize(str(mask), "-o", str(gpkg)).returncode == 0
+    done = _vectorize(str(mask), "-o", db.url(password="") + "?table=blobs", env={"PGPASSWORD": PASSWORD})
+    assert done.returncode == 0, done.stderr
+    assert "-> postgresql://rsseg@127.0.0.1" in done.stdout and PASSWORD not in done.stdout + done.stderr
+    expected = gpd.read_file(gpkg, layer="polygons")
+    got = gpd.read_postgis("SELECT * FROM blobs", db.url().replace("postgresql", "postgresql+psycopg2"),
+                           geom_col="geom")
+    assert got.crs == expected.crs and len(got) == len(expected) > 50
+    key = ["class_id", "area_m2"]
+    expected = expected.sort_values(key, ignore_index=True)
+    got = got.sort_values(key, ignore_index=True)
+    assert list(got["class_name"]) == list(expected["class_name"])
+    assert all(shapely.equals(a, b) for a, b in zip(got.geometry, expected.geometry))
+    assert db.psql("gis", "SELECT Find_SRID('public', 'blobs', 'geom')") == "32632"
+    assert "USING gist" in db.psql("gis", "SELECT indexdef FROM pg_indexes WHERE tablename = 'blobs'")
+    style = db.psql("gis", "SELECT useasdefault, f_geometry_column FROM layer_styles WHERE f_table_name = 'blobs'")
+    assert style == "t|geom"
+    assert [t for t in _tables(db) if "rsseg" in t] == []
+
+
+def test_existing_table_refused_overwritten_or_appended_when_columns_match(db, mask, tmp_path):
+    url = db.url() + "?table=again"
+    assert _vectorize(str(mask), "-o", url).returncode == 0
+    count = int(db.psql("gis", "SELECT count(*) FROM again"))
+    refused = _vectorize(str(mask), "-o", url)
+    assert refused.returncode == 1 and refused.stderr.count("\n") == 1 and "--overwrite" in refused.stderr
+    assert _vectorize(str(mask), "-o", url, "--overwrite").returncode == 0
+    assert int(db.psql("gis", "SELECT count(*) FROM again")) == count
+    assert _vectorize(str(mask), "-o", url, "--append").returncode == 0
+    assert int(db.psql("gis", "SELECT count(*) FROM again")) == 2 * count
+    probs = tmp_path / "probs.tif"  # a mean_prob column: another schema
+    import numpy as np
+    import rasterio
+
+    with rasterio.open(mask) as src:
+        profile = {**src.profile, "count": 4, "nodata": None}
+        with rasterio.open(probs, "w", **profile) as dst:
+            dst.write(np.full((4, src.height, src.width), 64, np.uint8))
+    other = _vectorize(str(mask), "-o", url, "--append", "--probs", str(probs))
+    assert other.returncode == 1 and other.stderr.count("\n") == 1 and "columns differ" in other.stderr
+    assert int(db.psql("gis", "SELECT count(*) FROM again")) == 2 * count
+
+
+def test_kill_9_during_the_write_leaves_no_table(db, mask):
+    """The writer waits on the table's lock with its temporary table written; killed there, nothing stays."""
+    holder = subprocess.Popen([*db.prefix, db._bin("psql"), "-h", "127.0.0.1", "-p", str(db.port), "-U", "rsseg",
+                               "-d", "gis", "-c", "SELECT pg_advisory_lock(hashtext('public.killed'))",
+                               "-c", "SELECT pg_sleep(60)"], env={**os.environ, "PGPASSWORD": PASSWORD},
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        _wait(lambda: db.psql("gis", "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted") == "1")
+        writer = subprocess.Popen([sys.executable, "-m", "rsseg.cli", "vectorize", str(mask), "-o",
+                                   db.url() + "?table=killed", "--quiet"])
+        _wait(lambda: db.psql("gis", "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
+                                     "AND NOT granted") == "1")
+        writer.send_signal(signal.SIGKILL)
+        writer.wait()
+    finally:  # end the holder's session: the killed writer's transaction gets the lock and finds its client gone
+        db.psql("gis", "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(60)'")
+        holder.wait()
+    _wait(lambda: db.psql("gis", "SELECT count(*) FROM pg_stat_activity "
+                                 "WHERE query LIKE 'SELECT pg_advisory_xact_lock%'") == "0")
+    assert [t for t in _tables(db) if t.startswith("killed")] == []
+
+
+def test_concurrent_writers_to_one_table_take_turns(db, mask):
+    url = db.url() + "?table=shared"
+    assert _vectorize(str(mask), "-o", url).returncode == 0
+    count = int(db.psql("gis", "SELECT count(*) FROM shared"))
+    writers = [subprocess.Popen([sys.executable, "-m", "rsseg.cli", "vectorize", str(mask), "-o", url, "--append",
+                                 "--quiet"], stderr=subprocess.PIPE) for _ in range(3)]
+    assert [w.wait(timeout=120) for w in writers] == [0, 0, 0]
+    assert int(db.psql("gis", "SELECT count(*) FROM shared")) == 4 * count
+    assert [t for t in _tables(db) if t.startswith("shared_rsseg")] == []
+
+
+@pytest.mark.parametrize("case", ["password", "postgis"])
+def test_wrong_credentials_and_missing_postgis_are_one_line(db, mask, case):
+    url = db.url(password="wrong-pw") if case == "password" else db.url("plain")
+    done = _vectorize(str(mask), "-o", url + "?table=nope")
+    says = "password authentication failed" if case == "password" else "no PostGIS extension"
+    assert done.returncode == 1 and done.stderr.count("\n") == 1 and says in done.stderr, done.stderr
+    assert "wrong-pw" not in done.stderr and PASSWORD not in done.stderr and "Traceback" not in done.stderr
+
+
+def _wait(condition, seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.1)
