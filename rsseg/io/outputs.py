@@ -44,7 +44,8 @@ def check_writable(path: Path) -> None:
         raise RssegError(f"{path}: output folder {folder} is not writable")
 
 
-def check_outputs(outputs: Mapping[str, Path | None], inputs: Iterable[Path | RemoteScene | None], overwrite: bool,
+def check_outputs(outputs: Mapping[str, Path | None], inputs: Iterable[str | os.PathLike | RemoteScene | None],
+                  overwrite: bool,
                   folders: Iterable[str] = ()) -> None:
     """Check every output before any work: its folder exists and is writable, its name fits, it does
     not exist (unless ``overwrite``), and it coincides with no input and no other output.

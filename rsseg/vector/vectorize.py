@@ -32,7 +32,7 @@ CHUNK_FEATURES = 10_000  # polygons per write (bounds what waits in memory)
 class VectorizeSummary:
     """What a vectorisation wrote: polygons and total area per class, regions removed, time."""
 
-    path: Path
+    path: Path | str  # a file, or a PostGIS table (shown without credentials)
     counts: dict[str, int]
     areas: dict[str, float]
     area_unit: str
