@@ -132,3 +132,25 @@ def _wait(condition, seconds: float = 30) -> None:
     while not condition():
         assert time.monotonic() < deadline, "timed out"
         time.sleep(0.1)
+
+
+def test_predict_vector_into_postgis_and_a_rerun_keeps_the_table(db, tmp_path, capsys):
+    from conftest import TinyFCN, random_scene, run_cli, write_scene
+
+    from rsseg.models import save_checkpoint
+
+    model = TinyFCN(4)
+    model.arch = {"name": "test_tiny_fcn", "num_classes": 4, "in_channels": 3, "kwargs": {}}
+    save_checkpoint(model, tmp_path / "tiny.pt", tile_size=64)
+    scene = write_scene(tmp_path / "scene.tif", random_scene(96, 128, seed=5))
+    args = ["predict", str(scene), "-o", str(tmp_path / "mask.tif"), "--checkpoint", str(tmp_path / "tiny.pt"),
+            "--vector", db.url() + "?table=predicted", "--threads", "1", "--quiet"]
+    code, text = run_cli(args, capsys)
+    assert code == 0 and "-> postgresql://rsseg@" in text and PASSWORD not in text, text
+    assert _vectorize(str(tmp_path / "mask.tif"), "-o", str(tmp_path / "p.gpkg")).returncode == 0
+    count = len(gpd.read_file(tmp_path / "p.gpkg", layer="p"))
+    assert int(db.psql("gis", "SELECT count(*) FROM predicted")) == count > 0
+    code, text = run_cli(args, capsys)  # finished earlier: neither the mask nor the table is rewritten
+    assert code == 0 and "finished earlier" in text, text
+    code, text = run_cli([*args[:3], str(tmp_path / "other.tif"), *args[4:]], capsys)
+    assert code == 1 and text.count("\n") == 1 and "table exists (use --overwrite" in text, text

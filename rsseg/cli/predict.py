@@ -27,16 +27,20 @@ def check_predict_outputs(scene: Scene, checkpoint: Path, outputs: SceneOutputs,
     identical run and resumes a killed one; polygons are written last, so they are checked here."""
     from rsseg.io.outputs import check_outputs, run_record_path
     from rsseg.io.raster import open_raster, require_map_grid
+    from rsseg.vector.postgis import check_target, parse_target
     from rsseg.vector.write import resolve_format
 
     vector = outputs.vector
-    if vector is not None:
+    if isinstance(vector, Path):
         resolve_format(vector, None)
     check_outputs({"-o": outputs.mask, **{flag(name): path for name, path in outputs.rasters.items()},
-                   "the run record": run_record_path(outputs.mask), "--vector": vector},
-                  [scene, checkpoint], overwrite=True)
-    if vector is not None and vector.exists() and not overwrite and not outputs.mask.exists():
-        raise RssegError(f"{vector}: output exists (use --overwrite to replace it)")
+                   "the run record": run_record_path(outputs.mask),
+                   "--vector": vector if isinstance(vector, Path) else None}, [scene, checkpoint], overwrite=True)
+    if vector is not None and not overwrite and not outputs.mask.exists():
+        if isinstance(vector, Path) and vector.exists():
+            raise RssegError(f"{vector}: output exists (use --overwrite to replace it)")
+        if isinstance(vector, str):
+            check_target(parse_target(vector), overwrite=False, append=False)
     if vector is not None:
         with open_raster(scene) as ds:
             require_map_grid(ds, str(scene), "--vector polygons")
@@ -143,12 +147,13 @@ def _named_outputs(scene: Scene, output: Path | None, asked: dict[str, str | Non
                    ) -> SceneOutputs:
     """A single scene's outputs: the paths given, or for flags given alone ``<stem>_<kind>`` beside the mask."""
     from rsseg.tiling.catalogue import SceneOutputs, scene_outputs
+    from rsseg.vector.postgis import is_postgis
 
     default = scene_outputs(scene, output.parent if output else Path.cwd(),
                             [name for name, value in asked.items() if value == FLAG], vector == FLAG)
     rasters = {name: Path(value) for name, value in asked.items() if value not in (None, FLAG)}
     return SceneOutputs(output or default.mask, {**default.rasters, **rasters},
-                        default.vector or (Path(vector) if vector else None))
+                        default.vector or ((vector if is_postgis(vector) else Path(vector)) if vector else None))
 
 
 def _run(jobs: list, checkpoint: Path, note: str | None, runtime: str, device: str, threads: int | None,

@@ -35,7 +35,7 @@ class SceneOutputs:
 
     mask: Path
     rasters: dict[str, Path] = field(default_factory=dict)
-    vector: Path | None = None
+    vector: Path | str | None = None  # a file, or a PostGIS table URL
 
 
 def scene_outputs(scene: Scene, folder: Path, kinds: Iterable[str] = (), vector: bool = False) -> SceneOutputs:
@@ -193,7 +193,7 @@ def _run_scene(scene: Scene, outputs: SceneOutputs, model: torch.nn.Module, card
             result.report = predict_scene(scene, outputs.mask, model, card, options, split=split,
                                           outputs={**options.outputs, **outputs.rasters}, **changes)
             if outputs.vector is not None and (split is None or split.is_main) \
-                    and not (result.report.skipped and outputs.vector.exists()):
+                    and not (result.report.skipped and _vector_exists(outputs.vector)):
                 from rsseg.vector import vectorize_mask
 
                 result.vector = vectorize_mask(outputs.mask, outputs.vector, probs_path=outputs.rasters.get("probs"),
@@ -202,6 +202,14 @@ def _run_scene(scene: Scene, outputs: SceneOutputs, model: torch.nn.Module, card
             result.exception = err
     result.warnings = caught
     return result
+
+
+def _vector_exists(target: Path | str) -> bool:
+    if isinstance(target, Path):
+        return target.exists()
+    from rsseg.vector.postgis import parse_target, table_exists
+
+    return table_exists(parse_target(target))
 
 
 def _write_mosaics(out_dir: Path, done: list[dict]) -> dict[str, Path]:

@@ -78,16 +78,21 @@ def _first_line(err: BaseException) -> str:
     return str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
 
 
-def check_target(target: PostgisTarget, overwrite: bool, append: bool) -> None:
-    """Connect and refuse an existing table unless ``overwrite`` or ``append``, before any work."""
+def table_exists(target: PostgisTarget) -> bool:
+    """Whether the target table exists (connecting, with one-line errors)."""
     from sqlalchemy import inspect
 
     engine = _engine(target)
     try:
-        if inspect(engine).has_table(target.table, schema=target.schema) and not (overwrite or append):
-            raise RssegError(f"{target.shown}: table exists (use `overwrite` to replace it or `append`)")
+        return inspect(engine).has_table(target.table, schema=target.schema)
     finally:
         engine.dispose()
+
+
+def check_target(target: PostgisTarget, overwrite: bool, append: bool) -> None:
+    """Connect and refuse an existing table unless ``overwrite`` or ``append``, before any work."""
+    if not (overwrite or append) and table_exists(target):
+        raise RssegError(f"{target.shown}: table exists (use `overwrite` to replace it)")
 
 
 def write_table(gpkg: Path, layer: str, target: PostgisTarget, *, overwrite: bool, append: bool,
@@ -114,7 +119,7 @@ def write_table(gpkg: Path, layer: str, target: PostgisTarget, *, overwrite: boo
                 con.execute(text(f"DROP TABLE {tmp_name}"))
             else:
                 if exists and not overwrite:
-                    raise RssegError(f"{target.shown}: table exists (use `overwrite` to replace it or `append`)")
+                    raise RssegError(f"{target.shown}: table exists (use `overwrite` to replace it)")
                 con.execute(text(f"DROP TABLE IF EXISTS {name}"))
                 con.execute(text(f'ALTER TABLE {tmp_name} RENAME TO "{target.table}"'))
                 con.execute(text(f'ALTER INDEX IF EXISTS "{target.schema}"."idx_{tmp}_geom" '
