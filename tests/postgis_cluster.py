@@ -11,6 +11,7 @@ import os
 import shutil
 import socket
 import subprocess
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,8 +24,10 @@ class Cluster:
     port: int
     prefix: list[str]
 
-    def url(self, database: str = "gis", password: str = PASSWORD) -> str:
-        return f"postgresql://{USER}:{password}@127.0.0.1:{self.port}/{database}"
+    def url(self, database: str = "gis", password: str | None = PASSWORD) -> str:
+        """Its URL; without ``password`` libpq takes it from ``PGPASSWORD`` or ``~/.pgpass``."""
+        secret = f":{password}" if password is not None else ""
+        return f"postgresql://{USER}{secret}@127.0.0.1:{self.port}/{database}"
 
     def psql(self, database: str, sql: str) -> str:
         env = {**os.environ, "PGPASSWORD": PASSWORD}
@@ -33,8 +36,10 @@ class Cluster:
                               env=env).stdout.strip()
 
     def stop(self) -> None:
+        """Stop the server and remove its folder."""
         subprocess.run([*self.prefix, self._bin("pg_ctl"), "-D", str(self.folder / "data"), "-m", "immediate", "stop"],
                        capture_output=True)
+        shutil.rmtree(self.folder, ignore_errors=True)
 
     @staticmethod
     def _bin(name: str) -> str:
@@ -58,18 +63,15 @@ def why_not() -> str | None:
     return None
 
 
-def start(folder: Path) -> Cluster:
-    """initdb, start on a free port of 127.0.0.1, create the two databases."""
+def start() -> Cluster:
+    """initdb in a new folder of the system's temporary folder (pytest's is private to its user), start
+    on a free port of 127.0.0.1, create the two databases."""
     prefix = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = Path(tempfile.mkdtemp(prefix="rsseg-test-cluster-"))
     (folder / "pw").write_text(PASSWORD)
     if prefix:
         shutil.chown(folder, "postgres")
         shutil.chown(folder / "pw", "postgres")
-        folder.chmod(0o700)
-        for parent in folder.parents:  # the server must reach its folder
-            if parent != Path("/") and parent.stat().st_mode & 0o001 == 0:
-                parent.chmod(parent.stat().st_mode | 0o001)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]

@@ -20,8 +20,8 @@ pytestmark = pytest.mark.skipif(why_not() is not None, reason=f"no PostGIS serve
 
 
 @pytest.fixture(scope="module")
-def db(tmp_path_factory):
-    cluster = start(tmp_path_factory.mktemp("postgis") / "cluster")
+def db():
+    cluster = start()
     yield cluster
     cluster.stop()
 
@@ -43,7 +43,7 @@ def _tables(db) -> list[str]:
 def test_round_trip_equals_the_geopackage_with_srid_index_and_style(db, mask, tmp_path):
     gpkg = tmp_path / "polygons.gpkg"
     assert _vectorize(str(mask), "-o", str(gpkg)).returncode == 0
-    done = _vectorize(str(mask), "-o", db.url(password="") + "?table=blobs", env={"PGPASSWORD": PASSWORD})
+    done = _vectorize(str(mask), "-o", db.url(password=None) + "?table=blobs", env={"PGPASSWORD": PASSWORD})
     assert done.returncode == 0, done.stderr
     assert "-> postgresql://rsseg@127.0.0.1" in done.stdout and PASSWORD not in done.stdout + done.stderr
     expected = gpd.read_file(gpkg, layer="polygons")
@@ -118,6 +118,16 @@ def test_concurrent_writers_to_one_table_take_turns(db, mask):
     assert [t for t in _tables(db) if t.startswith("shared_rsseg")] == []
 
 
+def test_password_from_pgpass(db, mask, tmp_path):
+    pgpass = tmp_path / "pgpass"
+    pgpass.write_text(f"127.0.0.1:{db.port}:gis:rsseg:{PASSWORD}\n")
+    pgpass.chmod(0o600)
+    done = _vectorize(str(mask), "-o", db.url(password=None) + "?table=from_pgpass",
+                      env={"PGPASSFILE": str(pgpass), "PGPASSWORD": ""})
+    assert done.returncode == 0, done.stderr
+    assert int(db.psql("gis", "SELECT count(*) FROM from_pgpass")) > 0
+
+
 @pytest.mark.parametrize("case", ["password", "postgis"])
 def test_wrong_credentials_and_missing_postgis_are_one_line(db, mask, case):
     url = db.url(password="wrong-pw") if case == "password" else db.url("plain")
@@ -147,6 +157,7 @@ def test_predict_vector_into_postgis_and_a_rerun_keeps_the_table(db, tmp_path, c
             "--vector", db.url() + "?table=predicted", "--threads", "1", "--quiet"]
     code, text = run_cli(args, capsys)
     assert code == 0 and "-> postgresql://rsseg@" in text and PASSWORD not in text, text
+    assert PASSWORD not in (tmp_path / "mask.json").read_text()
     assert _vectorize(str(tmp_path / "mask.tif"), "-o", str(tmp_path / "p.gpkg")).returncode == 0
     count = len(gpd.read_file(tmp_path / "p.gpkg", layer="p"))
     assert int(db.psql("gis", "SELECT count(*) FROM predicted")) == count > 0
