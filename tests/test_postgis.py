@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import geopandas as gpd
 import pytest
@@ -31,19 +32,33 @@ def mask(tmp_path_factory):
     return write_mask(tmp_path_factory.mktemp("mask") / "mask.tif", blob_mask(4))
 
 
-def _vectorize(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "rsseg.cli", "vectorize", *args, "--quiet"], capture_output=True,
-                          text=True, env={**os.environ, **(env or {})}, timeout=120)
+@pytest.fixture
+def vectorize(capsys, monkeypatch):
+    """``rsseg vectorize ARGS --quiet`` in this process, with ``env`` set: exit code, stdout, stderr."""
+    from rsseg.cli import main
+
+    def run(*args: str, env: dict | None = None) -> SimpleNamespace:
+        with monkeypatch.context() as patch:
+            for name, value in (env or {}).items():
+                patch.setenv(name, value)
+            try:
+                main(["vectorize", *args, "--quiet"])
+                code = 0
+            except SystemExit as exc:
+                code = exc.code or 0
+        out = capsys.readouterr()
+        return SimpleNamespace(returncode=code, stdout=out.out, stderr=out.err)
+    return run
 
 
 def _tables(db) -> list[str]:
     return db.psql("gis", "SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1").split()
 
 
-def test_round_trip_equals_the_geopackage_with_srid_index_and_style(db, mask, tmp_path):
+def test_round_trip_equals_the_geopackage_with_srid_index_and_style(db, mask, tmp_path, vectorize):
     gpkg = tmp_path / "polygons.gpkg"
-    assert _vectorize(str(mask), "-o", str(gpkg)).returncode == 0
-    done = _vectorize(str(mask), "-o", db.url(password=None) + "?table=blobs", env={"PGPASSWORD": PASSWORD})
+    assert vectorize(str(mask), "-o", str(gpkg)).returncode == 0
+    done = vectorize(str(mask), "-o", db.url(password=None) + "?table=blobs", env={"PGPASSWORD": PASSWORD})
     assert done.returncode == 0, done.stderr
     assert "-> postgresql://rsseg@127.0.0.1" in done.stdout and PASSWORD not in done.stdout + done.stderr
     expected = gpd.read_file(gpkg, layer="polygons")
@@ -62,15 +77,15 @@ def test_round_trip_equals_the_geopackage_with_srid_index_and_style(db, mask, tm
     assert [t for t in _tables(db) if "rsseg" in t] == []
 
 
-def test_existing_table_refused_overwritten_or_appended_when_columns_match(db, mask, tmp_path):
+def test_existing_table_refused_overwritten_or_appended_when_columns_match(db, mask, tmp_path, vectorize):
     url = db.url() + "?table=again"
-    assert _vectorize(str(mask), "-o", url).returncode == 0
+    assert vectorize(str(mask), "-o", url).returncode == 0
     count = int(db.psql("gis", "SELECT count(*) FROM again"))
-    refused = _vectorize(str(mask), "-o", url)
+    refused = vectorize(str(mask), "-o", url)
     assert refused.returncode == 1 and refused.stderr.count("\n") == 1 and "--overwrite" in refused.stderr
-    assert _vectorize(str(mask), "-o", url, "--overwrite").returncode == 0
+    assert vectorize(str(mask), "-o", url, "--overwrite").returncode == 0
     assert int(db.psql("gis", "SELECT count(*) FROM again")) == count
-    assert _vectorize(str(mask), "-o", url, "--append").returncode == 0
+    assert vectorize(str(mask), "-o", url, "--append").returncode == 0
     assert int(db.psql("gis", "SELECT count(*) FROM again")) == 2 * count
     probs = tmp_path / "probs.tif"  # a mean_prob column: another schema
     import numpy as np
@@ -80,7 +95,7 @@ def test_existing_table_refused_overwritten_or_appended_when_columns_match(db, m
         profile = {**src.profile, "count": 4, "nodata": None}
         with rasterio.open(probs, "w", **profile) as dst:
             dst.write(np.full((4, src.height, src.width), 64, np.uint8))
-    other = _vectorize(str(mask), "-o", url, "--append", "--probs", str(probs))
+    other = vectorize(str(mask), "-o", url, "--append", "--probs", str(probs))
     assert other.returncode == 1 and other.stderr.count("\n") == 1 and "columns differ" in other.stderr
     assert int(db.psql("gis", "SELECT count(*) FROM again")) == 2 * count
 
@@ -107,9 +122,9 @@ def test_kill_9_during_the_write_leaves_no_table(db, mask):
     assert [t for t in _tables(db) if t.startswith("killed")] == []
 
 
-def test_concurrent_writers_to_one_table_take_turns(db, mask):
+def test_concurrent_writers_to_one_table_take_turns(db, mask, vectorize):
     url = db.url() + "?table=shared"
-    assert _vectorize(str(mask), "-o", url).returncode == 0
+    assert vectorize(str(mask), "-o", url).returncode == 0
     count = int(db.psql("gis", "SELECT count(*) FROM shared"))
     writers = [subprocess.Popen([sys.executable, "-m", "rsseg.cli", "vectorize", str(mask), "-o", url, "--append",
                                  "--quiet"], stderr=subprocess.PIPE) for _ in range(3)]
@@ -118,20 +133,20 @@ def test_concurrent_writers_to_one_table_take_turns(db, mask):
     assert [t for t in _tables(db) if t.startswith("shared_rsseg")] == []
 
 
-def test_password_from_pgpass(db, mask, tmp_path):
+def test_password_from_pgpass(db, mask, tmp_path, vectorize):
     pgpass = tmp_path / "pgpass"
     pgpass.write_text(f"127.0.0.1:{db.port}:gis:rsseg:{PASSWORD}\n")
     pgpass.chmod(0o600)
-    done = _vectorize(str(mask), "-o", db.url(password=None) + "?table=from_pgpass",
+    done = vectorize(str(mask), "-o", db.url(password=None) + "?table=from_pgpass",
                       env={"PGPASSFILE": str(pgpass), "PGPASSWORD": ""})
     assert done.returncode == 0, done.stderr
     assert int(db.psql("gis", "SELECT count(*) FROM from_pgpass")) > 0
 
 
 @pytest.mark.parametrize("case", ["password", "postgis"])
-def test_wrong_credentials_and_missing_postgis_are_one_line(db, mask, case):
+def test_wrong_credentials_and_missing_postgis_are_one_line(db, mask, case, vectorize):
     url = db.url(password="wrong-pw") if case == "password" else db.url("plain")
-    done = _vectorize(str(mask), "-o", url + "?table=nope")
+    done = vectorize(str(mask), "-o", url + "?table=nope")
     says = "password authentication failed" if case == "password" else "no PostGIS extension"
     assert done.returncode == 1 and done.stderr.count("\n") == 1 and says in done.stderr, done.stderr
     assert "wrong-pw" not in done.stderr and PASSWORD not in done.stderr and "Traceback" not in done.stderr
@@ -144,7 +159,7 @@ def _wait(condition, seconds: float = 30) -> None:
         time.sleep(0.1)
 
 
-def test_predict_vector_into_postgis_and_a_rerun_keeps_the_table(db, tmp_path, capsys):
+def test_predict_vector_into_postgis_and_a_rerun_keeps_the_table(db, tmp_path, capsys, vectorize):
     from conftest import TinyFCN, random_scene, run_cli, write_scene
 
     from rsseg.models import save_checkpoint
@@ -158,7 +173,7 @@ def test_predict_vector_into_postgis_and_a_rerun_keeps_the_table(db, tmp_path, c
     code, text = run_cli(args, capsys)
     assert code == 0 and "-> postgresql://rsseg@" in text and PASSWORD not in text, text
     assert PASSWORD not in (tmp_path / "mask.json").read_text()
-    assert _vectorize(str(tmp_path / "mask.tif"), "-o", str(tmp_path / "p.gpkg")).returncode == 0
+    assert vectorize(str(tmp_path / "mask.tif"), "-o", str(tmp_path / "p.gpkg")).returncode == 0
     count = len(gpd.read_file(tmp_path / "p.gpkg", layer="p"))
     assert int(db.psql("gis", "SELECT count(*) FROM predicted")) == count > 0
     code, text = run_cli(args, capsys)  # finished earlier: neither the mask nor the table is rewritten
