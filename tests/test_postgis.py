@@ -7,7 +7,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 from types import SimpleNamespace
 
 import geopandas as gpd
@@ -16,7 +15,6 @@ import shapely
 from postgis_cluster import PASSWORD, start, why_not
 from test_vectorize import blob_mask, write_mask
 
-HERE = Path(__file__).parent
 pytestmark = pytest.mark.skipif(why_not() is not None, reason=f"no PostGIS server: {why_not()}")
 
 
