@@ -50,7 +50,8 @@ def check_predict_outputs(scene: Scene, checkpoint: Path, outputs: SceneOutputs,
 @click.argument("scenes", nargs=-1, required=True)
 @opt.output("Class mask GeoTIFF of a single scene (default: SCENE-STEM_mask.tif in the current folder).")
 @click.option("--out-dir", type=opt.FOLDER,
-              help="Write DIR/<stem>_mask.tif per scene, DIR/mosaic.vrt over them and DIR/catalog.json.")
+              help="Write DIR/<stem>_mask.tif per scene, DIR/mosaic.vrt over them, DIR/catalog.json and a STAC "
+                   "catalogue (DIR/collection.json).")
 @click.option("--asset", help="With a STAC Item as SCENE: the asset to segment (default: the first with role "
                                 "visual, then data).")
 @opt.checkpoint(help="rsseg model file, .pt or exported .onnx (default: the bundled default model).")
@@ -71,7 +72,8 @@ def check_predict_outputs(scene: Scene, checkpoint: Path, outputs: SceneOutputs,
               help="Also write confidence bands (uint8): top-class probability, margin, entropy, TTA disagreement; "
                    "PATH, or as a flag <stem>_confidence.tif.")
 @click.option("--vector", is_flag=False, flag_value=FLAG,
-              help="Also write polygons (gpkg/shp/geojson/fgb): PATH, or as a flag <stem>_polygons.gpkg "
+              help="Also write polygons (gpkg/shp/geojson/fgb, or a PostGIS table postgresql://...?table=NAME): "
+                   "PATH, or as a flag <stem>_polygons.gpkg "
                    "(with --out-dir also DIR/mosaic.gpkg, one layer over all scenes).")
 @click.option("--cog", is_flag=True, help="Write Cloud-Optimized GeoTIFFs.")
 @opt.device()
@@ -89,8 +91,9 @@ def predict(scenes: tuple[str, ...], output: Path | None, out_dir: Path | None, 
             calibrate: tuple[Path, ...], threads: int | None, restart: bool, overwrite: bool, quiet: bool) -> None:
     """Segment SCENES window by window with overlap blending.
 
-    SCENES are files (VRT mosaics included), folders, glob patterns or @LIST.txt files of
-    paths. Each scene gets a class mask with its CRS and transform (nodata 255), a JSON record
+    SCENES are files (VRT mosaics included), folders, glob patterns, @LIST.txt files of
+    paths, URLs (https://, s3://, /vsicurl/: read with range requests) or STAC Items (.json,
+    local or a URL; see --asset). Each scene gets a class mask with its CRS and transform (nodata 255), a JSON record
     beside it, and optionally probabilities, confidence bands and polygons. An interrupted run resumes from the
     last finished band of rows when started again; under torchrun, ranks share the scenes
     (or the rows of fewer scenes than ranks).

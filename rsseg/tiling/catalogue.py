@@ -1,4 +1,4 @@
-"""Many scenes in one call: output names, per-scene runs, the mosaics and ``catalog.json``."""
+"""Many scenes in one call: output names, per-scene runs, the mosaics, ``catalog.json`` and the STAC catalogue."""
 
 from __future__ import annotations
 
@@ -113,7 +113,7 @@ def predict_scenes(scenes: Sequence[str | os.PathLike], out_dir: str | os.PathLi
                    **changes: Any) -> CatalogueReport:
     """Segment ``scenes`` into ``out_dir``: ``<stem>_mask.tif`` (and each of ``outputs``, e.g.
     ``("probs", "confidence")``, and with ``vector`` polygons) per scene, a mosaic VRT per output
-    kind over all scenes, and ``catalog.json``.
+    kind over all scenes, ``catalog.json`` and a STAC catalogue (:mod:`rsseg.tiling.stac`).
 
     ``options`` with ``changes`` as in :func:`rsseg.tiling.predict_scene`. A scene that fails is
     recorded and the others go on (:meth:`CatalogueReport.raise_for_failures`). ``on_scene`` is
