@@ -25,6 +25,8 @@ def served(tmp_path_factory):
     model.arch = {"name": "test_tiny_fcn", "num_classes": 4, "in_channels": 3, "kwargs": {}}
     save_checkpoint(model, folder / "tiny.pt", tile_size=64)
     write_scene(folder / "small.tif", random_scene(128, 160, seed=3), driver="COG")
+    write_scene(folder / "whole.tif", np.random.default_rng(1).integers(0, 256, (3, 512, 512), dtype=np.uint8),
+                driver="COG")  # large enough for GDAL to refuse it from a server without ranges
     rng = np.random.default_rng(0)
     write_scene(folder / "big.tif", rng.integers(0, 256, (3, BIG, BIG), dtype=np.uint8), driver="COG",
                 compress="deflate", blocksize=512)
@@ -86,7 +88,8 @@ def test_a_corner_of_a_4096_cog_reads_a_small_fraction_of_it(served, tmp_path, c
 @pytest.mark.parametrize("where, says", [
     ("/range/missing.tif", "not found on the server (HTTP 404)"),
     ("/private/small.tif?token=wrong", "access refused (HTTP 403)"),
-    ("/norange/big.tif", "does not support range requests"),
+    ("/norange/big.tif", "does not support range requests: reading it would download the whole file "
+                         "(use --download-whole to allow it)"),
     ("/truncated/small.tif", "truncated response"),
     ("unreachable", "host unreachable"),
 ])
@@ -97,6 +100,20 @@ def test_network_errors_are_one_line_and_create_nothing(served, tmp_path, capsys
     assert code == 1 and text.count("\n") == 1 and says in text and "Traceback" not in text, text
     assert text.startswith(f"Error: {url.split('?')[0]}: ") and "wrong" not in text
     assert not list(tmp_path.iterdir())
+
+
+def test_download_whole_only_with_the_flag(served, tmp_path, capsys):
+    folder, server = served
+    url = f"{server.url}/norange/whole.tif"
+    code, text = _predict(folder, url, tmp_path / "mask.tif", capsys)
+    assert code == 1 and "--download-whole" in text and not list(tmp_path.iterdir()), text
+    server.reset()
+    code, text = _predict(folder, url, tmp_path / "mask.tif", capsys, "--download-whole")
+    size = (folder / "whole.tif").stat().st_size
+    assert code == 0 and f"downloaded the whole file ({size} bytes)" in text, text
+    assert server.bytes_sent >= size
+    with rasterio.open(tmp_path / "mask.tif") as ds:
+        assert ds.shape == (512, 512)
 
 
 def test_urls_are_shown_without_tokens_or_credentials():

@@ -54,6 +54,8 @@ def check_predict_outputs(scene: Scene, checkpoint: Path, outputs: SceneOutputs,
                    "catalogue (DIR/collection.json).")
 @click.option("--asset", help="With a STAC Item as SCENE: the asset to segment (default: the first with role "
                                 "visual, then data).")
+@click.option("--download-whole", is_flag=True,
+              help="Allow downloading a remote scene whole from a server without range requests.")
 @opt.checkpoint(help="rsseg model file, .pt or exported .onnx (default: the bundled default model).")
 @opt.runtime
 @click.option("--tile", type=opt.POSITIVE_INT, help="Window size in pixels (default: the model's training tile).")
@@ -84,7 +86,7 @@ def check_predict_outputs(scene: Scene, checkpoint: Path, outputs: SceneOutputs,
 @opt.overwrite
 @opt.quiet
 def predict(scenes: tuple[str, ...], output: Path | None, out_dir: Path | None, asset: str | None,
-            checkpoint: Path | None,
+            download_whole: bool, checkpoint: Path | None,
             runtime: str, tile: int | None, overlap: float | None, stride: int | None, batch_size: int, tta: str,
             bands: list[int] | None, gsd: str, input_scale: float | None, probs: str | None,
             confidence: str | None, vector: str | None, cog: bool, device: str, precision: str,
@@ -106,7 +108,7 @@ def predict(scenes: tuple[str, ...], output: Path | None, out_dir: Path | None, 
         raise click.UsageError("give --overlap or --stride, not both")
     if calibrate and precision != "int8":
         raise click.UsageError("--calibrate applies to --precision int8 only")
-    paths = expand_inputs(list(scenes), asset)
+    paths = expand_inputs(list(scenes), asset, download_whole)
     if len(paths) > 1 and out_dir is None:
         raise click.UsageError(f"{len(paths)} scenes need --out-dir DIR")
     if out_dir is not None and output is not None:

@@ -21,6 +21,8 @@ from rsseg.errors import RssegError, reason
 
 PREFIXES = {"http://": "/vsicurl/", "https://": "/vsicurl/", "s3://": "/vsis3/"}
 GDAL_PREFIXES = ("/vsicurl/", "/vsis3/", "/vsigs/", "/vsiaz/")
+NO_RANGES = ("the server does not support range requests: reading it would download the whole file "
+             "(use `download_whole` to allow it)")
 # no directory listing on open (one request instead of many), no retries that hide a dead server
 NETWORK_ENV = {"GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR", "GDAL_HTTP_MAX_RETRY": "0",
                "CPL_VSIL_CURL_USE_HEAD": "NO", "GDAL_HTTP_TIMEOUT": "30"}
@@ -28,10 +30,12 @@ NETWORK_ENV = {"GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR", "GDAL_HTTP_MAX_RETRY
 
 @dataclass(frozen=True)
 class RemoteScene:
-    """A scene GDAL reads over the network: ``gdal_path`` (tokens included) opens it, ``url`` names it."""
+    """A scene GDAL reads over the network: ``gdal_path`` (tokens included) opens it, ``url`` names it;
+    ``download_whole`` allows reading a file from a server without range requests (all of it)."""
 
     gdal_path: str
     url: str
+    download_whole: bool = False
 
     @property
     def name(self) -> str:
@@ -48,11 +52,11 @@ class RemoteScene:
 Scene = Path | RemoteScene  # what the engine takes as a scene
 
 
-def as_scene(arg: str | os.PathLike | RemoteScene) -> Scene:
+def as_scene(arg: str | os.PathLike | RemoteScene, download_whole: bool = False) -> Scene:
     """A scene argument as a local :class:`Path` or a :class:`RemoteScene`."""
     if isinstance(arg, RemoteScene):
         return arg
-    return remote_scene(os.fspath(arg)) if is_remote(arg) else Path(arg)
+    return remote_scene(os.fspath(arg), download_whole) if is_remote(arg) else Path(arg)
 
 
 def scene_identity(scene: Scene) -> dict:
@@ -76,14 +80,15 @@ def is_remote(arg: str | os.PathLike | RemoteScene) -> bool:
     return isinstance(arg, str) and arg.startswith((*PREFIXES, *GDAL_PREFIXES))
 
 
-def remote_scene(arg: str) -> RemoteScene:
+def remote_scene(arg: str, download_whole: bool = False) -> RemoteScene:
     """The :class:`RemoteScene` of a URL or GDAL network path."""
     for scheme, prefix in PREFIXES.items():
         if arg.startswith(scheme):
-            return RemoteScene(prefix + (arg[len("s3://"):] if scheme == "s3://" else arg), public_url(arg))
+            return RemoteScene(prefix + (arg[len("s3://"):] if scheme == "s3://" else arg), public_url(arg),
+                               download_whole)
     prefix = next(p for p in GDAL_PREFIXES if arg.startswith(p))
     rest = arg[len(prefix):]
-    return RemoteScene(arg, public_url(rest) if "://" in rest else prefix + rest.split("?")[0])
+    return RemoteScene(arg, public_url(rest) if "://" in rest else prefix + rest.split("?")[0], download_whole)
 
 
 def public_url(url: str) -> str:
@@ -95,12 +100,38 @@ def public_url(url: str) -> str:
 
 def open_remote(scene: RemoteScene) -> rasterio.DatasetReader:
     """Open a remote scene; an unreachable host, a refusal, a missing file or a server without range
-    requests raise :class:`RssegError` in one line."""
+    requests (unless ``download_whole``) raise :class:`RssegError` in one line."""
     try:
         with rasterio.Env(**NETWORK_ENV):
             return rasterio.open(scene.gdal_path)
     except RasterioIOError as err:
-        raise RssegError(f"{scene}: {network_reason(err)}") from None
+        why = network_reason(err)
+        if not (scene.download_whole and why == NO_RANGES and scene.gdal_path.startswith("/vsicurl/http")):
+            raise RssegError(f"{scene}: {why}") from None
+    return _open_downloaded(scene)
+
+
+def _open_downloaded(scene: RemoteScene) -> rasterio.DatasetReader:
+    """Download the whole file into an unnamed temporary file (gone when closed) and open it."""
+    import shutil
+    import tempfile
+    import urllib.request
+    import warnings
+    from http.client import HTTPException
+    from urllib.error import URLError
+
+    with tempfile.NamedTemporaryFile(suffix=Path(scene.name).suffix) as tmp:
+        try:
+            with urllib.request.urlopen(scene.gdal_path[len("/vsicurl/"):], timeout=60) as response:
+                shutil.copyfileobj(response, tmp)
+        except HTTPException:  # IncompleteRead: the server announced more than it sent
+            raise RssegError(f"{scene}: truncated response from the server") from None
+        except (URLError, OSError) as err:
+            raise RssegError(f"{scene}: download failed ({getattr(err, 'reason', err)})") from None
+        tmp.flush()
+        warnings.warn(f"{scene}: the server does not support range requests; downloaded the whole file "
+                      f"({tmp.tell()} bytes)", stacklevel=3)
+        return rasterio.open(tmp.name)  # the open file outlives its name
 
 
 def network_reason(err: BaseException) -> str:
@@ -112,8 +143,7 @@ def network_reason(err: BaseException) -> str:
         if f"response code: {code}" in lower:
             return words
     if "range downloading not supported" in lower:
-        return ("the server does not support range requests: reading it would download the whole file "
-                "(download it first, then give the local file)")
+        return NO_RANGES
     if "could not connect" in lower or "couldn't connect" in lower or "could not resolve" in lower \
             or "couldn't resolve" in lower:
         return f"host unreachable ({text.split(':', 1)[-1].strip()})"

@@ -13,7 +13,7 @@ def is_stac_item(arg: str) -> bool:
     return public_url(arg).lower().endswith(".json")
 
 
-def item_scene(arg: str, asset: str | None = None) -> Scene:
+def item_scene(arg: str, asset: str | None = None, download_whole: bool = False) -> Scene:
     """The scene of Item ``arg``: asset ``asset`` or the first with role ``visual``, then ``data``."""
     import pystac
 
@@ -31,4 +31,4 @@ def item_scene(arg: str, asset: str | None = None) -> Scene:
         if chosen is None:
             raise RssegError(f"{shown}: no asset with role {' or '.join(ROLES)}; choose one with `asset` "
                              f"({', '.join(item.assets)})")
-    return as_scene(chosen.get_absolute_href() or chosen.href)
+    return as_scene(chosen.get_absolute_href() or chosen.href, download_whole)
