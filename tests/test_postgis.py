@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 from types import SimpleNamespace
 
 import geopandas as gpd
@@ -118,6 +121,8 @@ def test_kill_9_during_the_write_leaves_no_table(db, mask):
     _wait(lambda: db.psql("gis", "SELECT count(*) FROM pg_stat_activity "
                                  "WHERE query LIKE 'SELECT pg_advisory_xact_lock%'") == "0")
     assert [t for t in _tables(db) if t.startswith("killed")] == []
+    for left in Path(tempfile.gettempdir()).glob(f"rsseg-postgis-{writer.pid}-*"):  # its temporary GeoPackage
+        shutil.rmtree(left)
 
 
 def test_concurrent_writers_to_one_table_take_turns(db, mask, vectorize):

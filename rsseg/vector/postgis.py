@@ -180,7 +180,7 @@ def vectorize_to_postgis(mask_path: str | os.PathLike, target: str, *, layer_per
     if overwrite and append:
         raise RssegError(f"{where.shown}: give `overwrite` or `append`, not both")
     check_target(where, overwrite, append)
-    with tempfile.TemporaryDirectory(prefix="rsseg-postgis-") as folder:
+    with tempfile.TemporaryDirectory(prefix=f"rsseg-postgis-{os.getpid()}-") as folder:  # a killed run's stays
         gpkg = Path(folder) / f"{where.table}.gpkg"
         summary = vectorize_mask(mask_path, gpkg, **options)
         with sqlite3.connect(gpkg) as db:
