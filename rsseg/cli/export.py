@@ -11,16 +11,19 @@ from rsseg.cli import options as opt
 
 @click.command()
 @click.argument("model", type=opt.EXISTING_FILE)
-@opt.output("ONNX file to write (default: MODEL with the suffix .onnx, or .int8.onnx with --int8).")
+@opt.output("ONNX file to write (default: MODEL with the suffix .onnx, or .int8.onnx with --int8; "
+            ".stac.json with --stac).")
 @click.option("--tile", type=opt.POSITIVE_INT,
               help="Window size a fixed-size graph is exported for (default: the model's training tile).")
+@click.option("--stac", is_flag=True,
+              help="Write the model's STAC Item (Machine Learning Model extension) instead of an ONNX file.")
 @click.option("--int8", is_flag=True, help="Quantise statically to INT8 (QDQ, per-channel weights); needs --calibrate.")
 @opt.calibrate
 @click.option("--calibration-windows", type=click.IntRange(min=2), default=64, show_default=True,
               help="With --int8: windows drawn from --calibrate; a quarter are held back to measure the result.")
 @opt.overwrite
 @opt.quiet
-def export(model: Path, output: Path | None, tile: int | None, int8: bool, calibrate: tuple[Path, ...],
+def export(model: Path, output: Path | None, tile: int | None, stac: bool, int8: bool, calibrate: tuple[Path, ...],
            calibration_windows: int, overwrite: bool, quiet: bool) -> None:
     """Export MODEL (an rsseg .pt file) to ONNX (opset 17) for ONNX Runtime or QGIS Deepness.
 
@@ -32,6 +35,11 @@ def export(model: Path, output: Path | None, tile: int | None, int8: bool, calib
     """
     from rsseg.models import load_checkpoint
 
+    if stac:
+        if int8 or tile:
+            raise click.UsageError("--stac describes the model file as it is: no --int8 or --tile")
+        _export_stac(model, output or model.with_suffix(".stac.json"), overwrite)
+        return
     if int8 and not calibrate:
         raise click.UsageError("--int8 needs calibration data: --calibrate SCENE_OR_FOLDER (repeatable)")
     if calibrate and not int8:
@@ -48,3 +56,16 @@ def export(model: Path, output: Path | None, tile: int | None, int8: bool, calib
     from rsseg.models.onnx_export import export_onnx
 
     click.echo(export_onnx(net, card, output, overwrite=overwrite, tile=tile).summary_line())
+
+
+def _export_stac(model: Path, output: Path, overwrite: bool) -> None:
+    """Write MODEL's STAC Item (MLM extension), its weights asset relative to it."""
+    import datetime
+
+    from rsseg.models import load_checkpoint
+    from rsseg.tiling.stac import model_item, write_item
+
+    _, card = load_checkpoint(model, "cpu")
+    when = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
+    path = write_item(model_item(card, str(model.resolve()), output.resolve(), when), overwrite)
+    click.echo(f"STAC Item of {model.name} (MLM extension) -> {path}")

@@ -13,6 +13,7 @@ from rsseg.cli.flags import cli_message, flag, to_flags
 from rsseg.errors import RssegError, captured_warnings
 
 if TYPE_CHECKING:
+    from rsseg.io.remote import Scene
     from rsseg.tiling.catalogue import SceneOutputs
 
 FLAG = "\0flag"  # the value of --probs/--confidence/--vector given without a path
@@ -20,32 +21,41 @@ FLAG = "\0flag"  # the value of --probs/--confidence/--vector given without a pa
 BARRIER_TIMEOUT = datetime.timedelta(hours=24)  # ranks wait for each other's scenes, however long
 
 
-def check_predict_outputs(scene: Path, checkpoint: Path, outputs: SceneOutputs, overwrite: bool) -> None:
+def check_predict_outputs(scene: Scene, checkpoint: Path, outputs: SceneOutputs, overwrite: bool) -> None:
     """The outputs of a one-scene ``predict`` checked before the model is even loaded (see
     :func:`check_outputs`). Existing rasters are left to the engine, which skips a finished
     identical run and resumes a killed one; polygons are written last, so they are checked here."""
     from rsseg.io.outputs import check_outputs, run_record_path
     from rsseg.io.raster import open_raster, require_map_grid
+    from rsseg.vector.postgis import check_target, parse_target
     from rsseg.vector.write import resolve_format
 
     vector = outputs.vector
-    if vector is not None:
+    if isinstance(vector, Path):
         resolve_format(vector, None)
     check_outputs({"-o": outputs.mask, **{flag(name): path for name, path in outputs.rasters.items()},
-                   "the run record": run_record_path(outputs.mask), "--vector": vector},
-                  [scene, checkpoint], overwrite=True)
-    if vector is not None and vector.exists() and not overwrite and not outputs.mask.exists():
-        raise RssegError(f"{vector}: output exists (use --overwrite to replace it)")
+                   "the run record": run_record_path(outputs.mask),
+                   "--vector": vector if isinstance(vector, Path) else None}, [scene, checkpoint], overwrite=True)
+    if vector is not None and not overwrite and not outputs.mask.exists():
+        if isinstance(vector, Path) and vector.exists():
+            raise RssegError(f"{vector}: output exists (use --overwrite to replace it)")
+        if isinstance(vector, str):
+            check_target(parse_target(vector), overwrite=False, append=False)
     if vector is not None:
         with open_raster(scene) as ds:
-            require_map_grid(ds, scene, "--vector polygons")
+            require_map_grid(ds, str(scene), "--vector polygons")
 
 
 @click.command()
 @click.argument("scenes", nargs=-1, required=True)
 @opt.output("Class mask GeoTIFF of a single scene (default: SCENE-STEM_mask.tif in the current folder).")
 @click.option("--out-dir", type=opt.FOLDER,
-              help="Write DIR/<stem>_mask.tif per scene, DIR/mosaic.vrt over them and DIR/catalog.json.")
+              help="Write DIR/<stem>_mask.tif per scene, DIR/mosaic.vrt over them, DIR/catalog.json and a STAC "
+                   "catalogue (DIR/collection.json).")
+@click.option("--asset", help="With a STAC Item as SCENE: the asset to segment (default: the first with role "
+                                "visual, then data).")
+@click.option("--download-whole", is_flag=True,
+              help="Allow downloading a remote scene whole from a server without range requests.")
 @opt.checkpoint(help="rsseg model file, .pt or exported .onnx (default: the bundled default model).")
 @opt.runtime
 @click.option("--tile", type=opt.POSITIVE_INT, help="Window size in pixels (default: the model's training tile).")
@@ -64,7 +74,8 @@ def check_predict_outputs(scene: Path, checkpoint: Path, outputs: SceneOutputs, 
               help="Also write confidence bands (uint8): top-class probability, margin, entropy, TTA disagreement; "
                    "PATH, or as a flag <stem>_confidence.tif.")
 @click.option("--vector", is_flag=False, flag_value=FLAG,
-              help="Also write polygons (gpkg/shp/geojson/fgb): PATH, or as a flag <stem>_polygons.gpkg "
+              help="Also write polygons (gpkg/shp/geojson/fgb, or a PostGIS table postgresql://...?table=NAME): "
+                   "PATH, or as a flag <stem>_polygons.gpkg "
                    "(with --out-dir also DIR/mosaic.gpkg, one layer over all scenes).")
 @click.option("--cog", is_flag=True, help="Write Cloud-Optimized GeoTIFFs.")
 @opt.device()
@@ -74,15 +85,17 @@ def check_predict_outputs(scene: Path, checkpoint: Path, outputs: SceneOutputs, 
 @click.option("--restart", is_flag=True, help="Ignore the resume journal of unfinished scenes; start afresh.")
 @opt.overwrite
 @opt.quiet
-def predict(scenes: tuple[str, ...], output: Path | None, out_dir: Path | None, checkpoint: Path | None,
+def predict(scenes: tuple[str, ...], output: Path | None, out_dir: Path | None, asset: str | None,
+            download_whole: bool, checkpoint: Path | None,
             runtime: str, tile: int | None, overlap: float | None, stride: int | None, batch_size: int, tta: str,
             bands: list[int] | None, gsd: str, input_scale: float | None, probs: str | None,
             confidence: str | None, vector: str | None, cog: bool, device: str, precision: str,
             calibrate: tuple[Path, ...], threads: int | None, restart: bool, overwrite: bool, quiet: bool) -> None:
     """Segment SCENES window by window with overlap blending.
 
-    SCENES are files (VRT mosaics included), folders, glob patterns or @LIST.txt files of
-    paths. Each scene gets a class mask with its CRS and transform (nodata 255), a JSON record
+    SCENES are files (VRT mosaics included), folders, glob patterns, @LIST.txt files of
+    paths, URLs (https://, s3://, /vsicurl/: read with range requests) or STAC Items (.json,
+    local or a URL; see --asset). Each scene gets a class mask with its CRS and transform (nodata 255), a JSON record
     beside it, and optionally probabilities, confidence bands and polygons. An interrupted run resumes from the
     last finished band of rows when started again; under torchrun, ranks share the scenes
     (or the rows of fewer scenes than ranks).
@@ -95,7 +108,7 @@ def predict(scenes: tuple[str, ...], output: Path | None, out_dir: Path | None, 
         raise click.UsageError("give --overlap or --stride, not both")
     if calibrate and precision != "int8":
         raise click.UsageError("--calibrate applies to --precision int8 only")
-    paths = expand_inputs(list(scenes))
+    paths = expand_inputs(list(scenes), asset, download_whole)
     if len(paths) > 1 and out_dir is None:
         raise click.UsageError(f"{len(paths)} scenes need --out-dir DIR")
     if out_dir is not None and output is not None:
@@ -103,7 +116,7 @@ def predict(scenes: tuple[str, ...], output: Path | None, out_dir: Path | None, 
     asked = {"probs": probs, "confidence": confidence}
     if out_dir is not None and any(v not in (None, FLAG) for v in (*asked.values(), vector)):
         raise click.UsageError("with --out-dir, give --probs, --confidence and --vector without a path")
-    if len(paths) == 1 and out_dir is None and not paths[0].exists():
+    if len(paths) == 1 and out_dir is None and isinstance(paths[0], Path) and not paths[0].exists():
         raise RssegError(f"{paths[0]}: file not found")
     options = PredictOptions(tile=tile, overlap=0.5 if overlap is None else overlap, stride=stride,
                              batch_size=batch_size, tta=tta, bands=tuple(bands) if bands else None, cog=cog,
@@ -135,16 +148,17 @@ def _default_model() -> tuple[Path, str]:
                            f"scenes; pass --checkpoint for real maps)")
 
 
-def _named_outputs(scene: Path, output: Path | None, asked: dict[str, str | None], vector: str | None
+def _named_outputs(scene: Scene, output: Path | None, asked: dict[str, str | None], vector: str | None
                    ) -> SceneOutputs:
     """A single scene's outputs: the paths given, or for flags given alone ``<stem>_<kind>`` beside the mask."""
     from rsseg.tiling.catalogue import SceneOutputs, scene_outputs
+    from rsseg.vector.postgis import is_postgis
 
     default = scene_outputs(scene, output.parent if output else Path.cwd(),
                             [name for name, value in asked.items() if value == FLAG], vector == FLAG)
     rasters = {name: Path(value) for name, value in asked.items() if value not in (None, FLAG)}
     return SceneOutputs(output or default.mask, {**default.rasters, **rasters},
-                        default.vector or (Path(vector) if vector else None))
+                        default.vector or ((vector if is_postgis(vector) else Path(vector)) if vector else None))
 
 
 def _run(jobs: list, checkpoint: Path, note: str | None, runtime: str, device: str, threads: int | None,

@@ -8,6 +8,7 @@ from typing import Iterable, Mapping
 
 from rsseg.errors import RssegError
 from rsseg.io.atomic import check_output
+from rsseg.io.remote import RemoteScene
 
 
 def _same(a: Path, b: Path) -> bool:
@@ -43,7 +44,8 @@ def check_writable(path: Path) -> None:
         raise RssegError(f"{path}: output folder {folder} is not writable")
 
 
-def check_outputs(outputs: Mapping[str, Path | None], inputs: Iterable[Path | None], overwrite: bool,
+def check_outputs(outputs: Mapping[str, Path | None], inputs: Iterable[str | os.PathLike | RemoteScene | None],
+                  overwrite: bool,
                   folders: Iterable[str] = ()) -> None:
     """Check every output before any work: its folder exists and is writable, its name fits, it does
     not exist (unless ``overwrite``), and it coincides with no input and no other output.
@@ -53,7 +55,7 @@ def check_outputs(outputs: Mapping[str, Path | None], inputs: Iterable[Path | No
     outputs, which must not hold an input either.
     """
     folders = set(folders)
-    given = [Path(p) for p in inputs if p is not None]
+    given = [Path(p) for p in inputs if p is not None and not isinstance(p, RemoteScene)]
     checked: dict[str, Path] = {}
     for label, path in outputs.items():
         if path is None:

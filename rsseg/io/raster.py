@@ -13,6 +13,7 @@ from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 from rasterio.windows import Window
 
 from rsseg.errors import RssegError, reason
+from rsseg.io.remote import RemoteScene, is_remote, network_reason, open_remote, public_name
 
 GDAL_CACHE_MB = 128  # GDAL's block cache defaults to 5 % of RAM and would grow with the scene
 
@@ -22,8 +23,11 @@ def bounded_gdal_cache() -> rasterio.Env:
     return rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB)
 
 
-def open_raster(path: str | Path) -> rasterio.DatasetReader:
-    """Open any raster GDAL reads; missing, unreadable or truncated files raise :class:`RssegError`."""
+def open_raster(path: str | Path | RemoteScene) -> rasterio.DatasetReader:
+    """Open any raster GDAL reads, local or remote (:mod:`rsseg.io.remote`); missing, unreadable or
+    truncated files raise :class:`RssegError`."""
+    if isinstance(path, RemoteScene):
+        return open_remote(path)  # reading its last row to find truncation would cost a row of blocks
     path = Path(path)
     if not path.exists():
         raise RssegError(f"{path}: file not found")
@@ -99,7 +103,8 @@ def read_window(ds: rasterio.DatasetReader, bands: list[int], y: int, x: int, h:
         else:
             valid = ds.read_masks(bands, window=window).min(axis=0) > 0
     except RasterioIOError as err:
-        raise RssegError(f"{ds.name}: read error at rows {y}-{y + h} ({reason(err)})") from None
+        why = network_reason(err) if is_remote(ds.name) else reason(err)
+        raise RssegError(f"{public_name(ds.name)}: read error at rows {y}-{y + h} ({why})") from None
     if data.dtype.kind == "f":
         finite = np.isfinite(data)
         if not finite.all():

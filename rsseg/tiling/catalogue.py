@@ -1,4 +1,4 @@
-"""Many scenes in one call: output names, per-scene runs, the mosaics and ``catalog.json``."""
+"""Many scenes in one call: output names, per-scene runs, the mosaics, ``catalog.json`` and the STAC catalogue."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import json
 import os
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
@@ -15,12 +15,14 @@ import torch
 from rsseg.distributed import DistEnv, barrier, gather_objects, scene_share
 from rsseg.errors import RssegError, captured_warnings
 from rsseg.io.atomic import atomic_output
+from rsseg.io.remote import Scene, as_scene
 from rsseg.io.vrt import write_mosaic_vrt
 from rsseg.models.checkpoint import ModelCard
-from rsseg.tiling.options import PredictOptions
+from rsseg.tiling.options import PredictOptions, result_fields
 from rsseg.tiling.outputs import MASK, OUTPUT_KINDS, extra_kinds
 from rsseg.tiling.report import PredictReport
 from rsseg.tiling.run import predict_scene
+from rsseg.tiling.stac import write_stac
 
 CATALOG = "catalog.json"
 VECTOR_SUFFIX = "_polygons.gpkg"  # <scene stem> + suffix: a scene's polygons
@@ -33,10 +35,10 @@ class SceneOutputs:
 
     mask: Path
     rasters: dict[str, Path] = field(default_factory=dict)
-    vector: Path | None = None
+    vector: Path | str | None = None  # a file, or a PostGIS table URL
 
 
-def scene_outputs(scene: Path, folder: Path, kinds: Iterable[str] = (), vector: bool = False) -> SceneOutputs:
+def scene_outputs(scene: Scene, folder: Path, kinds: Iterable[str] = (), vector: bool = False) -> SceneOutputs:
     """``FOLDER/<stem><suffix>`` of the mask and of each kind asked for, named by its :class:`OutputKind`."""
     def named(suffix: str) -> Path:
         return folder / f"{scene.stem}{suffix}"
@@ -48,7 +50,7 @@ def scene_outputs(scene: Path, folder: Path, kinds: Iterable[str] = (), vector: 
 class SceneResult:
     """What happened to one scene: its report (and polygons), or the error that stopped it."""
 
-    scene: Path
+    scene: Scene
     outputs: SceneOutputs
     report: PredictReport | None = None
     vector: Any = None  # rsseg.vector.VectorizeSummary
@@ -80,6 +82,7 @@ class CatalogueReport:
     results: list[SceneResult]
     mosaics: dict[str, Path] = field(default_factory=dict)  # kind name (``vector``: the polygons) -> path
     vector: Any = None  # rsseg.vector.VectorizeSummary of the catalogue's polygons
+    stac: Path | None = None  # the STAC Collection (``collection.json``)
     seconds: float = 0.0
 
     @property
@@ -110,7 +113,7 @@ def predict_scenes(scenes: Sequence[str | os.PathLike], out_dir: str | os.PathLi
                    **changes: Any) -> CatalogueReport:
     """Segment ``scenes`` into ``out_dir``: ``<stem>_mask.tif`` (and each of ``outputs``, e.g.
     ``("probs", "confidence")``, and with ``vector`` polygons) per scene, a mosaic VRT per output
-    kind over all scenes, and ``catalog.json``.
+    kind over all scenes, ``catalog.json`` and a STAC catalogue (:mod:`rsseg.tiling.stac`).
 
     ``options`` with ``changes`` as in :func:`rsseg.tiling.predict_scene`. A scene that fails is
     recorded and the others go on (:meth:`CatalogueReport.raise_for_failures`). ``on_scene`` is
@@ -121,12 +124,12 @@ def predict_scenes(scenes: Sequence[str | os.PathLike], out_dir: str | os.PathLi
     folder = Path(out_dir)
     folder.mkdir(parents=True, exist_ok=True)
     kinds = list(outputs)
-    jobs = [(Path(s), scene_outputs(Path(s), folder, kinds, vector)) for s in scenes]
+    jobs = [(scene, scene_outputs(scene, folder, kinds, vector)) for scene in map(as_scene, scenes)]
     return run_catalogue(jobs, model, card, options or PredictOptions(), DistEnv.from_environ(), folder,
                          on_scene=on_scene, vector_mosaic=vector and len(jobs) > 1, **changes)
 
 
-def run_catalogue(jobs: list[tuple[Path, SceneOutputs]], model: torch.nn.Module, card: ModelCard,
+def run_catalogue(jobs: list[tuple[Scene, SceneOutputs]], model: torch.nn.Module, card: ModelCard,
                   options: PredictOptions, env: DistEnv, out_dir: Path | None, *,
                   on_scene: Callable[[SceneResult], None] | None = None, vector_mosaic: bool = False,
                   **changes: Any) -> CatalogueReport:
@@ -166,19 +169,22 @@ def run_catalogue(jobs: list[tuple[Path, SceneOutputs]], model: torch.nn.Module,
             mosaic = report.mosaics.get(MASK.name)
             tmp.write_text(json.dumps({"scenes": entries, "mosaic": str(mosaic) if mosaic else None,
                                        "mosaics": {k: str(p) for k, p in report.mosaics.items()}}, indent=2))
+        opts = replace(options, **changes)
+        report.stac = write_stac(out_dir, done, report.mosaics, card, opts.model_source,
+                                 json.loads(json.dumps(result_fields(opts), default=str)))
     report.seconds = time.perf_counter() - started
     return report
 
 
-def _refuse_collisions(scenes: list[Path], out_dir: Path) -> None:
-    stems: dict[str, Path] = {}
+def _refuse_collisions(scenes: list[Scene], out_dir: Path) -> None:
+    stems: dict[str, Scene] = {}
     for scene in scenes:
         if scene.stem in stems:
             raise RssegError(f"{scene}: same name as {stems[scene.stem]}; outputs in {out_dir} would collide")
         stems[scene.stem] = scene
 
 
-def _run_scene(scene: Path, outputs: SceneOutputs, model: torch.nn.Module, card: ModelCard,
+def _run_scene(scene: Scene, outputs: SceneOutputs, model: torch.nn.Module, card: ModelCard,
                options: PredictOptions, split: DistEnv | None, **changes: Any) -> SceneResult:
     """Predict one scene (and vectorise its mask), its warnings kept; a user error is recorded, not raised."""
     result = SceneResult(scene, outputs)
@@ -187,7 +193,7 @@ def _run_scene(scene: Path, outputs: SceneOutputs, model: torch.nn.Module, card:
             result.report = predict_scene(scene, outputs.mask, model, card, options, split=split,
                                           outputs={**options.outputs, **outputs.rasters}, **changes)
             if outputs.vector is not None and (split is None or split.is_main) \
-                    and not (result.report.skipped and outputs.vector.exists()):
+                    and not (result.report.skipped and _vector_exists(outputs.vector)):
                 from rsseg.vector import vectorize_mask
 
                 result.vector = vectorize_mask(outputs.mask, outputs.vector, probs_path=outputs.rasters.get("probs"),
@@ -196,6 +202,14 @@ def _run_scene(scene: Path, outputs: SceneOutputs, model: torch.nn.Module, card:
             result.exception = err
     result.warnings = caught
     return result
+
+
+def _vector_exists(target: Path | str) -> bool:
+    if isinstance(target, Path):
+        return target.exists()
+    from rsseg.vector.postgis import parse_target, table_exists
+
+    return table_exists(parse_target(target))
 
 
 def _write_mosaics(out_dir: Path, done: list[dict]) -> dict[str, Path]:

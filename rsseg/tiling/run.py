@@ -30,6 +30,7 @@ from rsseg.io.raster import (
     open_raster,
     plan_bands,
 )
+from rsseg.io.remote import RemoteScene, Scene, as_scene, scene_identity
 from rsseg.models.base import window_multiple
 from rsseg.models.checkpoint import ModelCard
 from rsseg.tiling.background import calls_behind
@@ -44,7 +45,7 @@ from rsseg.tiling.report import PredictReport, peak_rss_mb
 from rsseg.tiling.writing import write_outputs
 
 
-def predict_scene(scene: str | Path, out: str | Path, model: torch.nn.Module, card: ModelCard,
+def predict_scene(scene: str | Path | RemoteScene, out: str | Path, model: torch.nn.Module, card: ModelCard,
                   options: PredictOptions | None = None, split: DistEnv | None = None,
                   **changes: Any) -> PredictReport:
     """Segment ``scene`` window by window into a georeferenced class mask at ``out``.
@@ -62,7 +63,7 @@ def predict_scene(scene: str | Path, out: str | Path, model: torch.nn.Module, ca
     dev = resolve_device(opts.device)
     threads = opts.threads or (len(os.sched_getaffinity(0)) if dev.type == "cpu" else None)
     with torch_threads(threads):
-        return _predict(Path(scene), Path(out), model, card, opts, dev, split or DistEnv())
+        return _predict(as_scene(scene), Path(out), model, card, opts, dev, split or DistEnv())
 
 
 @dataclass
@@ -74,14 +75,14 @@ class _ScenePlan:
     key: str
 
 
-def _plan(scene: Path, ds, model: torch.nn.Module, card: ModelCard, opts: PredictOptions, dev: torch.device,
+def _plan(scene: Scene, ds, model: torch.nn.Module, card: ModelCard, opts: PredictOptions, dev: torch.device,
           outputs: dict[OutputKind, Path]) -> _ScenePlan:
     """Check the scene and options against the model, lay out the windows and derive the resume key."""
     multiple = window_multiple(model)
     tile = opts.tile or card.tile_size
-    bands = plan_bands(ds, scene, card.in_channels, list(opts.bands or card.input.bands or []) or None,
+    bands = plan_bands(ds, str(scene), card.in_channels, list(opts.bands or card.input.bands or []) or None,
                        opts.input_scale or card.input.scale)
-    check_value_range(ds, scene, bands.bands, bands.input_scale, scale_given=bool(opts.input_scale))
+    check_value_range(ds, str(scene), bands.bands, bands.input_scale, scale_given=bool(opts.input_scale))
     if not is_georeferenced(ds) and georeference(ds) is None:
         warnings.warn(f"{scene}: no georeference; outputs carry no CRS (pixel coordinates)", stacklevel=4)
     gsd_plan = plan_gsd(opts.gsd, ds, card)
@@ -96,7 +97,7 @@ def _plan(scene: Path, ds, model: torch.nn.Module, card: ModelCard, opts: Predic
     model_input = model_shape(tile_h, tile_w, gsd_plan.factor, multiple) if gsd_plan.resampled else None
     predictor = Predictor(model.to(dev).eval(), card, dev, opts, bands.input_scale, tile_h == tile_w, model_input,
                           disagreement=OUTPUT_KINDS["confidence"] in outputs)
-    key = run_key(scene=str(scene.resolve()), size=scene.stat().st_size, mtime=scene.stat().st_mtime_ns,
+    key = run_key(**scene_identity(scene),
                   model=model_digest(model), card=asdict(card), tile=(tile_h, tile_w), stride=grid_stride(grid),
                   bands=bands.bands, input_scale=bands.input_scale, outputs=[kind.name for kind in outputs],
                   device=dev.type, precision=predictor.precision.name, gsd_factor=gsd_plan.factor,
@@ -118,7 +119,7 @@ def _path_or_none(outputs: dict[OutputKind, Path], name: str) -> str | None:
     return str(path) if path else None
 
 
-def _predict(scene: Path, out: Path, model: torch.nn.Module, card: ModelCard, opts: PredictOptions,
+def _predict(scene: Scene, out: Path, model: torch.nn.Module, card: ModelCard, opts: PredictOptions,
              dev: torch.device, env: DistEnv) -> PredictReport:
     started = time.perf_counter()
     if opts.tile:
@@ -163,7 +164,7 @@ def _predict(scene: Path, out: Path, model: torch.nn.Module, card: ModelCard, op
     return report
 
 
-def _run_bands(scene: Path, journal: BandJournal, job: RowsJob, env: DistEnv, progress: bool,
+def _run_bands(scene: Scene, journal: BandJournal, job: RowsJob, env: DistEnv, progress: bool,
                overlap_io: bool) -> None:
     """Compute this rank's unfinished bands into the journal, then wait for the other ranks.
 

@@ -10,12 +10,13 @@ from rsseg.io.mask_writer import ClassMaskWriter, ScaledOutput, to_cog
 from rsseg.io.output_kind import OutputKind
 from rsseg.io.qgis_style import write_sidecar
 from rsseg.io.raster import georeference
+from rsseg.io.remote import RemoteScene
 from rsseg.models.checkpoint import ModelCard
 from rsseg.tiling.journal import BandJournal
 from rsseg.tiling.outputs import MASK
 
 
-def write_outputs(ds, scene: Path, journal: BandJournal, card: ModelCard, outputs: dict[OutputKind, Path],
+def write_outputs(ds, scene: Path | RemoteScene, journal: BandJournal, card: ModelCard, outputs: dict[OutputKind, Path],
                   cog: bool, disagreement: bool) -> None:
     """Write the journal's bands, in order, into the GeoTIFF of each output (the mask among them).
 

@@ -19,6 +19,7 @@ from rsseg.io.outputs import check_outputs
 from rsseg.io.qgis_style import polygon_qml
 from rsseg.io.raster import bounded_gdal_cache
 from rsseg.vector.polygonize import Regions, polygonize_windows
+from rsseg.vector.postgis import is_postgis
 from rsseg.vector.simplify import simplify_coverage, valid_polygons
 from rsseg.vector.source import Georef, MaskSource
 from rsseg.vector.write import LayerWriter, open_layers, resolve_format
@@ -31,7 +32,7 @@ CHUNK_FEATURES = 10_000  # polygons per write (bounds what waits in memory)
 class VectorizeSummary:
     """What a vectorisation wrote: polygons and total area per class, regions removed, time."""
 
-    path: Path
+    path: Path | str  # a file, or a PostGIS table (shown without credentials)
     counts: dict[str, int]
     areas: dict[str, float]
     area_unit: str
@@ -140,8 +141,10 @@ def vectorize_mask(mask_path: str | os.PathLike, out_path: str | os.PathLike, *,
                    classes: Iterable[int | str] | None = None, min_area: float | None = None,
                    simplify: float | None = None, layer_per_class: bool = False, driver: str | None = None,
                    probs_path: str | os.PathLike | None = None, overwrite: bool = False, progress: bool = True,
-                   window_rows: int | None = None) -> VectorizeSummary:
-    """Polygonise a class mask window by window into a GeoPackage/Shapefile/GeoJSON/FlatGeobuf.
+                   window_rows: int | None = None, append: bool = False) -> VectorizeSummary:
+    """Polygonise a class mask window by window into a GeoPackage/Shapefile/GeoJSON/FlatGeobuf, or a
+    PostGIS table (``postgresql://user@host/db?table=NAME``, see :mod:`rsseg.vector.postgis`; ``append``
+    adds to an existing table).
 
     The result equals polygonising the whole raster at once (4-connected regions of one class;
     nodata and classes outside ``classes`` give no polygons) while memory stays bounded by one
@@ -153,6 +156,14 @@ def vectorize_mask(mask_path: str | os.PathLike, out_path: str | os.PathLike, *,
     (as compact geometries) until the end. ``driver`` is ``gpkg`` (default by suffix), ``shp``,
     ``geojson`` or ``fgb``; ``layer_per_class`` writes one GeoPackage layer per class.
     """
+    if is_postgis(out_path):
+        from rsseg.vector.postgis import vectorize_to_postgis
+
+        return vectorize_to_postgis(mask_path, str(out_path), classes=classes, min_area=min_area, simplify=simplify,
+                                    layer_per_class=layer_per_class, probs_path=probs_path, overwrite=overwrite,
+                                    append=append, progress=progress, window_rows=window_rows)
+    if append:
+        raise RssegError(f"{out_path}: `append` applies to PostGIS tables only")
     start = time.perf_counter()
     out_path = Path(out_path)
     fmt = resolve_format(out_path, driver, layer_per_class)
