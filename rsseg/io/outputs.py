@@ -44,15 +44,16 @@ def check_writable(path: Path) -> None:
 
 
 def check_outputs(outputs: Mapping[str, Path | None], inputs: Iterable[Path | None], overwrite: bool,
-                  folders: Iterable[str] = ()) -> None:
+                  folders: Iterable[str] = (), replaceable: Iterable[str] = ()) -> None:
     """Check every output before any work: its folder exists and is writable, its name fits, it does
     not exist (unless ``overwrite``), and it coincides with no input and no other output.
 
     ``outputs`` maps what the caller calls an output (a parameter in backticks, ```probs```,
     which the CLI shows as its flag; or words) to its path; the labels in ``folders`` are folder
-    outputs, which must not hold an input either.
+    outputs, which must not hold an input either. ``replaceable``: absolute paths that may be
+    replaced without ``overwrite`` (what a killed run of the same job renamed into place).
     """
-    folders = set(folders)
+    folders, replaceable = set(folders), set(replaceable)
     given = [Path(p) for p in inputs if p is not None]
     checked: dict[str, Path] = {}
     for label, path in outputs.items():
@@ -60,7 +61,7 @@ def check_outputs(outputs: Mapping[str, Path | None], inputs: Iterable[Path | No
             continue
         path = Path(path)
         check_writable(path)
-        check_output(path, overwrite, folder=label in folders)
+        check_output(path, overwrite or os.path.abspath(path) in replaceable, folder=label in folders)
         for source in given:
             if _same(path, source) or (label in folders and path.exists() and _inside(source, path)):
                 raise RssegError(f"{path}: {label} would overwrite the input {source}")
