@@ -88,6 +88,7 @@ def predict(scenes: tuple[str, ...], output: Path | None, out_dir: Path | None, 
     (or the rows of fewer scenes than ranks).
     """
     from rsseg.io.inputs import expand_inputs
+    from rsseg.io.outputs import check_output_folder
     from rsseg.tiling import PredictOptions
     from rsseg.tiling.catalogue import scene_outputs
 
@@ -114,7 +115,7 @@ def predict(scenes: tuple[str, ...], output: Path | None, out_dir: Path | None, 
         jobs = [(paths[0], _named_outputs(paths[0], output, asked, vector))]
         check_predict_outputs(paths[0], checkpoint, jobs[0][1], overwrite)
     else:
-        out_dir.mkdir(parents=True, exist_ok=True)
+        check_output_folder(out_dir)
         kinds = [name for name, value in asked.items() if value is not None]
         jobs = [(scene, scene_outputs(scene, out_dir, kinds, vector is not None)) for scene in paths]
     _run(jobs, checkpoint, note, runtime, device, threads, options, out_dir, bool(vector) and len(paths) > 1, calibrate)

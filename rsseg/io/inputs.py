@@ -26,16 +26,24 @@ def expand_inputs(args: list[str]) -> list[Path]:
     return list(scenes)
 
 
-def _expand(arg: str, base: Path | None) -> list[Path]:
-    """One argument (``base``: the folder of the list file it came from)."""
+def _expand(arg: str, base: Path | None, lists: tuple[Path, ...] = ()) -> list[Path]:
+    """One argument (``base``: the folder of the list file it came from; ``lists``: the list files
+    being read, outermost first)."""
     if arg.startswith("@"):
         listing = Path(arg[1:]) if base is None else base / arg[1:]
+        if listing.resolve() in lists:
+            raise RssegError(f"{listing}: the list of scenes includes itself")
         try:
             lines = listing.read_text().splitlines()
-        except OSError as err:
-            raise RssegError(f"{listing}: cannot read the list of scenes ({err.strerror})") from None
+        except (OSError, UnicodeDecodeError) as err:
+            why = getattr(err, "strerror", None) or "not a text file"
+            raise RssegError(f"{listing}: cannot read the list of scenes ({why})") from None
         paths = [line.strip() for line in lines]
-        return [p for line in paths if line and not line.startswith("#") for p in _expand(line, listing.parent)]
+        found = [p for line in paths if line and not line.startswith("#")
+                 for p in _expand(line, listing.parent, (*lists, listing.resolve()))]
+        if not found:
+            raise RssegError(f"{listing}: the list of scenes names no scene")
+        return found
     path = Path(arg) if base is None else base / arg
     if any(c in arg for c in "*?["):
         matches = sorted(glob.glob(str(path)))

@@ -43,6 +43,29 @@ def check_writable(path: Path) -> None:
         raise RssegError(f"{path}: output folder {folder} is not writable")
 
 
+def check_output_folder(folder: Path) -> None:
+    """Refuse an output folder that cannot be created or written in: under a file, read-only."""
+    ancestor = folder
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise RssegError(f"{folder}: {ancestor} is a file, not a folder")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise RssegError(f"{folder}: {ancestor} is not writable")
+
+
+def make_output_folder(folder: Path) -> bool:
+    """Create ``folder`` (and its parents) if missing, after :func:`check_output_folder`; whether it was created."""
+    check_output_folder(folder)
+    if folder.is_dir():
+        return False
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise RssegError(f"{folder}: cannot create the output folder ({err.strerror})") from None
+    return True
+
+
 def check_outputs(outputs: Mapping[str, Path | None], inputs: Iterable[Path | None], overwrite: bool,
                   folders: Iterable[str] = (), replaceable: Iterable[str] = ()) -> None:
     """Check every output before any work: its folder exists and is writable, its name fits, it does

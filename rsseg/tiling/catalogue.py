@@ -13,8 +13,9 @@ from typing import Any, Callable, Iterable, Sequence
 import torch
 
 from rsseg.distributed import DistEnv, barrier, gather_objects, scene_share
-from rsseg.errors import RssegError, captured_warnings
+from rsseg.errors import RssegError, captured_warnings, reason
 from rsseg.io.atomic import atomic_output
+from rsseg.io.outputs import make_output_folder
 from rsseg.io.vrt import write_mosaic_vrt
 from rsseg.models.checkpoint import ModelCard
 from rsseg.tiling.options import PredictOptions
@@ -119,7 +120,6 @@ def predict_scenes(scenes: Sequence[str | os.PathLike], out_dir: str | os.PathLi
     scenes than ranks; rank 0 writes the mosaics and the catalogue.
     """
     folder = Path(out_dir)
-    folder.mkdir(parents=True, exist_ok=True)
     kinds = list(outputs)
     jobs = [(Path(s), scene_outputs(Path(s), folder, kinds, vector)) for s in scenes]
     return run_catalogue(jobs, model, card, options or PredictOptions(), DistEnv.from_environ(), folder,
@@ -133,10 +133,13 @@ def run_catalogue(jobs: list[tuple[Path, SceneOutputs]], model: torch.nn.Module,
     """Run this rank's share of ``jobs`` (scene, outputs), then (rank 0, with ``out_dir``) the mosaics.
 
     Without ``out_dir`` (a single scene) or when ranks share a scene, an error propagates at once.
+    ``out_dir`` is created for the scenes and removed again if it is still empty at the end.
     """
     started = time.perf_counter()
+    created = False
     if out_dir is not None:
         _refuse_collisions([scene for scene, _ in jobs], out_dir)
+        created = make_output_folder(out_dir)
     mine, split = scene_share(len(jobs), env)
     results = []
     for i in mine:
@@ -155,19 +158,30 @@ def run_catalogue(jobs: list[tuple[Path, SceneOutputs]], model: torch.nn.Module,
     report = CatalogueReport(entries, results)
     done = [e for e in entries if e["status"] == "done"]
     if env.is_main and out_dir is not None and done:
-        report.mosaics = _write_mosaics(out_dir, done)
-        if vector_mosaic and MASK.name in report.mosaics:
-            from rsseg.vector import vectorize_mask
-
-            report.mosaics["vector"] = out_dir / VECTOR_MOSAIC
-            report.vector = vectorize_mask(report.mosaics[MASK.name], report.mosaics["vector"], overwrite=True,
-                                           progress=options.progress, probs_path=report.mosaics.get("probs"))
-        with atomic_output(out_dir / CATALOG, overwrite=True) as tmp:
-            mosaic = report.mosaics.get(MASK.name)
-            tmp.write_text(json.dumps({"scenes": entries, "mosaic": str(mosaic) if mosaic else None,
-                                       "mosaics": {k: str(p) for k, p in report.mosaics.items()}}, indent=2))
+        try:
+            _write_catalogue(report, out_dir, done, vector_mosaic, options.progress)
+        except OSError as err:
+            raise RssegError(f"{out_dir / CATALOG}: cannot write the catalogue ({err.strerror})") from None
+    if env.is_main and created and out_dir is not None and not any(out_dir.iterdir()):
+        out_dir.rmdir()
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _write_catalogue(report: CatalogueReport, out_dir: Path, done: list[dict], vector_mosaic: bool,
+                     progress: bool) -> None:
+    """The mosaics over the finished scenes (and their polygons), then ``catalog.json``."""
+    report.mosaics = _write_mosaics(out_dir, done)
+    if vector_mosaic and MASK.name in report.mosaics:
+        from rsseg.vector import vectorize_mask
+
+        report.mosaics["vector"] = out_dir / VECTOR_MOSAIC
+        report.vector = vectorize_mask(report.mosaics[MASK.name], report.mosaics["vector"], overwrite=True,
+                                       progress=progress, probs_path=report.mosaics.get("probs"))
+    with atomic_output(out_dir / CATALOG, overwrite=True) as tmp:
+        mosaic = report.mosaics.get(MASK.name)
+        tmp.write_text(json.dumps({"scenes": report.entries, "mosaic": str(mosaic) if mosaic else None,
+                                   "mosaics": {k: str(p) for k, p in report.mosaics.items()}}, indent=2))
 
 
 def _refuse_collisions(scenes: list[Path], out_dir: Path) -> None:
@@ -194,6 +208,8 @@ def _run_scene(scene: Path, outputs: SceneOutputs, model: torch.nn.Module, card:
                                                overwrite=options.overwrite, progress=options.progress)
         except RssegError as err:
             result.exception = err
+        except Exception as err:  # noqa: BLE001 (one scene's failure never stops the others)
+            result.exception = RssegError(f"{scene}: {reason(err)}")
     result.warnings = caught
     return result
 
