@@ -266,9 +266,16 @@ def test_disk_full(scenes, tmpfs):
     single, catalogue = rsseg_all([predict(scenes, scenes.tall, full / "m.tif", "--probs", full / "p.tif"),
                                    ["predict", scenes.tall, scenes.small, "--checkpoint", scenes.model, "--out-dir",
                                     full / "out", "--vector", "--threads", 1, "--quiet"]], width=1)
-    refused(single, "m.tif")
+    refused(single, "m.tif", "no space left")
+    # each scene's failure (its polygons do not fit) is one line, the others go on, exit 1 at the end
     assert catalogue.code == 1 and "Traceback" not in catalogue.err, catalogue.err
-    assert snapshot(full) == before and not leftovers(full)
+    errors = [line for line in catalogue.err.splitlines() if line.startswith("Error:")]
+    assert [Path(e.split(":")[1].strip()).name for e in errors[:-1]] == ["tall_polygons.gpkg", "small_polygons.gpkg"]
+    assert all("no space left" in e for e in errors[:-1]), catalogue.err
+    assert not (full / "out" / "catalog.json").exists() and not leftovers(full)
+    assert all(snapshot(full)[p] == b for p, b in before.items())
+    for mask in (full / "out").glob("*_mask.tif"):  # what was renamed is whole
+        assert read_mask(mask).size
 
 
 def test_read_only_out_dir(scenes, tmpfs):

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Iterable, Mapping
 
-from rsseg.errors import RssegError
+from rsseg.errors import RssegError, reason
 from rsseg.io.atomic import check_output
 
 
@@ -41,6 +41,21 @@ def check_writable(path: Path) -> None:
         raise RssegError(f"{path.name[:40]}…: file name is {size} bytes, longer than the {limit} allowed in {folder}")
     if folder.is_dir() and not os.access(folder, os.W_OK | os.X_OK):
         raise RssegError(f"{path}: output folder {folder} is not writable")
+
+
+FULL_BYTES = 2**20  # free space under which a failed write is put down to a full disk
+
+
+def write_failed(path: Path, err: BaseException) -> RssegError:
+    """The one-line error of a write to ``path`` that failed: a full disk named as such (GDAL's
+    own messages then speak of the blocks it could not read back)."""
+    try:
+        stats = os.statvfs(path.parent)
+        full = stats.f_bavail * stats.f_frsize < FULL_BYTES
+    except OSError:
+        full = False
+    why = "no space left on device" if full else reason(err)
+    return RssegError(f"{path}: cannot write it ({why})")
 
 
 def check_output_folder(folder: Path) -> None:

@@ -15,7 +15,7 @@ import torch
 from rsseg.distributed import DistEnv, barrier, gather_objects, scene_share
 from rsseg.errors import RssegError, captured_warnings, reason
 from rsseg.io.atomic import atomic_output
-from rsseg.io.outputs import make_output_folder
+from rsseg.io.outputs import make_output_folder, write_failed
 from rsseg.io.vrt import write_mosaic_vrt
 from rsseg.models.checkpoint import ModelCard
 from rsseg.tiling.options import PredictOptions
@@ -196,6 +196,7 @@ def _run_scene(scene: Path, outputs: SceneOutputs, model: torch.nn.Module, card:
                options: PredictOptions, split: DistEnv | None, **changes: Any) -> SceneResult:
     """Predict one scene (and vectorise its mask), its warnings kept; a user error is recorded, not raised."""
     result = SceneResult(scene, outputs)
+    writing = scene  # what the error names: the scene, then the polygons being written
     with captured_warnings() as caught:
         try:
             result.report = predict_scene(scene, outputs.mask, model, card, options, split=split,
@@ -204,12 +205,13 @@ def _run_scene(scene: Path, outputs: SceneOutputs, model: torch.nn.Module, card:
                     and not (result.report.skipped and outputs.vector.exists()):
                 from rsseg.vector import vectorize_mask
 
+                writing = outputs.vector
                 result.vector = vectorize_mask(outputs.mask, outputs.vector, probs_path=outputs.rasters.get("probs"),
                                                overwrite=options.overwrite, progress=options.progress)
         except RssegError as err:
             result.exception = err
         except Exception as err:  # noqa: BLE001 (one scene's failure never stops the others)
-            result.exception = RssegError(f"{scene}: {reason(err)}")
+            result.exception = write_failed(writing, err) if writing != scene else RssegError(f"{scene}: {reason(err)}")
     result.warnings = caught
     return result
 

@@ -18,10 +18,10 @@ from tqdm import tqdm
 import rsseg
 from rsseg.device import resolve_device, torch_threads
 from rsseg.distributed import DistEnv, barrier, contiguous_share
-from rsseg.errors import OptionError
+from rsseg.errors import OptionError, RssegError
 from rsseg.io.atomic import atomic_output, output_lock
 from rsseg.io.output_kind import OutputKind
-from rsseg.io.outputs import check_outputs, run_record_path
+from rsseg.io.outputs import check_outputs, run_record_path, write_failed
 from rsseg.io.qgis_style import sidecar_path
 from rsseg.io.raster import (
     bounded_gdal_cache,
@@ -157,7 +157,12 @@ def _predict(scene: Path, out: Path, model: torch.nn.Module, card: ModelCard, op
         try:
             _run_bands(scene, journal, plan.job, env, opts.progress, opts.overlap_io)
             if env.is_main:
-                write_outputs(ds, scene, journal, card, claims, opts.cog, plan.job.predictor.disagreement, replace)
+                try:
+                    write_outputs(ds, scene, journal, card, claims, opts.cog, plan.job.predictor.disagreement, replace)
+                except RssegError:
+                    raise
+                except Exception as err:  # noqa: BLE001 (GDAL's error classes vary with the failing call)
+                    raise write_failed(out, err) from None
         except Exception:
             if env.is_main:
                 journal.remove()
