@@ -123,6 +123,29 @@ def test_styles_are_outputs(scenes):
     assert snapshot(here) == before and not leftovers(here)
 
 
+def test_export_output_that_is_an_input(scenes):
+    here = scenes.folder("export_onto_input")
+    model = Path(shutil.copy(scenes.model, here / "model.pt"))
+    (here / "model.onnx").symlink_to(model)
+    before = snapshot(here)
+    onto_model, onto_link = rsseg_all([["export", model, "-o", model, "--overwrite"],
+                                       ["export", model, "--overwrite"]], width=2)
+    refused(onto_model, "model.pt", "input")
+    refused(onto_link, "model.onnx", "input")
+    assert snapshot(here) == before and not leftovers(here)
+
+
+def test_catalogue_files_that_are_not_ours(scenes):
+    """A ``catalog.json`` or ``mosaic.vrt`` that no earlier catalogue wrote is replaced only with --overwrite."""
+    here = scenes.folder("foreign_catalogue")
+    (here / "catalog.json").write_text('{"my": "own notes"}')
+    (here / "mosaic.vrt").write_text("<VRTDataset/>")
+    before = snapshot(here)
+    refused(rsseg("predict", scenes.small, "--checkpoint", scenes.model, "--out-dir", here, "--quiet"),
+            "catalog.json", "--overwrite")
+    assert snapshot(here) == before and not leftovers(here)
+
+
 # 3. The journal is verified before it is trusted
 
 def _truncate(journal: BandJournal, band) -> None:

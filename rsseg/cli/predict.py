@@ -25,13 +25,15 @@ def check_predict_outputs(scene: Path, checkpoint: Path, outputs: SceneOutputs, 
     :func:`check_outputs`). Existing rasters are left to the engine, which skips a finished
     identical run and resumes a killed one; polygons are written last, so they are checked here."""
     from rsseg.io.outputs import check_outputs, run_record_path
+    from rsseg.io.qgis_style import sidecar_path
     from rsseg.io.raster import open_raster, require_map_grid
     from rsseg.vector.write import resolve_format
 
     vector = outputs.vector
     if vector is not None:
         resolve_format(vector, None)
-    check_outputs({"-o": outputs.mask, **{flag(name): path for name, path in outputs.rasters.items()},
+    rasters = {"-o": outputs.mask, **{flag(name): path for name, path in outputs.rasters.items()}}
+    check_outputs({**rasters, **{f"the QGIS style of {label}": sidecar_path(path) for label, path in rasters.items()},
                    "the run record": run_record_path(outputs.mask), "--vector": vector},
                   [scene, checkpoint], overwrite=True)
     if vector is not None and vector.exists() and not overwrite and not outputs.mask.exists():

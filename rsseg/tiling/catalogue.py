@@ -139,6 +139,8 @@ def run_catalogue(jobs: list[tuple[Path, SceneOutputs]], model: torch.nn.Module,
     created = False
     if out_dir is not None:
         _refuse_collisions([scene for scene, _ in jobs], out_dir)
+        if not options.overwrite and not changes.get("overwrite"):
+            _refuse_foreign_files(out_dir, vector_mosaic)
         created = make_output_folder(out_dir)
     mine, split = scene_share(len(jobs), env)
     results = []
@@ -182,6 +184,22 @@ def _write_catalogue(report: CatalogueReport, out_dir: Path, done: list[dict], v
         mosaic = report.mosaics.get(MASK.name)
         tmp.write_text(json.dumps({"scenes": report.entries, "mosaic": str(mosaic) if mosaic else None,
                                    "mosaics": {k: str(p) for k, p in report.mosaics.items()}}, indent=2))
+
+
+def _refuse_foreign_files(out_dir: Path, vector_mosaic: bool) -> None:
+    """Refuse files where the catalogue and its mosaics go that an earlier catalogue here did not write."""
+    catalogue = out_dir / CATALOG
+    try:
+        earlier = json.loads(catalogue.read_text()) if catalogue.is_file() else {}
+        ours = {CATALOG, *(Path(p).name for p in earlier.get("mosaics", {}).values())} \
+            if isinstance(earlier.get("scenes"), list) else set()
+    except (OSError, ValueError, AttributeError, TypeError):
+        ours = set()
+    names = [kind.mosaic_name() for kind in OUTPUT_KINDS.values() if kind.mosaic] + [VECTOR_MOSAIC] * vector_mosaic
+    for path in [catalogue, *(out_dir / name for name in names)]:
+        if os.path.lexists(path) and path.name not in ours:
+            raise RssegError(f"{path}: exists and is not from an earlier catalogue here "
+                             f"(use `overwrite` to replace it)")
 
 
 def _refuse_collisions(scenes: list[Path], out_dir: Path) -> None:
