@@ -195,7 +195,11 @@ class BandJournal:
         bad = [(band, fault) for band in self.bands if self.done(band)
                for fault in [self._fault(band, shapes, width, num_classes)] if fault]
         for band, _ in bad:
-            self._path(band).unlink(missing_ok=True)
+            path = self._path(band)
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                path.unlink(missing_ok=True)
         if bad:
             band, fault = bad[0]
             warnings.warn(f"{self.folder}: {len(bad)} damaged band(s) of the resume journal recomputed "
