@@ -12,7 +12,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,7 +23,7 @@ import pytest
 import rasterio
 import torch
 from conftest import random_scene, write_scene
-from test_faults import Run, leftovers, ok, read_mask, refused, rsseg, rsseg_all
+from test_faults import ENV, Run, leftovers, ok, read_mask, refused, rsseg, rsseg_all
 
 from rsseg.models import create_model, save_checkpoint
 from rsseg.tiling.journal import BandJournal, partial_dir
@@ -222,6 +224,27 @@ def test_failing_scene_does_not_stop_the_catalogue(scenes):
     assert [e["status"] for e in catalog["scenes"]] == ["failed", "done"]
     assert read_mask(out_dir / "small_mask.tif").shape == (96, 96)
     assert all(snapshot(here)[p] == b for p, b in before.items()) and not leftovers(here, journal=False)
+
+
+def test_rank_failure_is_one_line_on_every_rank(scenes):
+    """Under torchrun, a rank that stops (here rank 0: its journal folder is blocked) stops the others in one line."""
+    here = scenes.folder("ranks")
+    (here / ".tall_mask.tif.partial").write_text("a file where the journal goes")
+    before = snapshot(here)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = str(s.getsockname()[1])
+    args = ["predict", scenes.tall, "--checkpoint", scenes.model, "--out-dir", here, "--quiet", "--threads", 1,
+            "--device", "cpu"]
+    procs = [subprocess.Popen([sys.executable, "-m", "rsseg.cli", *map(str, args)], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True,
+                              env={**ENV, "RANK": str(r), "LOCAL_RANK": str(r), "WORLD_SIZE": "2",
+                                   "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": port}) for r in range(2)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    runs = [Run(p.returncode, out, err) for p, (out, err) in zip(procs, outs)]
+    refused(runs[0], "resume journal")
+    refused(runs[1], "another rank stopped")
+    assert snapshot(here) == before and not leftovers(here, journal=False)
 
 
 def test_scene_lists_and_out_dirs_refused_in_one_line(scenes):
