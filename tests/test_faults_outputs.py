@@ -125,6 +125,20 @@ def test_styles_are_outputs(scenes):
     assert snapshot(here) == before and not leftovers(here)
 
 
+def test_vector_sidecars_are_outputs(scenes):
+    """A Shapefile's parts and a vector ``.qml`` are outputs too: one that exists, or collides, is refused."""
+    here = scenes.folder("vector_sidecars")
+    (here / "polys.dbf").write_bytes(b"someone's table")
+    ok(rsseg("predict", scenes.small, "--checkpoint", scenes.model, "-o", here / "m.tif", "--quiet"))
+    before = snapshot(here)
+    foreign, collide = rsseg_all([["vectorize", here / "m.tif", "-o", here / "polys.shp"],
+                                  predict(scenes, scenes.small, here / "n.tif", "--vector", here / "n.geojson")],
+                                 width=2)
+    refused(foreign, "polys.dbf", "exists")
+    refused(collide, "n.qml", "one would be lost")
+    assert snapshot(here) == before and not leftovers(here)
+
+
 def test_export_output_that_is_an_input(scenes):
     here = scenes.folder("export_onto_input")
     model = Path(shutil.copy(scenes.model, here / "model.pt"))

@@ -27,14 +27,14 @@ def check_predict_outputs(scene: Path, checkpoint: Path, outputs: SceneOutputs, 
     from rsseg.io.outputs import check_outputs, run_record_path
     from rsseg.io.qgis_style import sidecar_path
     from rsseg.io.raster import open_raster, require_map_grid
-    from rsseg.vector.write import resolve_format
+    from rsseg.vector.write import resolve_format, sidecars
 
     vector = outputs.vector
-    if vector is not None:
-        resolve_format(vector, None)
+    parts = {f"{what} (--vector)": path for what, path in sidecars(vector, resolve_format(vector, None)).items()} \
+        if vector is not None else {}
     rasters = {"-o": outputs.mask, **{flag(name): path for name, path in outputs.rasters.items()}}
     check_outputs({**rasters, **{f"the QGIS style of {label}": sidecar_path(path) for label, path in rasters.items()},
-                   "the run record": run_record_path(outputs.mask), "--vector": vector},
+                   "the run record": run_record_path(outputs.mask), "--vector": vector, **parts},
                   [scene, checkpoint], overwrite=True)
     if vector is not None and vector.exists() and not overwrite and not outputs.mask.exists():
         raise RssegError(f"{vector}: output exists (use --overwrite to replace it)")
