@@ -326,7 +326,7 @@ def test_disk_full(scenes, tmpfs):
     single, catalogue = rsseg_all([predict(scenes, scenes.tall, full / "m.tif", "--probs", full / "p.tif"),
                                    ["predict", scenes.tall, scenes.small, "--checkpoint", scenes.model, "--out-dir",
                                     full / "out", "--vector", "--threads", 1, "--quiet"]], width=1)
-    refused(single, "m.tif", "no space left")
+    refused(single, "m.tif", "no space left")  # the journal's bands fit, the GeoTIFFs do not
     # each scene's failure (its polygons do not fit) is one line, the others go on, exit 1 at the end
     assert catalogue.code == 1 and "Traceback" not in catalogue.err, catalogue.err
     errors = [line for line in catalogue.err.splitlines() if line.startswith("Error:")]
@@ -336,6 +336,13 @@ def test_disk_full(scenes, tmpfs):
     assert all(snapshot(full)[p] == b for p, b in before.items())
     for mask in (full / "out").glob("*_mask.tif"):  # what was renamed is whole
         assert read_mask(mask).size
+
+
+def test_disk_full_for_the_journal(scenes, tmpfs):
+    tiny = tmpfs("tiny", 12)
+    refused(rsseg(*predict(scenes, scenes.tall, tiny / "m.tif", "--probs", tiny / "p.tif")), "resume journal",
+            "no space left")
+    assert not any(tiny.iterdir())
 
 
 def test_read_only_out_dir(scenes, tmpfs):
