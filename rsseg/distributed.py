@@ -17,6 +17,7 @@ import torch.distributed as dist
 from torch.utils.data import Sampler
 
 from rsseg.device import resolve_device
+from rsseg.errors import RssegError
 
 
 @dataclass(frozen=True)
@@ -65,9 +66,12 @@ def joined() -> bool:
 
 
 def barrier() -> None:
-    """Wait for every rank."""
+    """Wait for every rank; one that stopped (on its own error, reported there) is one line here too."""
     if joined():
-        dist.barrier()
+        try:
+            dist.barrier()
+        except RuntimeError:  # gloo: the peer closed the connection
+            raise RssegError(f"rank {dist.get_rank()}: another rank stopped; its error says why") from None
 
 
 def cleanup() -> None:

@@ -33,6 +33,7 @@ def export(model: Path, output: Path | None, tile: int | None, stac: bool, int8:
     scenes or patch folders, and the INT8 graph must agree with the FP32 one on at least 98 % of
     the pixels of held-back windows, or nothing is written.
     """
+    from rsseg.io.outputs import check_outputs
     from rsseg.models import load_checkpoint
 
     if stac:
@@ -45,6 +46,7 @@ def export(model: Path, output: Path | None, tile: int | None, stac: bool, int8:
     if calibrate and not int8:
         raise click.UsageError("--calibrate applies to --int8 only")
     output = output or model.with_suffix(".int8.onnx" if int8 else ".onnx")
+    check_outputs({"-o": output}, [model, *calibrate], overwrite)
     net, card = load_checkpoint(model, "cpu")
     if int8:
         from rsseg.models.quantize import export_int8

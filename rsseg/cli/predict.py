@@ -26,19 +26,22 @@ def check_predict_outputs(scene: Scene, checkpoint: Path, outputs: SceneOutputs,
     :func:`check_outputs`). Existing rasters are left to the engine, which skips a finished
     identical run and resumes a killed one; polygons are written last, so they are checked here."""
     from rsseg.io.outputs import check_outputs, run_record_path
+    from rsseg.io.qgis_style import sidecar_path
     from rsseg.io.raster import open_raster, require_map_grid
     from rsseg.vector.postgis import check_target, parse_target
-    from rsseg.vector.write import resolve_format
+    from rsseg.vector.write import resolve_format, sidecars
 
     vector = outputs.vector
-    if isinstance(vector, Path):
-        resolve_format(vector, None)
-    check_outputs({"-o": outputs.mask, **{flag(name): path for name, path in outputs.rasters.items()},
-                   "the run record": run_record_path(outputs.mask),
-                   "--vector": vector if isinstance(vector, Path) else None}, [scene, checkpoint], overwrite=True)
+    local = vector if isinstance(vector, Path) else None
+    parts = {f"{what} (--vector)": path for what, path in sidecars(local, resolve_format(local, None)).items()} \
+        if local is not None else {}
+    rasters = {"-o": outputs.mask, **{flag(name): path for name, path in outputs.rasters.items()}}
+    check_outputs({**rasters, **{f"the QGIS style of {label}": sidecar_path(path) for label, path in rasters.items()},
+                   "the run record": run_record_path(outputs.mask), "--vector": local, **parts},
+                  [scene, checkpoint], overwrite=True)
     if vector is not None and not overwrite and not outputs.mask.exists():
-        if isinstance(vector, Path) and vector.exists():
-            raise RssegError(f"{vector}: output exists (use --overwrite to replace it)")
+        if local is not None and local.exists():
+            raise RssegError(f"{local}: output exists (use --overwrite to replace it)")
         if isinstance(vector, str):
             check_target(parse_target(vector), overwrite=False, append=False)
     if vector is not None:
@@ -101,6 +104,7 @@ def predict(scenes: tuple[str, ...], output: Path | None, out_dir: Path | None, 
     (or the rows of fewer scenes than ranks).
     """
     from rsseg.io.inputs import expand_inputs
+    from rsseg.io.outputs import check_output_folder
     from rsseg.tiling import PredictOptions
     from rsseg.tiling.catalogue import scene_outputs
 
@@ -127,7 +131,7 @@ def predict(scenes: tuple[str, ...], output: Path | None, out_dir: Path | None, 
         jobs = [(paths[0], _named_outputs(paths[0], output, asked, vector))]
         check_predict_outputs(paths[0], checkpoint, jobs[0][1], overwrite)
     else:
-        out_dir.mkdir(parents=True, exist_ok=True)
+        check_output_folder(out_dir)
         kinds = [name for name, value in asked.items() if value is not None]
         jobs = [(scene, scene_outputs(scene, out_dir, kinds, vector is not None)) for scene in paths]
     _run(jobs, checkpoint, note, runtime, device, threads, options, out_dir, bool(vector) and len(paths) > 1, calibrate)

@@ -231,11 +231,12 @@ def atomic_output(path: str | os.PathLike, overwrite: bool = False, folder: bool
 
 
 @contextlib.contextmanager
-def output_lock(path: str | os.PathLike) -> Iterator[None]:
-    """Hold the lock of output ``path`` (no temporary file): refuse it while another live run holds it."""
-    claim = OutputClaim(Path(path))
+def output_lock(path: str | os.PathLike, suffix: str | None = None) -> Iterator[OutputClaim]:
+    """Hold the claim of output ``path``: refuse it while another live run holds it. The caller may
+    write its temporary path and :meth:`~OutputClaim.commit`; whatever is left is removed on exit."""
+    claim = OutputClaim(Path(path), suffix)
     claim.acquire()
     try:
-        yield
+        yield claim
     finally:
         claim.discard()

@@ -32,21 +32,29 @@ def expand_inputs(args: list[str], asset: str | None = None, download_whole: boo
     return list(scenes)
 
 
-def _expand(arg: str, base: Path | None, asset: str | None, download_whole: bool) -> list[Scene]:
-    """One argument (``base``: the folder of the list file it came from)."""
+def _expand(arg: str, base: Path | None, asset: str | None, download_whole: bool,
+            lists: tuple[Path, ...] = ()) -> list[Scene]:
+    """One argument (``base``: the folder of the list file it came from; ``lists``: the list files
+    being read, outermost first)."""
     if is_stac_item(arg):
         return [item_scene(arg if is_remote(arg) or base is None else str(base / arg), asset, download_whole)]
     if is_remote(arg):
         return [remote_scene(arg, download_whole)]
     if arg.startswith("@"):
         listing = Path(arg[1:]) if base is None else base / arg[1:]
+        if listing.resolve() in lists:
+            raise RssegError(f"{listing}: the list of scenes includes itself")
         try:
             lines = listing.read_text().splitlines()
-        except OSError as err:
-            raise RssegError(f"{listing}: cannot read the list of scenes ({err.strerror})") from None
+        except (OSError, UnicodeDecodeError) as err:
+            why = getattr(err, "strerror", None) or "not a text file"
+            raise RssegError(f"{listing}: cannot read the list of scenes ({why})") from None
         paths = [line.strip() for line in lines]
-        return [p for line in paths if line and not line.startswith("#")
-                for p in _expand(line, listing.parent, asset, download_whole)]
+        found = [p for line in paths if line and not line.startswith("#")
+                 for p in _expand(line, listing.parent, asset, download_whole, (*lists, listing.resolve()))]
+        if not found:
+            raise RssegError(f"{listing}: the list of scenes names no scene")
+        return found
     path = Path(arg) if base is None else base / arg
     if any(c in arg for c in "*?["):
         matches = sorted(glob.glob(str(path)))

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Iterable, Mapping
 
-from rsseg.errors import RssegError
+from rsseg.errors import RssegError, reason
 from rsseg.io.atomic import check_output
 from rsseg.io.remote import RemoteScene
 
@@ -44,17 +44,55 @@ def check_writable(path: Path) -> None:
         raise RssegError(f"{path}: output folder {folder} is not writable")
 
 
+FULL_BYTES = 2**20  # free space under which a failed write is put down to a full disk
+
+
+def write_failed(path: Path, err: BaseException) -> RssegError:
+    """The one-line error of a write to ``path`` that failed: a full disk named as such (GDAL's
+    own messages then speak of the blocks it could not read back)."""
+    try:
+        stats = os.statvfs(path.parent)
+        full = stats.f_bavail * stats.f_frsize < FULL_BYTES
+    except OSError:
+        full = False
+    why = "no space left on device" if full else reason(err)
+    return RssegError(f"{path}: cannot write it ({why})")
+
+
+def check_output_folder(folder: Path) -> None:
+    """Refuse an output folder that cannot be created or written in: under a file, read-only."""
+    ancestor = folder
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise RssegError(f"{folder}: {ancestor} is a file, not a folder")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise RssegError(f"{folder}: {ancestor} is not writable")
+
+
+def make_output_folder(folder: Path) -> bool:
+    """Create ``folder`` (and its parents) if missing, after :func:`check_output_folder`; whether it was created."""
+    check_output_folder(folder)
+    if folder.is_dir():
+        return False
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise RssegError(f"{folder}: cannot create the output folder ({err.strerror})") from None
+    return True
+
+
 def check_outputs(outputs: Mapping[str, Path | None], inputs: Iterable[str | os.PathLike | RemoteScene | None],
-                  overwrite: bool,
-                  folders: Iterable[str] = ()) -> None:
+                  overwrite: bool, folders: Iterable[str] = (), replaceable: Iterable[str] = ()) -> None:
     """Check every output before any work: its folder exists and is writable, its name fits, it does
     not exist (unless ``overwrite``), and it coincides with no input and no other output.
 
     ``outputs`` maps what the caller calls an output (a parameter in backticks, ```probs```,
     which the CLI shows as its flag; or words) to its path; the labels in ``folders`` are folder
-    outputs, which must not hold an input either.
+    outputs, which must not hold an input either. ``replaceable``: absolute paths that may be
+    replaced without ``overwrite`` (what a killed run of the same job renamed into place).
     """
-    folders = set(folders)
+    folders, replaceable = set(folders), set(replaceable)
     given = [Path(p) for p in inputs if p is not None and not isinstance(p, RemoteScene)]
     checked: dict[str, Path] = {}
     for label, path in outputs.items():
@@ -62,7 +100,7 @@ def check_outputs(outputs: Mapping[str, Path | None], inputs: Iterable[str | os.
             continue
         path = Path(path)
         check_writable(path)
-        check_output(path, overwrite, folder=label in folders)
+        check_output(path, overwrite or os.path.abspath(path) in replaceable, folder=label in folders)
         for source in given:
             if _same(path, source) or (label in folders and path.exists() and _inside(source, path)):
                 raise RssegError(f"{path}: {label} would overwrite the input {source}")

@@ -85,9 +85,14 @@ def polygon_qml(names: Sequence[str], colors: Sequence[Color], field: str = "cla
     return _document(renderer)
 
 
+def sidecar_path(layer_path: str | Path) -> Path:
+    """``LAYER.qml`` beside ``layer_path``: where QGIS looks for the layer's default style."""
+    return Path(layer_path).with_suffix(".qml")
+
+
 def write_sidecar(layer_path: str | Path, qml: str) -> Path:
     """Write ``qml`` as ``LAYER.qml`` beside ``layer_path`` (atomically); QGIS applies it when the layer is opened."""
-    path = Path(layer_path).with_suffix(".qml")
+    path = sidecar_path(layer_path)
     with replaced_atomically(path) as tmp:
         tmp.write_text(qml, encoding="utf-8")
     return path

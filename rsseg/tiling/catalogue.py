@@ -13,8 +13,9 @@ from typing import Any, Callable, Iterable, Sequence
 import torch
 
 from rsseg.distributed import DistEnv, barrier, gather_objects, scene_share
-from rsseg.errors import RssegError, captured_warnings
+from rsseg.errors import RssegError, captured_warnings, reason
 from rsseg.io.atomic import atomic_output
+from rsseg.io.outputs import make_output_folder, write_failed
 from rsseg.io.remote import Scene, as_scene
 from rsseg.io.vrt import write_mosaic_vrt
 from rsseg.models.checkpoint import ModelCard
@@ -122,7 +123,6 @@ def predict_scenes(scenes: Sequence[str | os.PathLike], out_dir: str | os.PathLi
     scenes than ranks; rank 0 writes the mosaics and the catalogue.
     """
     folder = Path(out_dir)
-    folder.mkdir(parents=True, exist_ok=True)
     kinds = list(outputs)
     jobs = [(scene, scene_outputs(scene, folder, kinds, vector)) for scene in map(as_scene, scenes)]
     return run_catalogue(jobs, model, card, options or PredictOptions(), DistEnv.from_environ(), folder,
@@ -136,10 +136,15 @@ def run_catalogue(jobs: list[tuple[Scene, SceneOutputs]], model: torch.nn.Module
     """Run this rank's share of ``jobs`` (scene, outputs), then (rank 0, with ``out_dir``) the mosaics.
 
     Without ``out_dir`` (a single scene) or when ranks share a scene, an error propagates at once.
+    ``out_dir`` is created for the scenes and removed again if it is still empty at the end.
     """
     started = time.perf_counter()
+    created = False
     if out_dir is not None:
         _refuse_collisions([scene for scene, _ in jobs], out_dir)
+        if not options.overwrite and not changes.get("overwrite"):
+            _refuse_foreign_files(out_dir, vector_mosaic)
+        created = make_output_folder(out_dir)
     mine, split = scene_share(len(jobs), env)
     results = []
     for i in mine:
@@ -158,22 +163,49 @@ def run_catalogue(jobs: list[tuple[Scene, SceneOutputs]], model: torch.nn.Module
     report = CatalogueReport(entries, results)
     done = [e for e in entries if e["status"] == "done"]
     if env.is_main and out_dir is not None and done:
-        report.mosaics = _write_mosaics(out_dir, done)
-        if vector_mosaic and MASK.name in report.mosaics:
-            from rsseg.vector import vectorize_mask
-
-            report.mosaics["vector"] = out_dir / VECTOR_MOSAIC
-            report.vector = vectorize_mask(report.mosaics[MASK.name], report.mosaics["vector"], overwrite=True,
-                                           progress=options.progress, probs_path=report.mosaics.get("probs"))
-        with atomic_output(out_dir / CATALOG, overwrite=True) as tmp:
-            mosaic = report.mosaics.get(MASK.name)
-            tmp.write_text(json.dumps({"scenes": entries, "mosaic": str(mosaic) if mosaic else None,
-                                       "mosaics": {k: str(p) for k, p in report.mosaics.items()}}, indent=2))
-        opts = replace(options, **changes)
-        report.stac = write_stac(out_dir, done, report.mosaics, card, opts.model_source,
-                                 json.loads(json.dumps(result_fields(opts), default=str)))
+        try:
+            _write_catalogue(report, out_dir, done, vector_mosaic, options.progress)
+            opts = replace(options, **changes)
+            report.stac = write_stac(out_dir, done, report.mosaics, card, opts.model_source,
+                                     json.loads(json.dumps(result_fields(opts), default=str)))
+        except OSError as err:
+            raise RssegError(f"{out_dir / CATALOG}: cannot write the catalogue ({err.strerror})") from None
+    if env.is_main and created and out_dir is not None and not any(out_dir.iterdir()):
+        out_dir.rmdir()
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _write_catalogue(report: CatalogueReport, out_dir: Path, done: list[dict], vector_mosaic: bool,
+                     progress: bool) -> None:
+    """The mosaics over the finished scenes (and their polygons), then ``catalog.json``."""
+    report.mosaics = _write_mosaics(out_dir, done)
+    if vector_mosaic and MASK.name in report.mosaics:
+        from rsseg.vector import vectorize_mask
+
+        report.mosaics["vector"] = out_dir / VECTOR_MOSAIC
+        report.vector = vectorize_mask(report.mosaics[MASK.name], report.mosaics["vector"], overwrite=True,
+                                       progress=progress, probs_path=report.mosaics.get("probs"))
+    with atomic_output(out_dir / CATALOG, overwrite=True) as tmp:
+        mosaic = report.mosaics.get(MASK.name)
+        tmp.write_text(json.dumps({"scenes": report.entries, "mosaic": str(mosaic) if mosaic else None,
+                                   "mosaics": {k: str(p) for k, p in report.mosaics.items()}}, indent=2))
+
+
+def _refuse_foreign_files(out_dir: Path, vector_mosaic: bool) -> None:
+    """Refuse files where the catalogue and its mosaics go that an earlier catalogue here did not write."""
+    catalogue = out_dir / CATALOG
+    try:
+        earlier = json.loads(catalogue.read_text()) if catalogue.is_file() else {}
+        ours = {CATALOG, *(Path(p).name for p in earlier.get("mosaics", {}).values())} \
+            if isinstance(earlier.get("scenes"), list) else set()
+    except (OSError, ValueError, AttributeError, TypeError):
+        ours = set()
+    names = [kind.mosaic_name() for kind in OUTPUT_KINDS.values() if kind.mosaic] + [VECTOR_MOSAIC] * vector_mosaic
+    for path in [catalogue, *(out_dir / name for name in names)]:
+        if os.path.lexists(path) and path.name not in ours:
+            raise RssegError(f"{path}: exists and is not from an earlier catalogue here "
+                             f"(use `overwrite` to replace it)")
 
 
 def _refuse_collisions(scenes: list[Scene], out_dir: Path) -> None:
@@ -188,6 +220,7 @@ def _run_scene(scene: Scene, outputs: SceneOutputs, model: torch.nn.Module, card
                options: PredictOptions, split: DistEnv | None, **changes: Any) -> SceneResult:
     """Predict one scene (and vectorise its mask), its warnings kept; a user error is recorded, not raised."""
     result = SceneResult(scene, outputs)
+    writing = scene  # what the error names: the scene, then the polygons being written
     with captured_warnings() as caught:
         try:
             result.report = predict_scene(scene, outputs.mask, model, card, options, split=split,
@@ -196,10 +229,13 @@ def _run_scene(scene: Scene, outputs: SceneOutputs, model: torch.nn.Module, card
                     and not (result.report.skipped and _vector_exists(outputs.vector)):
                 from rsseg.vector import vectorize_mask
 
+                writing = outputs.vector
                 result.vector = vectorize_mask(outputs.mask, outputs.vector, probs_path=outputs.rasters.get("probs"),
                                                overwrite=options.overwrite, progress=options.progress)
         except RssegError as err:
             result.exception = err
+        except Exception as err:  # noqa: BLE001 (one scene's failure never stops the others)
+            result.exception = write_failed(writing, err) if writing != scene else RssegError(f"{scene}: {reason(err)}")
     result.warnings = caught
     return result
 

@@ -18,10 +18,11 @@ from tqdm import tqdm
 import rsseg
 from rsseg.device import resolve_device, torch_threads
 from rsseg.distributed import DistEnv, barrier, contiguous_share
-from rsseg.errors import OptionError
+from rsseg.errors import OptionError, RssegError
 from rsseg.io.atomic import atomic_output, output_lock
 from rsseg.io.output_kind import OutputKind
-from rsseg.io.outputs import check_outputs, run_record_path
+from rsseg.io.outputs import check_outputs, run_record_path, write_failed
+from rsseg.io.qgis_style import sidecar_path
 from rsseg.io.raster import (
     bounded_gdal_cache,
     check_value_range,
@@ -36,7 +37,7 @@ from rsseg.models.checkpoint import ModelCard
 from rsseg.tiling.background import calls_behind
 from rsseg.tiling.grid import TileGrid
 from rsseg.tiling.gsd import GsdPlan, model_shape, plan_gsd, scene_window
-from rsseg.tiling.journal import BandJournal, journal_key, model_digest, run_key
+from rsseg.tiling.journal import BandJournal, model_digest, renamed_outputs, run_key
 from rsseg.tiling.options import PredictOptions, check_tile, result_fields
 from rsseg.tiling.outputs import MASK, OUTPUT_KINDS
 from rsseg.tiling.pipeline import RowsJob, compute_bands, grid_stride, missing_runs, window_shape
@@ -135,22 +136,34 @@ def _predict(scene: Scene, out: Path, model: torch.nn.Module, card: ModelCard, o
             earlier = json.loads(record_path.read_text())
             return PredictReport(**{**{k: v for k, v in earlier.items() if k in PredictReport.__dataclass_fields__},
                                     "skipped": True})
-        # a journal of this very run may have renamed some outputs before it was killed
-        overwrite = opts.overwrite or journal_key(out) == plan.key
-        check_outputs({**{f"`{'out' if kind is MASK else kind.name}`": path for kind, path in outputs.items()},
-                       "the run record": record_path if opts.record else None}, [scene], overwrite)
+        labels = {kind: f"`{'out' if kind is MASK else kind.name}`" for kind in outputs}
+        named = {**{labels[kind]: path for kind, path in outputs.items()},
+                 **{f"the QGIS style of {labels[kind]}": sidecar_path(path) for kind, path in outputs.items()}}
+        # a journal of this very run may have renamed some of its outputs before it was killed
+        replace = {os.path.abspath(p) for p in named.values()} if opts.overwrite \
+            else renamed_outputs(out, plan.key)
+        check_outputs({**named, "the run record": record_path if opts.record else None}, [scene], opts.overwrite,
+                      replaceable=replace)
         if dev.type == "cuda":
             torch.cuda.reset_peak_memory_stats(dev)
-        if env.is_main:  # one run at a time on these outputs (ranks of one run share them)
-            stack.enter_context(output_lock(out))
+        # one run at a time on these outputs (ranks of one run share them)
+        claims = {kind: stack.enter_context(output_lock(path, ".tif")) for kind, path in outputs.items()} \
+            if env.is_main else {}
         journal = BandJournal.open(out, plan.key, ds.height, opts.restart, create=env.is_main,
                                    band_rows=opts.band_rows)
+        if env.is_main:
+            journal.verify(_band_shapes(plan.job, card), ds.width, card.num_classes)
         if env.enabled:
             barrier()
         try:
             _run_bands(scene, journal, plan.job, env, opts.progress, opts.overlap_io)
             if env.is_main:
-                write_outputs(ds, scene, journal, card, outputs, opts.cog, plan.job.predictor.disagreement)
+                try:
+                    write_outputs(ds, scene, journal, card, claims, opts.cog, plan.job.predictor.disagreement, replace)
+                except RssegError:
+                    raise
+                except Exception as err:  # noqa: BLE001 (GDAL's error classes vary with the failing call)
+                    raise write_failed(out, err) from None
         except Exception:
             if env.is_main:
                 journal.remove()
@@ -158,10 +171,16 @@ def _predict(scene: Scene, out: Path, model: torch.nn.Module, card: ModelCard, o
         report = _finish(plan.job, started, dev)
         if env.is_main:
             if opts.record:
-                with atomic_output(record_path, overwrite) as tmp:
+                with atomic_output(record_path, opts.overwrite) as tmp:
                     tmp.write_text(json.dumps(report.to_json(), indent=2))
             journal.remove()
     return report
+
+
+def _band_shapes(job: RowsJob, card: ModelCard) -> dict[str, tuple[int, ...]]:
+    """The leading dimensions of each array of a journal band: none for the mask, bands for the others."""
+    names = list(card.classes.names)
+    return {MASK.name: (), **{kind.name: (len(kind.bands(names, job.predictor.disagreement)),) for kind in job.kinds}}
 
 
 def _run_bands(scene: Scene, journal: BandJournal, job: RowsJob, env: DistEnv, progress: bool,

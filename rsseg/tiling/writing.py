@@ -6,9 +6,9 @@ import os
 from pathlib import Path
 
 import rsseg
+from rsseg.io.atomic import OutputClaim
 from rsseg.io.mask_writer import ClassMaskWriter, ScaledOutput, to_cog
 from rsseg.io.output_kind import OutputKind
-from rsseg.io.qgis_style import write_sidecar
 from rsseg.io.raster import georeference
 from rsseg.io.remote import RemoteScene
 from rsseg.models.checkpoint import ModelCard
@@ -16,21 +16,20 @@ from rsseg.tiling.journal import BandJournal
 from rsseg.tiling.outputs import MASK
 
 
-def write_outputs(ds, scene: Path | RemoteScene, journal: BandJournal, card: ModelCard, outputs: dict[OutputKind, Path],
-                  cog: bool, disagreement: bool) -> None:
-    """Write the journal's bands, in order, into the GeoTIFF of each output (the mask among them).
+def write_outputs(ds, scene: Path | RemoteScene, journal: BandJournal, card: ModelCard,
+                  claims: dict[OutputKind, OutputClaim], cog: bool, disagreement: bool, replace: set[str]) -> None:
+    """Write the journal's bands, in order, into each output's temporary GeoTIFF, then rename them.
 
     Always the same single pass from the stored bands, so the files are byte-identical
-    whether the bands came from one run, a resumed one or several ranks. The other outputs
-    are renamed before the mask, so a mask under its final name means done.
+    whether the bands came from one run, a resumed one or several ranks. Each output (and its
+    ``.qml`` style) is written beside its final name, so the renames never cross file systems
+    and come only after everything is written; the mask is renamed last, so a mask under its
+    final name means done. ``replace``: the absolute paths of outputs that may be replaced.
     """
-    folder = journal.folder
-    for stale in folder.glob("*.tif"):  # left by a killed assembly
-        stale.unlink()
-    staged = {kind: folder / f"{kind.name}.tif" for kind in outputs}
     names, colors = list(card.classes.names), list(card.classes.colors)
-    scaled = [ScaledOutput(kind, staged[kind], kind.bands(names, disagreement)) for kind in outputs if kind is not MASK]
-    writer = ClassMaskWriter(staged[MASK], ds.width, ds.height, ds.crs, ds.transform, names, colors,
+    scaled = [ScaledOutput(kind, claim.tmp, kind.bands(names, disagreement)) for kind, claim in claims.items()
+              if kind is not MASK]
+    writer = ClassMaskWriter(claims[MASK].tmp, ds.width, ds.height, ds.crs, ds.transform, names, colors,
                              tags={"RSSEG_SOURCE": scene.name, "RSSEG_VERSION": rsseg.__version__},
                              georef=georeference(ds), scaled=scaled)
     try:
@@ -41,12 +40,14 @@ def write_outputs(ds, scene: Path | RemoteScene, journal: BandJournal, card: Mod
     except BaseException:
         writer.abort()
         raise
-    for kind, final in outputs.items():  # QGIS styles, before the mask
-        write_sidecar(final, kind.style(names, colors))
-    for kind in sorted(outputs, key=lambda kind: kind is MASK):
-        path = staged[kind]
+    for kind, claim in claims.items():
+        claim.tmp.with_name(f"{claim.prefix}.tmp.qml").write_text(kind.style(names, colors), encoding="utf-8")
         if cog:
-            cog_path = path.with_suffix(".cog.tif")
-            to_cog(path, cog_path, kind.resampling)
-            path = cog_path
-        os.replace(path, outputs[kind])
+            cog_path = claim.tmp.with_name(f"{claim.prefix}.cog{claim.suffix}")
+            to_cog(claim.tmp, cog_path, kind.resampling)
+            os.replace(cog_path, claim.tmp)
+    for kind in sorted(claims, key=lambda kind: kind is MASK):
+        claim = claims[kind]
+        finals = [final for _, final in claim.outputs()]
+        claim.commit(os.path.abspath(claim.final) in replace)
+        journal.mark_renamed(finals)

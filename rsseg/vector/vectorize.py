@@ -22,7 +22,7 @@ from rsseg.vector.polygonize import Regions, polygonize_windows
 from rsseg.vector.postgis import is_postgis
 from rsseg.vector.simplify import simplify_coverage, valid_polygons
 from rsseg.vector.source import Georef, MaskSource
-from rsseg.vector.write import LayerWriter, open_layers, resolve_format
+from rsseg.vector.write import LayerWriter, open_layers, resolve_format, sidecars
 
 WINDOW_PIXELS = 1 << 24  # pixels per strip when window_rows is not given (16 MiB of uint8)
 CHUNK_FEATURES = 10_000  # polygons per write (bounds what waits in memory)
@@ -170,7 +170,8 @@ def vectorize_mask(mask_path: str | os.PathLike, out_path: str | os.PathLike, *,
     for name, value in (("min_area", min_area), ("simplify", simplify)):
         if value is not None and value < 0:
             raise RssegError(f"{out_path}: {name} must not be negative (got {value})")
-    check_outputs({"-o": out_path}, [mask_path, probs_path], overwrite)
+    check_outputs({"-o": out_path, **{f"{what} (-o)": path for what, path in sidecars(out_path, fmt).items()}},
+                  [mask_path, probs_path], overwrite)
     with contextlib.ExitStack() as stack:
         stack.enter_context(bounded_gdal_cache())
         src = MaskSource.open(mask_path, classes)

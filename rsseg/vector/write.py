@@ -12,12 +12,22 @@ from pyogrio.raw import write
 
 from rsseg.errors import RssegError
 from rsseg.io.atomic import atomic_output
-from rsseg.io.qgis_style import store_gpkg_styles, write_sidecar
+from rsseg.io.qgis_style import sidecar_path, store_gpkg_styles, write_sidecar
 
 DRIVERS = {"gpkg": "GPKG", "shp": "ESRI Shapefile", "geojson": "GeoJSON", "fgb": "FlatGeobuf"}
 SUFFIXES = {".gpkg": "gpkg", ".shp": "shp", ".geojson": "geojson", ".json": "geojson", ".fgb": "fgb"}
 MULTI_LAYER = {"gpkg"}
 FORMAT_SUFFIX = {"gpkg": ".gpkg", "shp": ".shp", "geojson": ".geojson", "fgb": ".fgb"}  # of temporary files
+
+
+SHAPEFILE_PARTS = (".shx", ".dbf", ".prj", ".cpg")  # written beside a Shapefile's .shp
+
+
+def sidecars(path: Path, fmt: str) -> dict[str, Path]:
+    """The files written beside vector output ``path`` (what they are -> path): a Shapefile's parts,
+    the ``.qml`` style of every format but GeoPackage (which holds its style)."""
+    parts = {f"its {ext}": path.with_suffix(ext) for ext in SHAPEFILE_PARTS} if fmt == "shp" else {}
+    return {**parts, "its QGIS style": sidecar_path(path)} if fmt != "gpkg" else parts
 
 
 def resolve_format(path: str | Path, fmt: str | None, layer_per_class: bool = False) -> str:
