@@ -30,6 +30,7 @@ TOLERANCE = 1e-4  # max abs difference of the logits, ONNX Runtime vs PyTorch, p
 INPUT, OUTPUT = "image", "probabilities"
 CARD_KEY, CARD_FORMAT_KEY = "rsseg_card", "rsseg_card_format"
 PRECISION_KEY = "rsseg_precision"  # "int8" in statically quantised files (rsseg.models.quantize); absent: float32
+SOURCE_KEY = "rsseg_source_sha256"  # in cached exports: the SHA-256 of the model file they were made from
 MULTIPLE_KEY = "rsseg_window_multiple"  # the exported model's window multiple (see rsseg.models.base.window_multiple)
 DEFAULT_OVERLAP = 0.5
 
@@ -143,13 +144,14 @@ def _logit_error(model: nn.Module, proto, shapes: list[tuple[int, ...]]) -> floa
 
 
 def export_onnx(model: nn.Module, card: ModelCard, path: str | Path, *, overwrite: bool = False,
-                tile: int | None = None) -> ExportReport:
+                tile: int | None = None, source: str | None = None) -> ExportReport:
     """Export ``model`` (in eval mode, on the CPU) with ``card`` to ``path`` and check it.
 
     Dynamic height and width are tried first and kept if ONNX Runtime reproduces PyTorch on
     a non-square input and at ``tile``; otherwise the graph is fixed to ``tile`` (default: the
     card's tile size). Fails, writing nothing, if the logits differ by more than
-    ``1e-4 · max(1, max |logit|)`` or an operator cannot be exported.
+    ``1e-4 · max(1, max |logit|)`` or an operator cannot be exported. ``source``: the model
+    file's SHA-256, recorded for the ONNX cache (:mod:`rsseg.models.runtime`).
     """
     import onnx
 
@@ -180,7 +182,8 @@ def export_onnx(model: nn.Module, card: ModelCard, path: str | Path, *, overwrit
         failure = f"ONNX Runtime and PyTorch logits differ by {diff:.1e} × max(1, |logit|) (limit {TOLERANCE:.0e})"
     else:
         raise RssegError(f"{path}: export of {card.arch['name']} failed its check: {failure}")
-    for key, value in card_metadata(card, dynamic, tile, window_multiple(model)).items():
+    meta = card_metadata(card, dynamic, tile, window_multiple(model))
+    for key, value in {**meta, **({SOURCE_KEY: source} if source else {})}.items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value
     proto.producer_name = "rsseg"
