@@ -28,12 +28,21 @@ ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS.parent), os.enviro
        "OMP_NUM_THREADS": "1"}
 
 
-def tool(*args, cache: Path | None = None) -> Run:
-    """``rsseg ARGS`` with the test models registered, in a child process (``cache``: its XDG_CACHE_HOME)."""
+def start(*args, cache: Path | None = None) -> subprocess.Popen:
+    """``rsseg ARGS`` with the test models registered, as a child process (``cache``: its XDG_CACHE_HOME)."""
     env = {**ENV, **({"XDG_CACHE_HOME": str(cache)} if cache else {})}
-    proc = subprocess.run([sys.executable, str(TESTS / "rsseg_with_test_models.py"), *map(str, args)], env=env,
-                          capture_output=True, text=True, timeout=600)
-    return Run(proc.returncode, proc.stdout, proc.stderr)
+    return subprocess.Popen([sys.executable, str(TESTS / "rsseg_with_test_models.py"), *map(str, args)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def tools(*procs: subprocess.Popen) -> list[Run]:
+    """The runs of child processes started together."""
+    outputs = [p.communicate(timeout=600) for p in procs]
+    return [Run(p.returncode, *out) for p, out in zip(procs, outputs)]
+
+
+def tool(*args, cache: Path | None = None) -> Run:
+    return tools(start(*args, cache=cache))[0]
 
 
 def lines(run: Run, kind: str) -> list[str]:
@@ -78,9 +87,13 @@ def scenes(tmp_path_factory) -> Scenes:
     return Scenes(root, root / "model.pt", root / "other.pt", scene)
 
 
+def launch(s: Scenes, out: Path, *more, model: Path | None = None, cache: Path | None = None) -> subprocess.Popen:
+    return start("predict", s.scene, "--checkpoint", model or s.model, "-o", out, "--quiet", "--threads", 1, *more,
+                 cache=cache)
+
+
 def predict(s: Scenes, out: Path, *more, model: Path | None = None, cache: Path | None = None) -> Run:
-    return tool("predict", s.scene, "--checkpoint", model or s.model, "-o", out, "--quiet", "--threads", 1, *more,
-                cache=cache)
+    return tools(launch(s, out, *more, model=model, cache=cache))[0]
 
 
 def unchanged(s: Scenes, before: str, *folders: Path) -> None:
@@ -112,17 +125,18 @@ GSD_RANGES = {"strings": ["a", "b"], "zeros": [0, 0], "one_value": [0.1], "tiny"
               "reversed": [0.5, 0.1]}
 
 
-@pytest.mark.parametrize("case", [*sorted(KWARGS), *(f"gsd_range_{k}" for k in sorted(GSD_RANGES))])
-def test_model_file_cannot_reach_out(scenes, case):
-    here = scenes.folder(f"card_{case}")
-    if case in KWARGS:
-        model, words = with_card(scenes, case, KWARGS[case][0]), KWARGS[case][1]
-    else:
-        model, words = with_card(scenes, case, gsd_range=GSD_RANGES[case.removeprefix("gsd_range_")]), "gsd_range"
-    before = digest(scenes.model, scenes.other, scenes.scene, model)
-    run = predict(scenes, here / "m.tif", model=model, cache=here / "cache")
-    one_line(run, "Error", "invalid model card", words, code=1)
-    assert digest(scenes.model, scenes.other, scenes.scene, model) == before
+def test_model_file_cannot_reach_out(scenes):
+    cases = {name: (with_card(scenes, name, arch), words) for name, (arch, words) in KWARGS.items()}
+    cases.update({f"gsd_range {name}": (with_card(scenes, name, gsd_range=span), "gsd_range")
+                  for name, span in GSD_RANGES.items()})
+    here = scenes.folder("cards_refused")
+    before = digest(scenes.model, scenes.other, scenes.scene, scenes.root / "cards")
+    names = list(cases)
+    for pair in (names[i:i + 2] for i in range(0, len(names), 2)):
+        runs = tools(*(launch(scenes, here / "m.tif", model=cases[n][0], cache=here / "cache") for n in pair))
+        for name, run in zip(pair, runs):
+            one_line(run, "Error", "invalid model card", cases[name][1], code=1)
+    assert digest(scenes.model, scenes.other, scenes.scene, scenes.root / "cards") == before
     assert not list(here.iterdir())
 
 
@@ -147,11 +161,10 @@ def test_onnx_card_checked_against_its_graph(scenes):
 def reference(scenes) -> dict[str, np.ndarray]:
     """Each model's mask, exported into a fresh cache (ONNX Runtime) and with PyTorch."""
     here = scenes.folder("reference")
-    masks = {}
-    for model in (scenes.model, scenes.other):
-        run = predict(scenes, here / f"{model.stem}.tif", model=model, cache=here / "cache")
+    models = (scenes.model, scenes.other)
+    for run in tools(*(launch(scenes, here / f"{m.stem}.tif", model=m, cache=here / m.stem) for m in models)):
         assert run.code == 0 and not run.err.strip(), run.err
-        masks[model.stem] = read_mask(here / f"{model.stem}.tif")
+    masks = {m.stem: read_mask(here / f"{m.stem}.tif") for m in models}
     assert (masks["model"] != masks["other"]).mean() > 0.3
     return masks
 
@@ -166,8 +179,9 @@ def cache_entry(cache: Path) -> Path:
 def test_cache_entry_is_checked_against_its_model(scenes, reference, case):
     here = scenes.folder(f"cache_{case}")
     mine, theirs = here / "mine", here / "theirs"
-    for cache, model in ((mine, scenes.model), (theirs, scenes.other)):
-        assert predict(scenes, here / f"{cache.name}.tif", model=model, cache=cache).code == 0
+    runs = tools(*(launch(scenes, here / f"{cache.name}.tif", model=model, cache=cache)
+                   for cache, model in ((mine, scenes.model), (theirs, scenes.other))))
+    assert [run.code for run in runs] == [0, 0]
     entry = cache_entry(mine)
     if case == "replaced":
         shutil.copyfile(cache_entry(theirs), entry)
@@ -199,10 +213,10 @@ def test_unusable_cache_falls_back_to_pytorch(scenes, reference, case):
     blocked.parent.mkdir(parents=True)
     blocked.write_bytes(b"not a folder")
     before = digest(scenes.model, scenes.other, scenes.scene, blocked)
-    run = predict(scenes, here / "m.tif", cache=cache)
+    run, strict = tools(launch(scenes, here / "m.tif", cache=cache),
+                        launch(scenes, here / "strict.tif", "--runtime", "onnx", cache=cache))
     one_line(run, "Warning", "running with PyTorch", "ONNX cache unusable", code=0)
     np.testing.assert_array_equal(read_mask(here / "m.tif"), reference["model"])
-    strict = predict(scenes, here / "strict.tif", "--runtime", "onnx", cache=cache)
     one_line(strict, "Error", "ONNX cache unusable", code=1)
     assert not (here / "strict.tif").exists()
     assert digest(scenes.model, scenes.other, scenes.scene, blocked) == before
