@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from rsseg.errors import RssegError, first_line
+from rsseg.errors import OptionError, RssegError, first_line
 from rsseg.io.atomic import atomic_output, check_output
 from rsseg.models.base import WINDOW_MULTIPLE, window_multiple
 from rsseg.models.checkpoint import FORMAT_VERSION, ModelCard
@@ -33,6 +33,7 @@ PRECISION_KEY = "rsseg_precision"  # "int8" in statically quantised files (rsseg
 SOURCE_KEY = "rsseg_source_sha256"  # in cached exports: the SHA-256 of the model file they were made from
 MULTIPLE_KEY = "rsseg_window_multiple"  # the exported model's window multiple (see rsseg.models.base.window_multiple)
 DEFAULT_OVERLAP = 0.5
+MAX_TILE = 4096  # the largest window side an export is made and checked at (memory grows with its square)
 
 
 @dataclass
@@ -88,6 +89,13 @@ def card_metadata(card: ModelCard, dynamic: bool, tile: int, multiple: int = WIN
             "rsseg_dynamic_size": json.dumps(dynamic), "rsseg_tile": json.dumps(tile),
             MULTIPLE_KEY: json.dumps(multiple),
             **deepness_metadata(card, tile)}
+
+
+def check_tile(tile: int) -> int:
+    """``tile`` if an export can be made and checked at that side; :class:`OptionError` otherwise."""
+    if not 1 <= tile <= MAX_TILE:
+        raise OptionError("tile", tile, f"must be within 1..{MAX_TILE} pixels")
+    return tile
 
 
 def _unsupported_op(err: Exception) -> str | None:
@@ -158,7 +166,7 @@ def export_onnx(model: nn.Module, card: ModelCard, path: str | Path, *, overwrit
     start = time.perf_counter()
     path = check_output(path, overwrite)
     model = model.cpu().float().eval()
-    tile = tile or card.tile_size
+    tile = check_tile(tile or card.tile_size)
     side = min(tile, 256)
     c = card.in_channels
     attempts = [(True, torch.randn(1, c, side, side), [(2, c, side, side + 64), (1, c, tile, tile)]),

@@ -26,7 +26,7 @@ from rsseg.errors import RssegError, first_line
 from rsseg.io.atomic import atomic_output, check_output
 from rsseg.io.raster import check_value_range, open_raster, plan_bands, read_window
 from rsseg.models.checkpoint import ModelCard
-from rsseg.models.onnx_export import CARD_KEY, INPUT, PRECISION_KEY, export_onnx
+from rsseg.models.onnx_export import CARD_KEY, INPUT, PRECISION_KEY, check_tile, export_onnx
 
 MIN_AGREEMENT = 0.98  # argmax agreement with float32 on the held-back windows
 RASTER_SUFFIXES = (".tif", ".tiff", ".vrt", ".img", ".jp2")
@@ -242,7 +242,7 @@ def export_int8(model, card: ModelCard, path: str | Path, calibration: Sequence[
     held = held_back if held_back is not None else max(1, windows // 4)
     if windows - held < 1:
         raise RssegError(f"{path}: {windows} calibration windows leave none after {held} held back")
-    side = tile or card.tile_size
+    side = check_tile(tile or card.tile_size)
     data = read_calibration(rasters, card, side, windows, progress=progress)
     with tempfile.TemporaryDirectory(prefix="rsseg-int8-") as folder:
         fp32, int8 = Path(folder) / "fp32.onnx", Path(folder) / "int8.onnx"
