@@ -221,3 +221,31 @@ def test_unusable_cache_falls_back_to_pytorch(scenes, reference, case):
     assert not (here / "strict.tif").exists()
     assert digest(scenes.model, scenes.other, scenes.scene, blocked) == before
     assert not leftovers(here)
+
+
+# -- 6. bounded work ----------------------------------------------------------------------------------------
+
+def test_unbounded_work_is_refused_in_one_line(scenes):
+    from rasterio.transform import from_origin
+
+    here = scenes.folder("bounded")
+    coarse = write_scene(here / "coarse.tif", random_scene(64, 64), transform=from_origin(500000, 5400000, 2.0, 2.0))
+    polar = write_scene(here / "polar.tif", random_scene(64, 64), crs="EPSG:4326",
+                        transform=from_origin(10.0, 200.0, 1e-5, 1e-5))
+    before = digest(here, scenes.model, scenes.scene)
+    cases = {
+        "coarse scene": (["predict", coarse, "-o", here / "a.tif"], ["2 m", "0.09 m", "16×", "--gsd native"]),
+        "--gsd 99999": (["predict", scenes.scene, "-o", here / "b.tif", "--gsd", 99999], ["1e+05 m", "0.09 m"]),
+        "--gsd 1e9": (["predict", scenes.scene, "-o", here / "c.tif", "--gsd", "1e9"], ["--gsd 1e9", "within"]),
+        "latitude 200": (["predict", polar, "-o", here / "d.tif"], ["polar.tif", "latitude 200"]),
+        "export --tile 100000": (["export", scenes.model, "-o", here / "e.onnx", "--tile", 100000],
+                                 ["--tile 100000", "4096"]),
+    }
+    names = list(cases)
+    for pair in (names[i:i + 2] for i in range(0, len(names), 2)):
+        runs = tools(*(start(*cases[n][0], *(["--checkpoint", scenes.model] if cases[n][0][0] == "predict" else []),
+                             "--quiet", cache=scenes.root / "bounded_cache") for n in pair))
+        for name, run in zip(pair, runs):
+            one_line(run, "Error", *cases[name][1], code=1)
+    assert digest(here, scenes.model, scenes.scene) == before
+    assert sorted(p.name for p in here.iterdir()) == ["coarse.tif", "polar.tif"]
