@@ -43,6 +43,15 @@ def check_writable(path: Path) -> None:
         raise RssegError(f"{path}: output folder {folder} is not writable")
 
 
+def check_geotiff_name(label: str, path: Path) -> None:
+    """Refuse a GeoTIFF output named with another raster format's suffix (``m.png``, ``p.jpg``)."""
+    from rasterio.drivers import raster_driver_extensions
+
+    driver = raster_driver_extensions().get(path.suffix.lower().lstrip("."), "GTiff")
+    if driver != "GTiff":
+        raise RssegError(f"{path}: {label} is written as a GeoTIFF, not {driver}; name it .tif")
+
+
 def check_outputs(outputs: Mapping[str, Path | None], inputs: Iterable[Path | None], overwrite: bool,
                   folders: Iterable[str] = ()) -> None:
     """Check every output before any work: its folder exists and is writable, its name fits, it does

@@ -21,7 +21,7 @@ from rsseg.distributed import DistEnv, barrier, contiguous_share
 from rsseg.errors import OptionError
 from rsseg.io.atomic import atomic_output, output_lock
 from rsseg.io.output_kind import OutputKind
-from rsseg.io.outputs import check_outputs, run_record_path
+from rsseg.io.outputs import check_geotiff_name, check_outputs, run_record_path
 from rsseg.io.raster import (
     bounded_gdal_cache,
     check_value_range,
@@ -136,8 +136,10 @@ def _predict(scene: Path, out: Path, model: torch.nn.Module, card: ModelCard, op
                                     "skipped": True})
         # a journal of this very run may have renamed some outputs before it was killed
         overwrite = opts.overwrite or journal_key(out) == plan.key
-        check_outputs({**{f"`{'out' if kind is MASK else kind.name}`": path for kind, path in outputs.items()},
-                       "the run record": record_path if opts.record else None}, [scene], overwrite)
+        labels = {f"`{'out' if kind is MASK else kind.name}`": path for kind, path in outputs.items()}
+        for label, path in labels.items():
+            check_geotiff_name(label, path)
+        check_outputs({**labels, "the run record": record_path if opts.record else None}, [scene], overwrite)
         if dev.type == "cuda":
             torch.cuda.reset_peak_memory_stats(dev)
         if env.is_main:  # one run at a time on these outputs (ranks of one run share them)
