@@ -249,3 +249,42 @@ def test_unbounded_work_is_refused_in_one_line(scenes):
             one_line(run, "Error", *cases[name][1], code=1)
     assert digest(here, scenes.model, scenes.scene) == before
     assert sorted(p.name for p in here.iterdir()) == ["coarse.tif", "polar.tif"]
+
+
+# -- 10. formats and words ----------------------------------------------------------------------------------
+
+def test_geotiff_outputs_under_other_formats_names_are_refused(scenes):
+    here = scenes.folder("formats")
+    (here / "old.png").write_bytes(b"an existing picture")
+    before = digest(here, scenes.model, scenes.scene)
+    cases = [(["-o", here / "m.png"], "PNG"), (["-o", here / "m.tif", "--probs", here / "p.jpg"], "JPEG"),
+             (["-o", here / "m.tif", "--confidence", here / "old.png", "--overwrite"], "PNG")]
+    for pair in (cases[i:i + 2] for i in range(0, len(cases), 2)):
+        runs = tools(*(start("predict", scenes.scene, "--checkpoint", scenes.model, *args, "--quiet",
+                             cache=scenes.root / "formats_cache") for args, _ in pair))
+        for (args, driver), run in zip(pair, runs):
+            one_line(run, "Error", "written as a GeoTIFF", driver, ".tif", code=1)
+    assert digest(here, scenes.model, scenes.scene) == before
+    assert [p.name for p in here.iterdir()] == ["old.png"]
+
+
+def test_one_class_margin_and_geopackage_version(scenes):
+    import sqlite3
+
+    import rasterio
+
+    here = scenes.folder("one_class")
+    model = TinyFCN(1)
+    card = card_for(model, num_classes=1, tile_size=64)
+    save_checkpoint(model, here / "one.pt", classes=card.classes, input=card.input, tile_size=64)
+    before = digest(here / "one.pt", scenes.scene)
+    run = predict(scenes, here / "m.tif", "--confidence", here / "c.tif", "--vector", here / "v.gpkg",
+                  model=here / "one.pt", cache=scenes.root / "one_class_cache")
+    assert run.code == 0 and "Traceback" not in run.err and not lines(run, "Error"), run.err
+    with rasterio.open(here / "c.tif") as ds:
+        top, margin, entropy = ds.read()
+    assert (top == 255).all() and (margin == 255).all() and (entropy == 0).all()  # no runner-up: no tie
+    with sqlite3.connect(here / "v.gpkg") as db:  # GeoPackage 1.2: user_version 10200
+        assert db.execute("pragma user_version").fetchone() == (10200,)
+    assert digest(here / "one.pt", scenes.scene) == before
+    assert not leftovers(here)
