@@ -262,7 +262,7 @@ def test_geotiff_outputs_under_other_formats_names_are_refused(scenes):
     for pair in (cases[i:i + 2] for i in range(0, len(cases), 2)):
         runs = tools(*(start("predict", scenes.scene, "--checkpoint", scenes.model, *args, "--quiet",
                              cache=scenes.root / "formats_cache") for args, _ in pair))
-        for (args, driver), run in zip(pair, runs):
+        for (_, driver), run in zip(pair, runs):
             one_line(run, "Error", "written as a GeoTIFF", driver, ".tif", code=1)
     assert digest(here, scenes.model, scenes.scene) == before
     assert [p.name for p in here.iterdir()] == ["old.png"]
