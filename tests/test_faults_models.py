@@ -288,3 +288,56 @@ def test_one_class_margin_and_geopackage_version(scenes):
         assert db.execute("pragma user_version").fetchone() == (10200,)
     assert digest(here / "one.pt", scenes.scene) == before
     assert not leftovers(here)
+
+
+# -- 8. the mosaic carries the same georeference as the masks -----------------------------------------------
+
+def two_scenes(here: Path, shift: tuple[float, float], crs: str | None = "EPSG:32632", rotation: float = 0.0
+               ) -> list[Path]:
+    """Two 64-px scenes, the second ``shift`` (columns, rows) of the first's pixels away on its grid."""
+    from rasterio.transform import Affine
+
+    first = Affine.translation(500000, 5400000) * Affine.rotation(rotation) * Affine.scale(0.09, -0.09)
+    second = first * Affine.translation(*shift)
+    return [write_scene(here / f"{name}.tif", random_scene(64, 64, seed=i), crs=crs, transform=t)
+            for i, (name, t) in enumerate((("a", first), ("b", second)))]
+
+
+def catalogue(scenes: Scenes, inputs: list[Path], out: Path, *more) -> Run:
+    return tool("predict", *inputs, "--checkpoint", scenes.model, "--out-dir", out, "--quiet", "--threads", 1,
+                *more, cache=scenes.root / "mosaic_cache")
+
+
+def test_rotated_grid_mosaic_is_exact(scenes):
+    import rasterio
+
+    here = scenes.folder("mosaic_rotated")
+    inputs = two_scenes(here, (40, 24), rotation=30.0)
+    run = catalogue(scenes, inputs, here / "out")
+    assert run.code == 0 and "Traceback" not in run.err and not lines(run, "Error"), run.err
+    with rasterio.open(here / "out" / "mosaic.vrt") as mosaic:
+        with rasterio.open(here / "out" / "a_mask.tif") as a, rasterio.open(here / "out" / "b_mask.tif") as b:
+            assert mosaic.transform.almost_equals(a.transform) and mosaic.crs == a.crs
+            assert (mosaic.width, mosaic.height) == (104, 88)
+            assert mosaic.transform * (40, 24) == pytest.approx(b.transform * (0, 0))
+            whole = mosaic.read(1)
+            np.testing.assert_array_equal(whole[24:, 40:], b.read(1))  # the later scene wins where both lie
+            np.testing.assert_array_equal(whole[:24, :64], a.read(1)[:24])
+
+
+@pytest.mark.parametrize("case", ["no_crs", "half_pixel"])
+def test_no_exact_mosaic_says_so_and_leaves_none(scenes, case):
+    here = scenes.folder(f"mosaic_{case}")
+    (here / "first").mkdir()
+    aligned = two_scenes(here / "first", (40, 0))
+    assert catalogue(scenes, aligned, here / "out").code == 0
+    assert (here / "out" / "mosaic.vrt").is_file()  # an earlier run's mosaic, about to be stale
+    inputs = two_scenes(here, (40.5, 0)) if case == "half_pixel" else two_scenes(here, (40, 0), crs=None)
+    before = digest(*inputs, scenes.model)
+    run = catalogue(scenes, inputs, here / "out", "--overwrite")
+    assert run.code == 0 and "Traceback" not in run.err and not lines(run, "Error"), run.err
+    mosaic = [line for line in lines(run, "Warning") if "mosaic" in line]
+    assert len(mosaic) == 1, run.err
+    assert all(w in mosaic[0] for w in (["no CRS"] if case == "no_crs" else ["offset by", "0.5"]))
+    assert not (here / "out" / "mosaic.vrt").exists()
+    assert digest(*inputs, scenes.model) == before and not leftovers(here)
