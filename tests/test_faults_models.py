@@ -341,3 +341,22 @@ def test_no_exact_mosaic_says_so_and_leaves_none(scenes, case):
     assert all(w in mosaic[0] for w in (["no CRS"] if case == "no_crs" else ["offset by", "0.5"]))
     assert not (here / "out" / "mosaic.vrt").exists()
     assert digest(*inputs, scenes.model) == before and not leftovers(here)
+
+
+# -- 9. a name is a name ------------------------------------------------------------------------------------
+
+def test_existing_names_are_files_not_patterns(scenes):
+    here = scenes.folder("names")
+    odd = [here / name for name in ("@a.tif", "b[1].tif", "c*.tif")]
+    for i, path in enumerate(odd):
+        write_scene(path, random_scene(64, 64, seed=i))
+    decoys = [write_scene(here / name, random_scene(64, 64, seed=9)) for name in ("b1.tif", "cx.tif")]
+    before = digest(*odd, *decoys, scenes.model)  # the decoys: what "b[1].tif" and "c*.tif" match as patterns
+    run = catalogue(scenes, odd, here / "out")
+    assert run.code == 0 and "Traceback" not in run.err and not lines(run, "Error"), run.err
+    assert sorted(p.name for p in (here / "out").glob("*_mask.tif")) == ["@a_mask.tif", "b[1]_mask.tif",
+                                                                          "c*_mask.tif"]
+    missing = catalogue(scenes, [here / "d[0-9].tif"], here / "out2")  # no such file: a pattern, matching none
+    one_line(missing, "Error", "d[0-9].tif", "no file matches", code=1)
+    assert not (here / "out2").exists() or not list((here / "out2").iterdir())
+    assert digest(*odd, *decoys, scenes.model) == before and not leftovers(here)

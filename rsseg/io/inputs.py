@@ -16,7 +16,8 @@ def expand_inputs(args: list[str]) -> list[Path]:
     ``@FILE`` reads one path (or folder, or pattern) per line, ``#`` comments and blank lines
     skipped, relative paths taken from FILE's folder; a folder gives its raster files
     (``.tif``, ``.tiff``, ``.vrt``, ``.jp2``, ``.img``) in name order; a pattern with ``*``,
-    ``?`` or ``[`` gives its matches. Other arguments are kept as given (a missing file is
+    ``?`` or ``[`` that names no existing file or folder gives its matches. An existing file is
+    itself, whatever its name holds. Other arguments are kept as given (a missing file is
     reported when its scene is run).
     """
     scenes: dict[Path, None] = {}
@@ -28,6 +29,9 @@ def expand_inputs(args: list[str]) -> list[Path]:
 
 def _expand(arg: str, base: Path | None) -> list[Path]:
     """One argument (``base``: the folder of the list file it came from)."""
+    path = Path(arg) if base is None else base / arg
+    if path.is_file():  # an existing file is that file, whatever its name holds (`@`, `*`, `?`, `[`)
+        return [path]
     if arg.startswith("@"):
         listing = Path(arg[1:]) if base is None else base / arg[1:]
         try:
@@ -36,8 +40,7 @@ def _expand(arg: str, base: Path | None) -> list[Path]:
             raise RssegError(f"{listing}: cannot read the list of scenes ({err.strerror})") from None
         paths = [line.strip() for line in lines]
         return [p for line in paths if line and not line.startswith("#") for p in _expand(line, listing.parent)]
-    path = Path(arg) if base is None else base / arg
-    if any(c in arg for c in "*?["):
+    if any(c in arg for c in "*?[") and not path.exists():
         matches = sorted(glob.glob(str(path)))
         if not matches:
             raise RssegError(f"{arg}: no file matches this pattern")
