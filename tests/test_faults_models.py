@@ -360,3 +360,18 @@ def test_existing_names_are_files_not_patterns(scenes):
     one_line(missing, "Error", "d[0-9].tif", "no file matches", code=1)
     assert not (here / "out2").exists() or not list((here / "out2").iterdir())
     assert digest(*odd, *decoys, scenes.model) == before and not leftovers(here)
+
+
+def test_new_run_with_no_time_says_so(scenes):
+    from rsseg.data.generic import prepare_generic
+
+    here = scenes.folder("no_time")
+    labels = write_scene(here / "labels.tif", np.repeat(np.repeat(np.arange(16).reshape(4, 4) % 4, 24, 0), 24, 1)
+                         .astype(np.uint8)[None])
+    prepare_generic([scenes.scene], [labels], "a,b,c,d", here / "patches", patch=64, stride=32, val_fraction=0.34)
+    before = digest(here)
+    run = tool("train", "--data", here / "patches", "--model", "test_tiny_fcn", "--max-minutes", "1e-9",
+               "--batch-size", 2, "--tile", 64, "--device", "cpu", "--workers", 0, "--threads", 1, "-o", here / "run")
+    one_line(run, "Error", "max_minutes 1e-09", "before the first epoch", code=1)
+    assert "already spent" not in run.err
+    assert digest(here) == before and not (here / "run").exists() and not leftovers(here)
