@@ -375,3 +375,16 @@ def test_new_run_with_no_time_says_so(scenes):
     one_line(run, "Error", "max_minutes 1e-09", "before the first epoch", code=1)
     assert "already spent" not in run.err
     assert digest(here) == before and not (here / "run").exists() and not leftovers(here)
+
+
+def test_no_raw_gdal_lines_from_overviews(scenes):
+    import rasterio
+
+    here = scenes.folder("overviews")
+    scene = write_scene(here / "big.tif", random_scene(1024, 1024), tiled=True)
+    run = tool("predict", scene, "--checkpoint", scenes.model, "-o", here / "m.tif", "--tile", 512, "--probs",
+               here / "p.tif", "--quiet", cache=scenes.root / "ov_cache")
+    assert run.code == 0 and "Traceback" not in run.err, run.err
+    assert "CPLE" not in run.err and "palette" not in run.err, run.err
+    with rasterio.open(here / "m.tif") as ds:
+        assert ds.overviews(1) and ds.colormap(1)[1] and ds.tags(ns="rio_overview")["resampling"] == "mode"
