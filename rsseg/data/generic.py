@@ -96,7 +96,10 @@ def prepare_generic(images: Sequence[str | os.PathLike], labels: Sequence[str | 
                     raise RssegError(f"{image_path}: has {image.shape[0]} bands, not bands {band_list}")
                 image = image[[b - 1 for b in band_list]]
             if writer.gsd is None and transform is not None:
-                writer.gsd = gsd_metres(transform, crs, *image.shape[1:])
+                try:
+                    writer.gsd = gsd_metres(transform, crs, *image.shape[1:])
+                except ValueError as err:
+                    raise RssegError(f"{image_path}: {err}") from None
             shape = image.shape[1:]
             if label_path.suffix.lower() in VECTOR_SUFFIXES:
                 mask = rasterize_vector(label_path, table, opts.class_field, shape, transform, crs, fill, burn)

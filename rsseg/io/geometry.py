@@ -26,12 +26,17 @@ def axis_starts(size: int, tile: int, stride: int) -> list[int]:
 
 def gsd_metres(transform: Affine, crs: CRS | None, height: int, width: int) -> float | None:
     """Metres per pixel (geometric mean of x and y) of a grid; a geographic CRS is converted at
-    the grid's centre latitude, other units by the CRS's linear unit factor. ``None`` without a CRS."""
+    the grid's centre latitude, other units by the CRS's linear unit factor. ``None`` without a CRS;
+    ``ValueError`` for a geographic grid whose centre lies at or beyond a pole."""
     if crs is None:
         return None
     dx, dy = math.hypot(transform.a, transform.d), math.hypot(transform.b, transform.e)
     if crs.is_geographic:
-        lat = math.radians((transform * (width / 2, height / 2))[1])
+        degrees = (transform * (width / 2, height / 2))[1]
+        if not -90 < degrees < 90:
+            raise ValueError(f"centre latitude {degrees:.6g}° is not within ±90° (a geographic CRS on a "
+                             "grid that is not)")
+        lat = math.radians(degrees)
         per_degree = math.pi / 180 * EARTH_RADIUS
         dx, dy = dx * per_degree * math.cos(lat), dy * per_degree
     else:

@@ -22,7 +22,8 @@ def expand_inputs(args: list[str], asset: str | None = None, download_whole: boo
     ``@FILE`` reads one path (or folder, or pattern) per line, ``#`` comments and blank lines
     skipped, relative paths taken from FILE's folder; a folder gives its raster files
     (``.tif``, ``.tiff``, ``.vrt``, ``.jp2``, ``.img``) in name order; a pattern with ``*``,
-    ``?`` or ``[`` gives its matches. Other arguments are kept as given (a missing file is
+    ``?`` or ``[`` that names no existing file or folder gives its matches. An existing file is
+    itself, whatever its name holds. Other arguments are kept as given (a missing file is
     reported when its scene is run).
     """
     scenes: dict[Scene, None] = {}
@@ -36,10 +37,13 @@ def _expand(arg: str, base: Path | None, asset: str | None, download_whole: bool
             lists: tuple[Path, ...] = ()) -> list[Scene]:
     """One argument (``base``: the folder of the list file it came from; ``lists``: the list files
     being read, outermost first)."""
+    path = Path(arg) if base is None else base / arg
     if is_stac_item(arg):
         return [item_scene(arg if is_remote(arg) or base is None else str(base / arg), asset, download_whole)]
     if is_remote(arg):
         return [remote_scene(arg, download_whole)]
+    if path.is_file():  # an existing file is that file, whatever its name holds (`@`, `*`, `?`, `[`)
+        return [path]
     if arg.startswith("@"):
         listing = Path(arg[1:]) if base is None else base / arg[1:]
         if listing.resolve() in lists:
@@ -55,8 +59,7 @@ def _expand(arg: str, base: Path | None, asset: str | None, download_whole: bool
         if not found:
             raise RssegError(f"{listing}: the list of scenes names no scene")
         return found
-    path = Path(arg) if base is None else base / arg
-    if any(c in arg for c in "*?["):
+    if any(c in arg for c in "*?[") and not path.exists():
         matches = sorted(glob.glob(str(path)))
         if not matches:
             raise RssegError(f"{arg}: no file matches this pattern")

@@ -130,10 +130,11 @@ class ClassMaskWriter:
         self._flush()
         for ds, resampling in self.resampling.items():
             factors = overview_factors(ds.width, ds.height)
-            if factors:
-                ds.build_overviews(factors, resampling)
-                ds.update_tags(ns="rio_overview", resampling=resampling.name)
             ds.close()
+            if factors:  # on the finished file: GDAL's write mode hides its palette from the overview code
+                with rasterio.open(ds.name, "r+") as done:
+                    done.build_overviews(factors, resampling)
+                    done.update_tags(ns="rio_overview", resampling=resampling.name)
 
     def abort(self) -> None:
         """Close without finishing (the caller removes the files)."""

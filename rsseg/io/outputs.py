@@ -44,6 +44,16 @@ def check_writable(path: Path) -> None:
         raise RssegError(f"{path}: output folder {folder} is not writable")
 
 
+def check_geotiff_name(label: str, path: Path) -> None:
+    """Refuse a GeoTIFF output named with another raster format's suffix (``m.png``, ``p.jpg``)."""
+    from rasterio.drivers import raster_driver_extensions
+
+    driver = raster_driver_extensions().get(path.suffix.lower().lstrip("."), "GTiff")
+    if driver != "GTiff":
+        raise RssegError(f"{path}: {label} is written as a GeoTIFF, not {driver}; name it .tif")
+
+
+
 FULL_BYTES = 2**20  # free space under which a failed write is put down to a full disk
 
 

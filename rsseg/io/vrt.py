@@ -13,13 +13,15 @@ from rsseg.errors import RssegError
 from rsseg.io.mask_meta import NODATA
 
 GDAL_TYPES = {"uint8": "Byte"}
+GRID_TOLERANCE = 1e-6  # of a pixel: rasters offset by more lie on different grids
 
 
 def write_mosaic_vrt(paths: list[Path], out: Path) -> None:
     """Write ``out``, a VRT placing every raster of ``paths`` at its georeferenced position.
 
-    The rasters must share CRS, pixel size, band count and dtype (as the masks of one model
-    over one orthophoto grid do); tags and band 1's colormap come from the first raster, so a
+    The rasters must share CRS, pixel size and rotation, lie on one pixel grid, and share band
+    count and dtype (as the masks of one model over one orthophoto grid do); otherwise no mosaic
+    is exact and :class:`RssegError` says why. Tags and band 1's colormap come from the first raster, so a
     mosaic of class masks keeps its class table. Uncovered pixels read as nodata 255.
     """
     infos = []
@@ -27,16 +29,21 @@ def write_mosaic_vrt(paths: list[Path], out: Path) -> None:
         with rasterio.open(path) as ds:
             infos.append((path, ds.transform, ds.width, ds.height, ds.crs, ds.count, ds.dtypes[0]))
     first_path, t0, _, _, crs, count, dtype = infos[0]
+    if crs is None:
+        raise RssegError(f"{first_path}: no CRS (pixel coordinates or GCPs only); no exact mosaic, none written")
+    offsets = []
     for path, t, _, _, c, n, d in infos:
-        if c != crs or (t.a, t.e, t.b, t.d) != (t0.a, t0.e, t0.b, t0.d) or n != count or d != dtype:
-            raise RssegError(f"{path}: CRS, pixel size or bands differ from {first_path}; no mosaic")
-    left = min(t.c for _, t, *_ in infos)
-    top = max(t.f for _, t, *_ in infos) if t0.e < 0 else min(t.f for _, t, *_ in infos)
-    origin = Affine(t0.a, 0, left, 0, t0.e, top)
-    boxes = []
-    for path, t, w, h, *_ in infos:
-        col, row = ~origin * (t.c, t.f)
-        boxes.append((path, round(col), round(row), w, h))
+        if c != crs or (t.a, t.b, t.d, t.e) != (t0.a, t0.b, t0.d, t0.e) or n != count or d != dtype:
+            raise RssegError(f"{path}: CRS, pixel size, rotation or bands differ from {first_path}; "
+                             "no exact mosaic, none written")
+        col, row = ~t0 * (t.c, t.f)  # in the first raster's pixels: whole numbers on one grid
+        if max(abs(col - round(col)), abs(row - round(row))) > GRID_TOLERANCE:
+            raise RssegError(f"{path}: its pixels are offset by ({col - round(col):+.3g}, {row - round(row):+.3g}) "
+                             f"of a pixel from those of {first_path}; no exact mosaic, none written")
+        offsets.append((round(col), round(row)))
+    left, top = min(c for c, _ in offsets), min(r for _, r in offsets)
+    origin = t0 * Affine.translation(left, top)  # keeps the grid's rotation
+    boxes = [(path, col - left, row - top, w, h) for (path, _, w, h, *_), (col, row) in zip(infos, offsets)]
     width = max(c + w for _, c, _, w, _ in boxes)
     height = max(r + h for _, _, r, _, h in boxes)
     with rasterio.open(first_path) as ds:

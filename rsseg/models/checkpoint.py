@@ -20,6 +20,7 @@ FORMAT_VERSION = 2  # 2: ``classes`` and ``input`` nested; 1 (rsseg <= 0.1): the
 CARD_FIELDS = ("arch", "classes", "input", "tile_size", "rsseg_version", "extra")
 FLAT_CLASS_FIELDS = {"class_names": "names", "class_colors": "colors", "ignore_index": "ignore_index",
                      "excluded_from_mean": "excluded_from_mean"}
+MIN_GSD, MAX_GSD = 1e-3, 1e5  # metres per pixel a model's training GSD may record
 FLAT_INPUT_FIELDS = {"mean": "mean", "std": "std", "input_scale": "scale", "bands": "bands", "gsd": "gsd"}
 
 
@@ -64,6 +65,12 @@ def check_card(card: ModelCard) -> ModelCard:
         raise SchemaError(f"model has {c} input channels but its card gives {card.input.channels} band means/stds")
     if not isinstance(card.tile_size, int) or card.tile_size < 1:
         raise SchemaError(f"tile_size {card.tile_size!r} must be a positive integer")
+    span = card.extra.get("gsd_range") if isinstance(card.extra, dict) else None
+    if span is not None and not (isinstance(span, (list, tuple)) and len(span) == 2
+                                 and all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                         and MIN_GSD <= v <= MAX_GSD for v in span) and span[0] <= span[1]):
+        raise SchemaError(f"extra.gsd_range {span!r} must be two metres per pixel, low <= high, "
+                          f"within {MIN_GSD:g}..{MAX_GSD:g}")
     return card
 
 
@@ -155,10 +162,14 @@ def card_from_dict(data: dict, version: int = FORMAT_VERSION) -> ModelCard:
 def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu"
                     ) -> tuple[torch.nn.Module, ModelCard]:
     """Rebuild the model of a model file (no other file, no network) in eval mode."""
-    from rsseg.models.registry import create_model
+    from rsseg.models.registry import check_hyperparams, create_model
 
     card, state = read_card(path)
     arch = card.arch
+    try:
+        check_hyperparams(arch["name"], arch["kwargs"])
+    except TypeError as err:
+        raise RssegError(f"{path}: invalid model card ({err})") from None
     model = create_model(arch["name"], arch["num_classes"], arch["in_channels"], **arch["kwargs"])
     own = model.state_dict()
     state = {k: v.to(own[k].dtype) if k in own else v for k, v in state.items()}

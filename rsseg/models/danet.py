@@ -54,7 +54,6 @@ class DANet(ContextHeadModel):
 
 
 @register_model("danet", paper="DANet (Fu et al., 2019)")
-def build(num_classes: int, in_channels: int = 3, backbone: str = DEFAULT_BACKBONE,
-          **hyperparams: int) -> DANet:
-    """DANet; ``hyperparams``: ``channels`` (512)."""
-    return DANet(num_classes, in_channels, backbone, **hyperparams)
+def build(num_classes: int, in_channels: int = 3, backbone: str = DEFAULT_BACKBONE, channels: int = 512) -> DANet:
+    """DANet; ``channels``: head width."""
+    return DANet(num_classes, in_channels, backbone, channels)

@@ -46,7 +46,6 @@ class FLANet(ContextHeadModel):
 
 
 @register_model("flanet", paper="FLANet (Song et al., 2022)")
-def build(num_classes: int, in_channels: int = 3, backbone: str = DEFAULT_BACKBONE,
-          **hyperparams: int) -> FLANet:
-    """FLANet; ``hyperparams``: ``channels`` (512)."""
-    return FLANet(num_classes, in_channels, backbone, **hyperparams)
+def build(num_classes: int, in_channels: int = 3, backbone: str = DEFAULT_BACKBONE, channels: int = 512) -> FLANet:
+    """FLANet; ``channels``: head width."""
+    return FLANet(num_classes, in_channels, backbone, channels)

@@ -126,4 +126,10 @@ def load_onnx(path: str | os.PathLike, device: torch.device | str = "cpu", threa
               optimization: str = "all", optimized: Path | None = None) -> tuple[OnnxModel, ModelCard]:
     """An :class:`OnnxModel` and its card from an exported file (see :class:`OnnxModel` for ``optimized``)."""
     card = read_onnx_card(path)
-    return OnnxModel(path, device, threads, optimization, optimized), card
+    model = OnnxModel(path, device, threads, optimization, optimized)
+    graph = {"input bands": (model.session.get_inputs()[0].shape, card.in_channels),
+             "classes": (model.session.get_outputs()[0].shape, card.num_classes)}
+    for what, (shape, stated) in graph.items():
+        if len(shape) != 4 or (isinstance(shape[1], int) and shape[1] != stated):
+            raise RssegError(f"{path}: its rsseg model card says {stated} {what}, its graph has {shape[1:2]}")
+    return model, card

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from rsseg.errors import RssegError, first_line
+from rsseg.errors import OptionError, RssegError, first_line
 from rsseg.io.atomic import atomic_output, check_output
 from rsseg.models.base import WINDOW_MULTIPLE, window_multiple
 from rsseg.models.checkpoint import FORMAT_VERSION, ModelCard
@@ -30,8 +30,10 @@ TOLERANCE = 1e-4  # max abs difference of the logits, ONNX Runtime vs PyTorch, p
 INPUT, OUTPUT = "image", "probabilities"
 CARD_KEY, CARD_FORMAT_KEY = "rsseg_card", "rsseg_card_format"
 PRECISION_KEY = "rsseg_precision"  # "int8" in statically quantised files (rsseg.models.quantize); absent: float32
+SOURCE_KEY = "rsseg_source_sha256"  # in cached exports: the SHA-256 of the model file they were made from
 MULTIPLE_KEY = "rsseg_window_multiple"  # the exported model's window multiple (see rsseg.models.base.window_multiple)
 DEFAULT_OVERLAP = 0.5
+MAX_TILE = 4096  # the largest window side an export is made and checked at (memory grows with its square)
 
 
 @dataclass
@@ -89,6 +91,13 @@ def card_metadata(card: ModelCard, dynamic: bool, tile: int, multiple: int = WIN
             **deepness_metadata(card, tile)}
 
 
+def check_tile(tile: int) -> int:
+    """``tile`` if an export can be made and checked at that side; :class:`OptionError` otherwise."""
+    if not 1 <= tile <= MAX_TILE:
+        raise OptionError("tile", tile, f"must be within 1..{MAX_TILE} pixels")
+    return tile
+
+
 def _unsupported_op(err: Exception) -> str | None:
     """The operator named by an exporter error, if it names one."""
     found = re.search(r"operator '?([\w:.]+)'?", str(err))
@@ -143,20 +152,21 @@ def _logit_error(model: nn.Module, proto, shapes: list[tuple[int, ...]]) -> floa
 
 
 def export_onnx(model: nn.Module, card: ModelCard, path: str | Path, *, overwrite: bool = False,
-                tile: int | None = None) -> ExportReport:
+                tile: int | None = None, source: str | None = None) -> ExportReport:
     """Export ``model`` (in eval mode, on the CPU) with ``card`` to ``path`` and check it.
 
     Dynamic height and width are tried first and kept if ONNX Runtime reproduces PyTorch on
     a non-square input and at ``tile``; otherwise the graph is fixed to ``tile`` (default: the
     card's tile size). Fails, writing nothing, if the logits differ by more than
-    ``1e-4 · max(1, max |logit|)`` or an operator cannot be exported.
+    ``1e-4 · max(1, max |logit|)`` or an operator cannot be exported. ``source``: the model
+    file's SHA-256, recorded for the ONNX cache (:mod:`rsseg.models.runtime`).
     """
     import onnx
 
     start = time.perf_counter()
     path = check_output(path, overwrite)
     model = model.cpu().float().eval()
-    tile = tile or card.tile_size
+    tile = check_tile(tile or card.tile_size)
     side = min(tile, 256)
     c = card.in_channels
     attempts = [(True, torch.randn(1, c, side, side), [(2, c, side, side + 64), (1, c, tile, tile)]),
@@ -180,7 +190,8 @@ def export_onnx(model: nn.Module, card: ModelCard, path: str | Path, *, overwrit
         failure = f"ONNX Runtime and PyTorch logits differ by {diff:.1e} × max(1, |logit|) (limit {TOLERANCE:.0e})"
     else:
         raise RssegError(f"{path}: export of {card.arch['name']} failed its check: {failure}")
-    for key, value in card_metadata(card, dynamic, tile, window_multiple(model)).items():
+    meta = card_metadata(card, dynamic, tile, window_multiple(model))
+    for key, value in {**meta, **({SOURCE_KEY: source} if source else {})}.items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value
     proto.producer_name = "rsseg"

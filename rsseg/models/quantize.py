@@ -26,7 +26,7 @@ from rsseg.errors import RssegError, first_line
 from rsseg.io.atomic import atomic_output, check_output
 from rsseg.io.raster import check_value_range, open_raster, plan_bands, read_window
 from rsseg.models.checkpoint import ModelCard
-from rsseg.models.onnx_export import CARD_KEY, INPUT, PRECISION_KEY, export_onnx
+from rsseg.models.onnx_export import CARD_KEY, INPUT, PRECISION_KEY, check_tile, export_onnx
 
 MIN_AGREEMENT = 0.98  # argmax agreement with float32 on the held-back windows
 RASTER_SUFFIXES = (".tif", ".tiff", ".vrt", ".img", ".jp2")
@@ -225,13 +225,13 @@ class Int8Report:
 
 def export_int8(model, card: ModelCard, path: str | Path, calibration: Sequence[Path], *,  # noqa: ANN001 - nn.Module
                 overwrite: bool = False, tile: int | None = None, windows: int = 64, held_back: int | None = None,
-                progress: bool = True) -> Int8Report:
+                progress: bool = True, source: str | None = None) -> Int8Report:
     """Export ``model`` with ``card`` to a statically quantised INT8 ONNX file at ``path``.
 
     ``calibration``: scenes or folders of rasters (patch folders: their images); ``windows``
     windows of ``tile`` are drawn from them, ``held_back`` of those (default a quarter)
     only measure the result. Refuses, writing nothing, rasters that do not fit the model and an
-    agreement with float32 below :data:`MIN_AGREEMENT`.
+    agreement with float32 below :data:`MIN_AGREEMENT`. ``source``: as for :func:`export_onnx`.
     """
     import onnx
 
@@ -242,11 +242,11 @@ def export_int8(model, card: ModelCard, path: str | Path, calibration: Sequence[
     held = held_back if held_back is not None else max(1, windows // 4)
     if windows - held < 1:
         raise RssegError(f"{path}: {windows} calibration windows leave none after {held} held back")
-    side = tile or card.tile_size
+    side = check_tile(tile or card.tile_size)
     data = read_calibration(rasters, card, side, windows, progress=progress)
     with tempfile.TemporaryDirectory(prefix="rsseg-int8-") as folder:
         fp32, int8 = Path(folder) / "fp32.onnx", Path(folder) / "int8.onnx"
-        export = export_onnx(model, card, fp32, overwrite=True, tile=side)
+        export = export_onnx(model, card, fp32, overwrite=True, tile=side, source=source)
         check = quantize_checked(fp32, int8, data.windows[held:], data.windows[:held], str(path), progress)
         if check.agreement < MIN_AGREEMENT:
             raise RssegError(f"{path}: INT8 model agrees with FP32 on {100 * check.agreement:.2f} % of held-back "

@@ -68,7 +68,7 @@ class RecoNet(ContextHeadModel):
 
 
 @register_model("reconet", paper="RecoNet (Chen et al., 2020)")
-def build(num_classes: int, in_channels: int = 3, backbone: str = DEFAULT_BACKBONE,
-          **hyperparams: int) -> RecoNet:
-    """RecoNet; ``hyperparams``: ``channels`` (512), ``rank`` (64), ``profile_size`` (64)."""
-    return RecoNet(num_classes, in_channels, backbone, **hyperparams)
+def build(num_classes: int, in_channels: int = 3, backbone: str = DEFAULT_BACKBONE, channels: int = 512,
+          rank: int = 64, profile_size: int = 64) -> RecoNet:
+    """RecoNet; ``channels``: head width; ``rank``, ``profile_size``: its tensor low-rank reconstruction."""
+    return RecoNet(num_classes, in_channels, backbone, channels, rank, profile_size)

@@ -8,6 +8,7 @@ architecture is one file whose builder carries :func:`register_model`.
 from __future__ import annotations
 
 import inspect
+import math
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -52,6 +53,41 @@ def list_models() -> list[ModelEntry]:
 def get_entry(name: str) -> ModelEntry:
     """The registry entry of ``name``, or a clear error listing the known names."""
     return MODELS.get(name)
+
+
+def _fits(value: Any, default: Any) -> bool:
+    """Whether ``value`` has the type of the hyperparameter's ``default`` (numbers for a sequence of them)."""
+    if isinstance(default, bool) or isinstance(value, bool):
+        return isinstance(value, bool) and isinstance(default, bool)
+    if isinstance(default, float):
+        return isinstance(value, (int, float)) and math.isfinite(value)
+    if isinstance(default, (tuple, list)):
+        return isinstance(value, (tuple, list)) and all(_fits(v, d) for v in value for d in default[:1])
+    return isinstance(value, type(default))
+
+
+def check_hyperparams(name: str, kwargs: Any) -> None:
+    """Refuse ``kwargs`` that are not the declared hyperparameters of architecture ``name``, of their types.
+
+    What a model file may ask of its builder: never pretraining (``pretrained``, a weights file)
+    nor a backbone fetched from a hub, so that loading a model file reads no other file and no network.
+    """
+    if not isinstance(kwargs, dict):
+        raise TypeError("arch.kwargs is not a mapping")
+    params = inspect.signature(get_entry(name).builder).parameters
+    declared = {k: p.default for k, p in params.items()
+                if k not in ("num_classes", "in_channels") and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    for key, value in kwargs.items():
+        if key not in declared:
+            raise TypeError(f"arch.kwargs {key!r} is not a hyperparameter of {name} "
+                            f"(it takes {', '.join(sorted(declared)) or 'none'})")
+        default = declared[key]
+        if default is not inspect.Parameter.empty and default is not None and not _fits(value, default):
+            raise TypeError(f"arch.kwargs {key}={value!r} is not of the type of its default {default!r}")
+    backbone = kwargs.get("backbone")
+    if isinstance(backbone, str) and (":" in backbone or "/" in backbone):
+        raise TypeError(f"arch.kwargs backbone={backbone!r} names a hub or a path; a model file names a "
+                        "built-in backbone")
 
 
 def create_model(name: str, num_classes: int, in_channels: int = 3, pretrained: bool = False,

@@ -7,14 +7,15 @@ import os
 import platform
 import warnings
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 from torch import nn
 
 from rsseg.choices import RUNTIMES
-from rsseg.errors import OptionError, RssegError
+from rsseg.errors import OptionError, RssegError, first_line
 from rsseg.models.checkpoint import FORMAT_VERSION, ModelCard, load_checkpoint
+from rsseg.models.onnx_export import SOURCE_KEY
 
 
 def onnx_cache_dir() -> Path:
@@ -23,13 +24,42 @@ def onnx_cache_dir() -> Path:
     return Path(base) / "rsseg" / "onnx"
 
 
-def _cache_name(checkpoint: str | os.PathLike, *more: str) -> str:
-    """A hash of the model file, the exporter's opset, the card format and ``more``."""
+def file_sha256(path: str | os.PathLike) -> str:
+    """The SHA-256 of a file's bytes, in hex."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def _cache_name(source: str, *more: str) -> str:
+    """A hash of the model file's ``source`` digest, the exporter's opset, the card format and ``more``."""
     from rsseg.models.onnx_export import OPSET
 
-    digest = hashlib.sha256(Path(checkpoint).read_bytes())
-    digest.update(" ".join([f"opset{OPSET} card{FORMAT_VERSION}", *more]).encode())
-    return digest.hexdigest()[:32]
+    return hashlib.sha256(" ".join([source, f"opset{OPSET} card{FORMAT_VERSION}", *more]).encode()).hexdigest()[:32]
+
+
+def made_from(graph: Path, source: str) -> bool:
+    """Whether ``graph`` is a whole ONNX file exported from the model file whose SHA-256 is ``source``."""
+    import onnx
+
+    try:
+        proto = onnx.load(str(graph), load_external_data=False)
+    except Exception:  # noqa: BLE001 - protobuf decode errors: a truncated or foreign file
+        return False
+    return any(p.key == SOURCE_KEY and p.value == source for p in proto.metadata_props)
+
+
+def _cached(target: Path, source: str, export: Callable[[Path], object]) -> Path:
+    """``target`` in the cache, made by ``export(target)`` unless it is there and made from ``source``.
+
+    A cache entry is trusted only after :func:`made_from`: one truncated, or replaced by
+    another model's export, is made again with a warning.
+    """
+    if target.is_file():
+        if made_from(target, source):
+            return target
+        warnings.warn(f"{target}: cached export not made from this model file; exporting again", stacklevel=3)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    export(target)
+    return target
 
 
 def cached_export(checkpoint: str | os.PathLike, model: nn.Module | None = None, card: ModelCard | None = None
@@ -37,17 +67,17 @@ def cached_export(checkpoint: str | os.PathLike, model: nn.Module | None = None,
     """The ONNX export of ``checkpoint`` (already loaded as ``model``, ``card``), exported and checked on first use.
 
     Keyed by a hash of the model file, the exporter's opset and the card format, so a changed file
-    (or a newer rsseg) exports anew.
+    (or a newer rsseg) exports anew; the export records the model file's SHA-256 (:func:`made_from`).
     """
     from rsseg.models.onnx_export import export_onnx
 
-    target = onnx_cache_dir() / f"{_cache_name(checkpoint)}.onnx"
-    if not target.is_file():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if model is None or card is None:
-            model, card = load_checkpoint(checkpoint, "cpu")
-        export_onnx(model, card, target, overwrite=True)
-    return target
+    source = file_sha256(checkpoint)
+
+    def export(target: Path) -> None:
+        loaded = (model, card) if model is not None and card is not None else load_checkpoint(checkpoint, "cpu")
+        export_onnx(*loaded, target, overwrite=True, source=source)
+
+    return _cached(onnx_cache_dir() / f"{_cache_name(source)}.onnx", source, export)
 
 
 def cached_int8_export(checkpoint: str | os.PathLike, calibration: Sequence[Path], model: nn.Module | None = None,
@@ -61,13 +91,13 @@ def cached_int8_export(checkpoint: str | os.PathLike, calibration: Sequence[Path
 
     rasters = calibration_rasters(calibration)
     data = [f"{p.resolve()}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in rasters]
-    target = onnx_cache_dir() / f"{_cache_name(checkpoint, 'int8', *data)}.int8.onnx"
-    if not target.is_file():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if model is None or card is None:
-            model, card = load_checkpoint(checkpoint, "cpu")
-        export_int8(model, card, target, calibration, overwrite=True, progress=progress)
-    return target
+    source = file_sha256(checkpoint)
+
+    def export(target: Path) -> None:
+        loaded = (model, card) if model is not None and card is not None else load_checkpoint(checkpoint, "cpu")
+        export_int8(*loaded, target, calibration, overwrite=True, progress=progress, source=source)
+
+    return _cached(onnx_cache_dir() / f"{_cache_name(source, 'int8', *data)}.int8.onnx", source, export)
 
 
 def _cpu_signature() -> str:
@@ -118,16 +148,34 @@ def load_model(path: str | os.PathLike, device: torch.device, runtime: str = "au
         if not calibration:
             raise RssegError(f"{path}: `precision=int8` quantises the model on windows of your scenes: give "
                              f"`calibrate=SCENE_OR_FOLDER`, or a .onnx made by `rsseg export --int8`")
-        exported = cached_int8_export(path, calibration, progress=progress)
-        return (*load_onnx(exported, device, threads, optimized=optimized_graph(exported)), "onnx")
+        try:
+            exported = cached_int8_export(path, calibration, progress=progress)
+            return (*load_onnx(exported, device, threads, optimized=_optimized(exported, path)), "onnx")
+        except OSError as err:
+            raise _cache_error(err) from None
     model, card = load_checkpoint(path, device)
     if runtime == "torch" or (runtime == "auto" and (device.type != "cpu" or precision in ("fp16", "bf16"))):
         return model, card, "torch"
     try:
         exported = cached_export(path, model, card)
-    except RssegError as err:
+        return (*load_onnx(exported, device, threads, optimized=_optimized(exported, path)), "onnx")
+    except (RssegError, OSError) as err:
+        failure = _cache_error(err) if isinstance(err, OSError) else err
         if runtime == "onnx":
-            raise
-        warnings.warn(f"running with PyTorch: {err}", stacklevel=2)
+            raise failure from None
+        warnings.warn(f"running with PyTorch: {failure}", stacklevel=2)
         return model.to(device).eval(), card, "torch"
-    return (*load_onnx(exported, device, threads, optimized=optimized_graph(exported)), "onnx")
+
+
+def _optimized(export: Path, checkpoint: Path) -> Path:
+    """The optimised graph of ``export`` (:func:`optimized_graph`), removed first unless made from ``checkpoint``."""
+    optimized = optimized_graph(export)
+    if optimized.is_file() and not made_from(optimized, file_sha256(checkpoint)):
+        optimized.unlink()
+    return optimized
+
+
+def _cache_error(err: OSError) -> RssegError:
+    """A one-line error for a cache folder that cannot be used (read-only, a file, no space)."""
+    where = err.filename or onnx_cache_dir()
+    return RssegError(f"{where}: ONNX cache unusable ({err.strerror or first_line(err)})")

@@ -251,8 +251,8 @@ def _vector_exists(target: Path | str) -> bool:
 def _write_mosaics(out_dir: Path, done: list[dict]) -> dict[str, Path]:
     """A VRT over every scene's file of each kind that mosaics (kind name -> path).
 
-    They describe the whole catalogue, so each run replaces them. Mosaics that cannot be built
-    (scenes in different CRSs...) are warned about and left out.
+    They describe the whole catalogue, so each run replaces them. When no exact mosaic exists
+    (scenes in different CRSs or grids, without CRS...) a warning says why and none is left.
     """
     mosaics: dict[str, Path] = {}
     try:
@@ -263,5 +263,8 @@ def _write_mosaics(out_dir: Path, done: list[dict]) -> dict[str, Path]:
                 mosaics[kind.name] = out_dir / kind.mosaic_name()
     except RssegError as err:
         warnings.warn(str(err), stacklevel=2)
+        for kind in (MASK, *extra_kinds()):  # an earlier run's mosaics would describe other scenes
+            if kind.mosaic:
+                (out_dir / kind.mosaic_name()).unlink(missing_ok=True)
         return {}
     return mosaics

@@ -3,7 +3,8 @@
 Every band is in [0, 1] (written as uint8, value × 255):
 
 - ``top_probability``: the probability of the predicted class, max_k p_k;
-- ``margin``: top-1 minus top-2 probability (0 = a tie between two classes);
+- ``margin``: top-1 minus top-2 probability (0 = a tie between two classes; with a single class
+  there is no runner-up, and the margin is the top probability);
 - ``entropy``: -Σ p_k ln p_k / ln K (0 = all mass on one class, 1 = uniform over the K classes);
 - ``tta_disagreement`` (with test-time augmentation): the share of the augmented views whose own
   top class differs from the top class of their average, blended over overlapping windows like
@@ -29,8 +30,8 @@ def confidence_bands(probs: torch.Tensor, disagreement: torch.Tensor | None = No
     """The confidence bands (3, or 4 with ``disagreement``) × n × W of K × n × W class probabilities."""
     k = probs.shape[0]
     if k == 1:
-        top = probs[0]
-        margin = entropy = torch.zeros_like(top)
+        top = margin = probs[0]
+        entropy = torch.zeros_like(top)
     else:
         top2 = probs.topk(2, dim=0).values
         top, margin = top2[0], top2[0] - top2[1]

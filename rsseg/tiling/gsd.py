@@ -14,16 +14,20 @@ import rasterio
 import torch
 import torch.nn.functional as F
 
-from rsseg.errors import OptionError
+from rsseg.errors import OptionError, RssegError
 from rsseg.io.geometry import gsd_metres
-from rsseg.models.checkpoint import ModelCard
+from rsseg.models.checkpoint import MAX_GSD, MIN_GSD, ModelCard
 
 TOLERANCE = 1.25  # scene and model GSD closer than this ratio: no resampling
+MAX_FACTOR = 16.0  # scene and model GSD further apart than this ratio: refused (windows would grow without bound)
 
 
 def scene_gsd(ds: rasterio.DatasetReader) -> float | None:
     """Metres per pixel of an open raster; see :func:`rsseg.io.geometry.gsd_metres`."""
-    return gsd_metres(ds.transform, ds.crs, ds.height, ds.width)
+    try:
+        return gsd_metres(ds.transform, ds.crs, ds.height, ds.width)
+    except ValueError as err:
+        raise RssegError(f"{ds.name}: {err}") from None
 
 
 def model_gsd_range(card: ModelCard) -> tuple[float, float] | None:
@@ -43,8 +47,8 @@ def parse_gsd(value: str | float) -> str | float:
         metres = float(value)
     except ValueError:
         raise OptionError("gsd", value, "expected auto, native or metres per pixel") from None
-    if not 0 < metres < 1e5:
-        raise OptionError("gsd", value, "metres per pixel must be positive")
+    if not MIN_GSD <= metres <= MAX_GSD:
+        raise OptionError("gsd", value, f"metres per pixel must be within {MIN_GSD:g}..{MAX_GSD:g}")
     return metres
 
 
@@ -90,6 +94,10 @@ def plan_gsd(mode: str | float, ds: rasterio.DatasetReader, card: ModelCard) -> 
         return GsdPlan(None, span)
     target = min(max(scene, span[0]), span[1])
     factor = scene / target
+    if max(factor, 1 / factor) > MAX_FACTOR:
+        raise RssegError(f"{ds.name}: scene GSD {scene:.3g} m is {max(factor, 1 / factor):.3g}× the model's "
+                         f"{target:.3g} m; windows are resampled by at most {MAX_FACTOR:g}× "
+                         "(give `gsd=native` to predict at the scene's GSD)")
     return GsdPlan(scene, span, factor if max(factor, 1 / factor) > TOLERANCE else 1.0)
 
 

@@ -21,7 +21,7 @@ from rsseg.distributed import DistEnv, barrier, contiguous_share
 from rsseg.errors import OptionError, RssegError
 from rsseg.io.atomic import atomic_output, output_lock
 from rsseg.io.output_kind import OutputKind
-from rsseg.io.outputs import check_outputs, run_record_path, write_failed
+from rsseg.io.outputs import check_geotiff_name, check_outputs, run_record_path, write_failed
 from rsseg.io.qgis_style import sidecar_path
 from rsseg.io.raster import (
     bounded_gdal_cache,
@@ -137,6 +137,8 @@ def _predict(scene: Scene, out: Path, model: torch.nn.Module, card: ModelCard, o
             return PredictReport(**{**{k: v for k, v in earlier.items() if k in PredictReport.__dataclass_fields__},
                                     "skipped": True})
         labels = {kind: f"`{'out' if kind is MASK else kind.name}`" for kind in outputs}
+        for kind, path in outputs.items():
+            check_geotiff_name(labels[kind], path)
         named = {**{labels[kind]: path for kind, path in outputs.items()},
                  **{f"the QGIS style of {labels[kind]}": sidecar_path(path) for kind, path in outputs.items()}}
         # a journal of this very run may have renamed some of its outputs before it was killed

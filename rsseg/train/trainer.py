@@ -340,6 +340,9 @@ class Trainer:
             raise RssegError(f"{self.run_dir}: run already finished {self.epochs} epochs (raise train.epochs to "
                              "go on)")
         if self.budget.exhausted():
+            if not self.resumed:
+                raise RssegError(f"{self.run_dir}: train.max_minutes {self.budget.seconds / 60:g} is spent before "
+                                 "the first epoch could start; give it more time")
             raise RssegError(f"{self.run_dir}: run already spent its train.max_minutes "
                              f"({self.budget.seconds / 60:g}); raise it to go on")
         started = time.perf_counter()

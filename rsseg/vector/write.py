@@ -17,6 +17,7 @@ from rsseg.io.qgis_style import sidecar_path, store_gpkg_styles, write_sidecar
 DRIVERS = {"gpkg": "GPKG", "shp": "ESRI Shapefile", "geojson": "GeoJSON", "fgb": "FlatGeobuf"}
 SUFFIXES = {".gpkg": "gpkg", ".shp": "shp", ".geojson": "geojson", ".json": "geojson", ".fgb": "fgb"}
 MULTI_LAYER = {"gpkg"}
+GPKG_VERSION = "1.2"  # the GeoPackage version every QGIS 3 reads without a warning (GDAL writes 1.4 by default)
 FORMAT_SUFFIX = {"gpkg": ".gpkg", "shp": ".shp", "geojson": ".geojson", "fgb": ".fgb"}  # of temporary files
 
 
@@ -69,7 +70,8 @@ class LayerWriter:
             warnings.filterwarnings("ignore", message="'crs' was not provided")
             write(str(self.path), wkb, [columns[f] for f in self.fields], self.fields,
                   layer=None if self.fmt == "shp" else layer, driver=DRIVERS[self.fmt], geometry_type="Polygon",
-                  crs=self.crs_wkt, encoding="UTF-8" if self.fmt == "shp" else None, append=layer in self.written)
+                  crs=self.crs_wkt, encoding="UTF-8" if self.fmt == "shp" else None, append=layer in self.written,
+                  dataset_options={"VERSION": GPKG_VERSION} if self.fmt == "gpkg" and not self.written else None)
         self.written.add(layer)
 
     def add_style(self, qml: str) -> None:
