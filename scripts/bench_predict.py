@@ -402,6 +402,7 @@ def main() -> None:
     parser.add_argument("--compile-one", nargs=2, metavar=("CHECKPOINT", "OUT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="rsseg-bench-"))
+    workdir.mkdir(parents=True, exist_ok=True)
     if args.runtimes:
         compare_runtimes(args, workdir)
         return

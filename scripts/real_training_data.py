@@ -5,10 +5,14 @@
 
 - SpaceNet Atlanta (``data_samples/spacenet_atlanta.tif``, 0.5 m, CC BY-SA 4.0): the top 60 % rows
   (the bottom ``TEST_FRACTION`` stay unseen, as in ``scripts/bench_real.py``); footprints are
-  Building, every other pixel is ignored (ISPRS has no "not a building" class to give them). The
-  16-bit pan band becomes grey RGB by :func:`pan_to_grey`.
+  Building, pixels more than ``MARGIN_M`` from every footprint Clutter (ISPRS's "clutter/background":
+  the tile's roads, lawns and trees are not told apart), the ring between ignored. The 16-bit pan
+  band becomes grey RGB by :func:`pan_to_grey`.
 - NEON orthophotos of the deepforest package (0.1 m, MIT): an ellipse inscribed in each
-  tree-crown box (``Tree`` and ``Dead``) is Tree, the rest ignored. OSBS_029 is held out for
+  tree-crown box (``Tree`` and ``Dead``) is Tree, pixels more than ``MARGIN_M`` from every crown
+  LowVeg (the grass, litter and sand between crowns), the ring between ignored. Positive-only
+  labels taught the model that these images' look *is* Building or Tree (SpaceNet 96 % Building,
+  the NEON forests 100 % Tree). OSBS_029 is held out for
   ``scripts/real_scenes.py``. The package data, when deepforest is not installed, in one line:
   ``pip download --no-deps deepforest==2.1.0 -d /tmp/df && unzip -o /tmp/df/deepforest-2.1.0-py3-none-any.whl
   'deepforest/data/*' -d /tmp/df`` (then ``--deepforest /tmp/df/deepforest/data``).
@@ -38,7 +42,8 @@ NEON_TRAIN = ("SOAP_061", "2019_YELL_2_541000_4977000_image_crop", "2019_YELL_2_
 NEON_HELD_OUT = ("OSBS_029",)
 NEON_CRS = "EPSG:32617"  # the PNGs carry no georeference: a nominal UTM grid with their 0.1 m pixels
 STRETCH = (0.5, 99.5)  # percentiles of the pan band mapped to 0 and 255
-IGNORE, BUILDING, TREE = 255, 1, 3
+IGNORE, BUILDING, LOW_VEG, TREE, CLUTTER = 255, 1, 2, 3, 5
+MARGIN_M = 1.0  # metres around the labelled objects left ignored (outlines are not exact)
 
 
 def deepforest_data(given: Path | None) -> Path | None:
@@ -67,10 +72,18 @@ def spacenet_scene(rows: str = "train") -> tuple[np.ndarray, np.ndarray, Affine,
         pan, transform, crs = ds.read(1), ds.transform, ds.crs
         labels = rasterize_vector(SPACENET_BUILDINGS, parse_classes("isprs"), "class", ds.shape, transform, crs,
                                   background=None, polygon_class=BUILDING)
+        labels = with_background(labels, labels == BUILDING, CLUTTER, MARGIN_M / transform.a)
     top = pan.shape[0] - round(pan.shape[0] * TEST_FRACTION)
     rgb = pan_to_grey(pan)
     part = slice(0, top) if rows == "train" else slice(top, None)
     return rgb[:, part], labels[part], transform * Affine.translation(0, part.start or 0), str(crs)
+
+
+def with_background(labels: np.ndarray, objects: np.ndarray, background: int, margin_px: float) -> np.ndarray:
+    """``labels`` with ``background`` on the pixels farther than ``margin_px`` from every object pixel."""
+    r = max(1, round(margin_px))
+    near = torch.nn.functional.max_pool2d(torch.from_numpy(objects)[None, None].float(), 2 * r + 1, 1, r)[0, 0]
+    return np.where(near.numpy() > 0, labels, background).astype(np.uint8)
 
 
 def crown_boxes(data: Path, stem: str) -> list[tuple[int, int, int, int]]:
@@ -93,11 +106,12 @@ def crown_ellipses(shape: tuple[int, int], boxes: list[tuple[int, int, int, int]
 
 
 def neon_scene(data: Path, stem: str) -> tuple[np.ndarray, np.ndarray, Affine, str]:
-    """RGB and labels (Tree in crown ellipses, ignored elsewhere) of a deepforest NEON image."""
+    """RGB and labels (Tree in crown ellipses, LowVeg away from them) of a deepforest NEON image."""
     from PIL import Image
 
     rgb = np.asarray(Image.open(data / f"{stem}.png").convert("RGB")).transpose(2, 0, 1).copy()
-    labels = np.where(crown_ellipses(rgb.shape[1:], crown_boxes(data, stem)), TREE, IGNORE).astype(np.uint8)
+    crowns = crown_ellipses(rgb.shape[1:], crown_boxes(data, stem))
+    labels = with_background(np.where(crowns, TREE, IGNORE).astype(np.uint8), crowns, LOW_VEG, MARGIN_M / NEON_GSD)
     return rgb, labels, Affine(NEON_GSD, 0, 500000, 0, -NEON_GSD, 3000000), NEON_CRS
 
 

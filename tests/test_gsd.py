@@ -114,12 +114,12 @@ def test_cli_warns_once_without_model_gsd_and_flags_an_unfamiliar_gsd(tmp_path, 
 
 @pytest.fixture(scope="module")
 def point_model():
-    """The default model, told it was trained at one GSD (0.4 m: the coarsest scenes it saw)."""
+    """The default model with its trained GSD (0.2 m) and no range, so that only exactly 0.2 m counts as native."""
     model, card = load_checkpoint(DEFAULT_MODEL)
     return model, dataclasses.replace(card, input=dataclasses.replace(card.input, gsd=POINT_GSD), extra={})
 
 
-POINT_GSD = 0.4
+POINT_GSD = 0.2
 
 
 def _miou(mask: np.ndarray, labels: np.ndarray) -> float:
