@@ -324,7 +324,7 @@ def test_predict_interrupted(world, sig):
     out = here / "mask.tif"
     out.write_bytes(b"previous output")
     args = ["predict", world.big, "--checkpoint", world.model, "-o", out, "--probs", here / "probs.tif",
-            "--overwrite", "--threads", 1, "--quiet"]
+            "--overwrite", "--threads", 1, "--runtime", "torch", "--batch-size", 1, "--quiet"]  # seconds of work
     interrupt(args, claimed(here), sig)
     assert out.read_bytes() == b"previous output"
     assert not (here / "probs.tif").exists()

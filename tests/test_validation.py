@@ -187,7 +187,7 @@ def test_unknown_card_fields_warn_and_format_1_still_loads(tmp_path):
         warnings.simplefilter("error")
         model, card = load_checkpoint(DEFAULT_MODEL)  # the bundled model (format 2 since issue 12)
     assert card.classes.names[1] == "Building" and card.classes.excluded_from_mean == (5,)
-    assert "excluded_from_mean" not in card.extra and card.input.gsd == 0.15
+    assert "excluded_from_mean" not in card.extra and card.input.gsd == 0.2
     assert read_dataset_info(ROOT / "data_samples" / "patches").classes == card.classes  # flat dataset.yaml too
 
 
