@@ -62,12 +62,15 @@ class ClassSchema:
     ``ignore_index`` marks unlabelled pixels; ``excluded_from_mean`` are the class ids the
     papers leave out of their mean metrics (e.g. ISPRS clutter). Names are looked up without
     regard to case (:meth:`index`). ``colors`` default to :func:`default_colors`.
+    ``label_sets`` are partial labels of training data: ``(value, class ids)`` pairs, a pixel of
+    label ``value`` being one of those classes, not known which (e.g. "not a building").
     """
 
     names: tuple[str, ...]
     colors: tuple[Color, ...] = ()
     ignore_index: int = NODATA
     excluded_from_mean: tuple[int, ...] = ()
+    label_sets: tuple[tuple[int, tuple[int, ...]], ...] = ()
 
     def __post_init__(self) -> None:
         names = tuple(str(n) for n in self.names)
@@ -76,6 +79,8 @@ class ClassSchema:
         object.__setattr__(self, "colors", colors)
         object.__setattr__(self, "excluded_from_mean", tuple(int(i) for i in self.excluded_from_mean))
         object.__setattr__(self, "ignore_index", int(self.ignore_index))
+        object.__setattr__(self, "label_sets", tuple((int(v), tuple(int(c) for c in members))
+                                                     for v, members in self.label_sets))
         if not names:
             raise SchemaError("no class names")
         if len({n.lower() for n in names}) != len(names):
@@ -87,6 +92,14 @@ class ClassSchema:
                               f"(at most {NODATA} classes)")
         if any(not 0 <= i < len(names) for i in self.excluded_from_mean):
             raise SchemaError(f"excluded_from_mean {list(self.excluded_from_mean)} are not class ids")
+        for value, members in self.label_sets:
+            if not len(names) <= value <= 255 or value == self.ignore_index:
+                raise SchemaError(f"label set {value}: its value must be in {len(names)}..255 and not the ignore "
+                                  f"index {self.ignore_index}")
+            if len(set(members)) < 2 or any(not 0 <= c < len(names) for c in members):
+                raise SchemaError(f"label set {value}: {list(members)} must be two or more distinct class ids")
+        if len({v for v, _ in self.label_sets}) != len(self.label_sets):
+            raise SchemaError("label set values repeat")
 
     @property
     def num_classes(self) -> int:
@@ -110,14 +123,28 @@ class ClassSchema:
         except KeyError:
             return None
 
+    def is_label(self, value: int) -> bool:
+        """Whether ``value`` may appear in labels: a class id, a label set's value or the ignore index."""
+        return 0 <= value < self.num_classes or value == self.ignore_index or value in dict(self.label_sets)
+
     def to_dict(self) -> dict[str, Any]:
-        return {"names": list(self.names), "colors": [list(c) for c in self.colors],
-                "ignore_index": self.ignore_index, "excluded_from_mean": list(self.excluded_from_mean)}
+        out = {"names": list(self.names), "colors": [list(c) for c in self.colors],
+               "ignore_index": self.ignore_index, "excluded_from_mean": list(self.excluded_from_mean)}
+        if self.label_sets:
+            out["label_sets"] = {str(v): [self.names[c] for c in members] for v, members in self.label_sets}
+        return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ClassSchema:
-        return cls(tuple(data["names"]), tuple(tuple(c) for c in data.get("colors") or ()),
-                   int(data.get("ignore_index", NODATA)), tuple(data.get("excluded_from_mean") or ()))
+        names = tuple(data["names"])
+        lowered = [str(n).lower() for n in names]
+        try:
+            sets = tuple((int(v), tuple(lowered.index(str(m).lower()) for m in members))
+                         for v, members in (data.get("label_sets") or {}).items())
+        except ValueError as err:
+            raise SchemaError(f"label_sets name a class that is not one of {', '.join(names)}") from err
+        return cls(names, tuple(tuple(c) for c in data.get("colors") or ()),
+                   int(data.get("ignore_index", NODATA)), tuple(data.get("excluded_from_mean") or ()), sets)
 
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)

@@ -4,10 +4,11 @@
     python scripts/finetune_loop.py --work /tmp/finetune --minutes 15
     python scripts/finetune_loop.py --work /tmp/finetune --prepare-only
 
-As a user would draw them in QGIS, the script picks 10 building footprints and 10 background
-squares (far from every footprint) in the top 60 % rows of ``data_samples/spacenet_atlanta.tif``
-(grey RGB, see ``scripts/real_training_data.py``), writes them as a GeoPackage with a ``class``
-column, runs ``rsseg prepare generic`` (pixels under no polygon are ignored) and
+As a user would draw them in QGIS where the default's map is wrong, the script picks in the top
+60 % rows of ``data_samples/spacenet_atlanta.tif`` (grey RGB, see ``scripts/real_training_data.py``)
+the 10 building footprints the default model misses most and 10 background squares where it sees
+buildings or cars that are not there (:func:`draw_polygons`), writes them as a GeoPackage with a
+``class`` column, runs ``rsseg prepare generic`` (pixels under no polygon are ignored) and
 ``rsseg train --init default`` for ``--minutes``, and reports building IoU on the bottom 40 %
 rows, which neither step sees, for the default model (its Building class) and the fine-tuned
 one. Recorded through ``scripts/bench_record.py`` (benchmark ``finetune_loop``).
@@ -27,7 +28,8 @@ import rasterio
 import real_training_data as real
 
 POLYGONS = 10  # of each class
-SQUARE_M, CLEARANCE_M = 12.0, 15.0  # background squares: side, and distance from every footprint
+SQUARE_M, CLEARANCE_M = 15.0, 3.0  # background squares: side, and distance from every footprint
+CAR = 4  # ISPRS id, beside real_training_data's
 
 
 def rsseg(*args: str) -> None:
@@ -37,40 +39,63 @@ def rsseg(*args: str) -> None:
         sys.exit(f"rsseg {' '.join(args[:2])} failed:\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
 
 
-def draw_polygons(out: Path, top_bounds, seed: int = 0) -> Path:
-    """10 footprints and 10 background squares inside ``top_bounds`` (left, bottom, right, top), as a GeoPackage."""
+def draw_polygons(out: Path, top_map: Path, seed: int = 0) -> Path:
+    """Polygons where the default's map ``top_map`` is wrong, as a user would draw them in QGIS.
+
+    The ``POLYGONS`` footprints the map misses most (lowest share of their pixels called Building)
+    and ``POLYGONS`` background squares where it calls Building or Car though no footprint is within
+    ``CLEARANCE_M`` (random such squares when it makes fewer mistakes), as a GeoPackage.
+    """
     import geopandas as gpd
+    from rasterio.features import rasterize
     from shapely.geometry import box
 
     rng = np.random.default_rng(seed)
+    with rasterio.open(top_map) as ds:
+        pred, transform, bounds = ds.read(1), ds.transform, ds.bounds
     footprints = gpd.read_file(real.SPACENET_BUILDINGS)
-    area = box(*top_bounds)
-    inside = footprints[footprints.within(area)]
-    buildings = inside.iloc[rng.choice(len(inside), min(POLYGONS, len(inside)), replace=False)].geometry
+    inside = footprints[footprints.within(box(*bounds)) & (footprints.area >= 40)].reset_index(drop=True)
+    ids = rasterize(((g, i + 1) for i, g in enumerate(inside.geometry)), pred.shape, transform=transform,
+                    dtype="int32")
+    found = np.bincount(ids.ravel(), weights=(pred == real.BUILDING).ravel(), minlength=len(inside) + 1)[1:]
+    recall = found / np.maximum(1, np.bincount(ids.ravel(), minlength=len(inside) + 1)[1:])
+    missed = np.lexsort((rng.random(len(inside)), recall))[:POLYGONS]
     keep_out = footprints.geometry.buffer(CLEARANCE_M).union_all()
+    wrong = np.isin(pred, (real.BUILDING, CAR))
+    side = round(SQUARE_M / transform.a)
+    candidates = []
+    for row in range(0, pred.shape[0] - side + 1, side // 2):
+        for col in range(0, pred.shape[1] - side + 1, side // 2):
+            x, y = transform * (col, row)
+            square = box(x, y - SQUARE_M, x + SQUARE_M, y)
+            if not square.intersects(keep_out):
+                candidates.append((float(wrong[row:row + side, col:col + side].mean()), float(rng.random()), square))
     squares: list = []
-    left, bottom, right, top = top_bounds
-    while len(squares) < POLYGONS:
-        x, y = rng.uniform(left, right - SQUARE_M), rng.uniform(bottom, top - SQUARE_M)
-        square = box(x, y, x + SQUARE_M, y + SQUARE_M)
-        if not square.intersects(keep_out) and not any(square.intersects(s) for s in squares):
+    for _, _, square in sorted(candidates, key=lambda c: (-c[0], c[1])):
+        if len(squares) < POLYGONS and not any(square.intersects(s) for s in squares):
             squares.append(square)
-    frame = gpd.GeoDataFrame({"class": ["building"] * len(buildings) + ["background"] * len(squares)},
-                             geometry=[*buildings, *squares], crs=footprints.crs)
+    frame = gpd.GeoDataFrame({"class": ["building"] * len(missed) + ["background"] * len(squares)},
+                             geometry=[*inside.geometry.iloc[missed], *squares], crs=footprints.crs)
     path = out / "polygons.gpkg"
     frame.to_file(path, driver="GPKG")
     return path
 
 
-def building_iou(checkpoint: str | Path, scene: Path, truth: np.ndarray, out: Path) -> float:
-    """Building IoU of a model's map of ``scene`` (the class named building, any case) against ``truth``."""
+def predict(checkpoint: str | Path, scene: Path, out: Path) -> list[str]:
+    """Map ``scene`` into ``out`` (on the scene's grid, ``--gsd auto``); the model's class names."""
     from rsseg.models import load_checkpoint
     from rsseg.tiling import predict_scene
 
     model, card = load_checkpoint(checkpoint, "cpu")
     predict_scene(scene, out, model, card, device="cpu", progress=False, record=False, gsd="auto", overwrite=True)
+    return list(card.classes.names)
+
+
+def building_iou(checkpoint: str | Path, scene: Path, truth: np.ndarray, out: Path) -> float:
+    """Building IoU of a model's map of ``scene`` (the class named building, any case) against ``truth``."""
+    names = predict(checkpoint, scene, out)
     with rasterio.open(out) as ds:
-        pred = ds.read(1) == [n.lower() for n in card.classes.names].index("building")
+        pred = ds.read(1) == [n.lower() for n in names].index("building")
     return float((pred & truth).sum() / max(1, (pred | truth).sum()))
 
 
@@ -86,8 +111,10 @@ def main(argv: list[str] | None = None) -> int:
     top, _ = real.write_pair(args.work, "spacenet_top", rgb, np.zeros(rgb.shape[1:], np.uint8), transform, crs)
     test_rgb, truth, test_transform, _ = real.spacenet_scene("test")
     bottom, _ = real.write_pair(args.work, "spacenet_bottom", test_rgb, truth, test_transform, crs)
-    with rasterio.open(top) as ds:
-        polygons = draw_polygons(args.work, tuple(ds.bounds))
+    from rsseg.models.default import DEFAULT_MODEL
+
+    predict(DEFAULT_MODEL, top, args.work / "top_default.tif")
+    polygons = draw_polygons(args.work, args.work / "top_default.tif")
     started = time.perf_counter()
     rsseg("prepare", "generic", "--image", str(top), "--labels", str(polygons), "--classes", "background,building",
           "--patch", "256", "--stride", "128", "--val-fraction", "0.2", "--output", str(args.work / "patches"),
@@ -96,8 +123,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.prepare_only:
         return 0
     truth = truth == real.BUILDING
-    from rsseg.models.default import DEFAULT_MODEL
-
     before = building_iou(DEFAULT_MODEL, bottom, truth, args.work / "before.tif")
     started = time.perf_counter()
     rsseg("train", "--data", str(args.work / "patches"), "--init", "default", "--max-minutes", str(args.minutes),

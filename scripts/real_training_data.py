@@ -5,9 +5,10 @@
 
 - SpaceNet Atlanta (``data_samples/spacenet_atlanta.tif``, 0.5 m, CC BY-SA 4.0): the top 60 % rows
   (the bottom ``TEST_FRACTION`` stay unseen, as in ``scripts/bench_real.py``); footprints are
-  Building, pixels more than ``MARGIN_M`` from every footprint Clutter (ISPRS's "clutter/background":
-  the tile's roads, lawns and trees are not told apart), the ring between ignored. The 16-bit pan
-  band becomes grey RGB by :func:`pan_to_grey`.
+  Building, pixels more than ``MARGIN_M`` from every footprint the label set ``NOT_BUILDING``
+  (ImSurf, LowVeg, Tree or Clutter: the tile's roads, lawns and woods are not told apart, and
+  labelling them all Clutter taught the model that this tile's look is Clutter), the ring
+  between ignored. The 16-bit pan band becomes grey RGB by :func:`pan_to_grey`.
 - NEON orthophotos of the deepforest package (0.1 m, MIT): an ellipse inscribed in each
   tree-crown box (``Tree`` and ``Dead``) is Tree, pixels more than ``MARGIN_M`` from every crown
   LowVeg (the grass, litter and sand between crowns), the ring between ignored. Positive-only
@@ -42,7 +43,9 @@ NEON_TRAIN = ("SOAP_061", "2019_YELL_2_541000_4977000_image_crop", "2019_YELL_2_
 NEON_HELD_OUT = ("OSBS_029",)
 NEON_CRS = "EPSG:32617"  # the PNGs carry no georeference: a nominal UTM grid with their 0.1 m pixels
 STRETCH = (0.5, 99.5)  # percentiles of the pan band mapped to 0 and 255
-IGNORE, BUILDING, LOW_VEG, TREE, CLUTTER = 255, 1, 2, 3, 5
+IGNORE, BUILDING, LOW_VEG, TREE = 255, 1, 2, 3
+NOT_BUILDING = 254  # a label set: one of ImSurf, LowVeg, Tree, Clutter (not Building, not Car)
+LABEL_SETS = (f"{NOT_BUILDING}=ImSurf,LowVeg,Tree,Clutter",)  # for `rsseg prepare generic --label-set`
 MARGIN_M = 1.0  # metres around the labelled objects left ignored (outlines are not exact)
 
 
@@ -65,14 +68,14 @@ def pan_to_grey(pan: np.ndarray) -> np.ndarray:
 
 
 def spacenet_scene(rows: str = "train") -> tuple[np.ndarray, np.ndarray, Affine, str]:
-    """Grey RGB and labels (Building / ignored) of the tile's ``train`` (top) or ``test`` (bottom) rows."""
+    """Grey RGB and labels (Building, not Building, ignored) of the ``train`` (top) or ``test`` (bottom) rows."""
     from rsseg.data.labels import parse_classes, rasterize_vector
 
     with rasterio.open(SPACENET) as ds:
         pan, transform, crs = ds.read(1), ds.transform, ds.crs
         labels = rasterize_vector(SPACENET_BUILDINGS, parse_classes("isprs"), "class", ds.shape, transform, crs,
                                   background=None, polygon_class=BUILDING)
-        labels = with_background(labels, labels == BUILDING, CLUTTER, MARGIN_M / transform.a)
+        labels = with_background(labels, labels == BUILDING, NOT_BUILDING, MARGIN_M / transform.a)
     top = pan.shape[0] - round(pan.shape[0] * TEST_FRACTION)
     rgb = pan_to_grey(pan)
     part = slice(0, top) if rows == "train" else slice(top, None)
@@ -128,7 +131,7 @@ def resample(rgb: np.ndarray, labels: np.ndarray, transform: Affine, gsd: float)
 
 
 def write_pair(out: Path, name: str, rgb, labels, transform, crs) -> tuple[Path, Path]:
-    """Write ``name.tif`` (RGB uint8) and ``name_labels.tif`` (ISPRS ids, 255 ignored)."""
+    """Write ``name.tif`` (RGB uint8) and ``name_labels.tif`` (ISPRS ids, label sets, 255 ignored)."""
     from rsseg.data.classes import ISPRS
     from rsseg.io.mask_meta import write_class_table
 

@@ -86,7 +86,8 @@ def prepare(work: Path, mode: dict, deepforest: Path | None, start: float) -> No
         scene(work, landscape, seed, 768, mode["gsd"] if mode["real_gsd"] else 0.09)
     step("real and held-out scenes", start)
     args = [a for image, labels in pairs for a in ("--image", str(image), "--labels", str(labels))]
-    rsseg("prepare", "generic", *args, "--classes", "isprs", "--patch", "256", "--stride", "256",
+    sets = [a for label_set in real_training_data.LABEL_SETS for a in ("--label-set", label_set)]
+    rsseg("prepare", "generic", *args, *sets, "--classes", "isprs", "--patch", "256", "--stride", "256",
           "--val-fraction", "0.17", "--output", str(work / "patches.tmp"), "--overwrite")
     thin_validation(work / "patches.tmp")
     (work / "patches.tmp").rename(work / "patches")
@@ -101,7 +102,8 @@ def train(work: Path, mode: dict, minutes: float, model: Path, start: float) -> 
     rsseg("train", "--data", str(work / "patches"), "--model", "abcnet",
           "--set", "model.backbone=tf_efficientnet_lite0", "--set", "model.channels=96",
           "--set", "model.pretrained=true", "--set", "data.photometric=1.0",
-          "--set", f"data.scale=[{lo},{hi}]", "--set", "optim.lr=0.001", "--set", "optim.encoder_lr=0",
+          "--set", f"data.scale=[{lo},{hi}]", "--set", "data.max_class_share=0.8",
+          "--set", "optim.lr=0.001", "--set", "optim.encoder_lr=0",
           "--set", "optim.warmup_epochs=0.1", "--set", "data.samples_per_epoch=336", "--max-minutes", str(minutes),
           "--batch-size", "4", "--tile", "160", "--workers", "1", "--output", str(work / "run"), "--overwrite",
           "--quiet")

@@ -44,3 +44,16 @@ def test_as_a_transform_it_changes_the_image_only():
     x = normalised_image()
     image, out_mask = Photometric(MEAN, STD)(x, mask, torch.Generator().manual_seed(0))
     assert out_mask is mask and image.shape == x.shape and not torch.equal(image, x)
+
+
+def test_saturation_reaches_grey():
+    """Panchromatic scenes shown as grey RGB are among the looks: some draws take colour out entirely."""
+    raw = torch.tensor([0.8, 0.3, 0.1]).view(3, 1, 1).expand(3, 16, 16)
+    x = (raw - torch.tensor(MEAN).view(3, 1, 1)) / torch.tensor(STD).view(3, 1, 1)
+    photometric = Photometric(MEAN, STD)
+    spreads = []
+    for seed in range(200):
+        y = photometric.randomise(x, torch.Generator().manual_seed(seed))
+        out = y * torch.tensor(STD).view(3, 1, 1) + torch.tensor(MEAN).view(3, 1, 1)
+        spreads.append(float((out.max(0).values - out.min(0).values).mean()))
+    assert min(spreads) < 0.08 < max(spreads)  # the input's channels differ by 0.7

@@ -11,7 +11,7 @@ import re
 
 from rsseg.errors import OptionError, RssegError
 
-ALIASES = {"out": "-o", "output": "-o", "driver": "--format"}
+ALIASES = {"out": "-o", "output": "-o", "driver": "--format", "label_sets": "--label-set"}
 _MENTION = re.compile(r"`([a-z][a-z0-9_]*)(?:=([^`\s]*))?`")
 
 

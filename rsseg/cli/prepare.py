@@ -107,11 +107,14 @@ def prepare() -> None:
               help="Strip below validation used for testing.")
 @click.option("--gsd", type=opt.POSITIVE_FLOAT, help="Metres per pixel, recorded for GSD-aware prediction "
                                                      "(default: from the first scene's georeference).")
+@click.option("--label-set", "label_sets", multiple=True, metavar="VALUE=NAME,NAME,...",
+              help="Index labels: VALUE means one of these classes, e.g. 254=ImSurf,LowVeg,Tree,Clutter "
+                   "(repeatable).")
 @opt.overwrite
 def generic(images: tuple[Path, ...], labels: tuple[Path, ...], classes: str, output: Path, patch: int, stride: int,
             palette: str | None, class_field: str, polygon_class: str | None, background: str | None,
             bands: list[int] | None, val_fraction: float, test_fraction: float, gsd: float | None,
-            overwrite: bool) -> None:
+            label_sets: tuple[str, ...], overwrite: bool) -> None:
     """Your own GeoTIFF(s) with label rasters or vector labels.
 
     \b
@@ -130,5 +133,6 @@ def generic(images: tuple[Path, ...], labels: tuple[Path, ...], classes: str, ou
             raise RssegError(f"{path}: file not found")
     options = GenericOptions(patch=patch, stride=stride, palette=palette, class_field=class_field,
                              polygon_class=polygon_class, background=background, bands=bands,
-                             val_fraction=val_fraction, test_fraction=test_fraction, gsd=gsd, overwrite=overwrite)
+                             val_fraction=val_fraction, test_fraction=test_fraction, gsd=gsd, label_sets=label_sets,
+                             overwrite=overwrite)
     click.echo(prepare_generic(images, labels, classes, output, options).summary)

@@ -19,6 +19,7 @@ from rsseg.data.labels import (
     check_label_cover,
     class_id,
     parse_classes,
+    parse_label_set,
     parse_palette,
     rasterize_vector,
     read_raster_label,
@@ -26,6 +27,7 @@ from rsseg.data.labels import (
 from rsseg.data.prepare import PatchFolderWriter, PrepareResult, Scene, read_scene
 from rsseg.errors import OptionError, RssegError
 from rsseg.io.geometry import gsd_metres
+from rsseg.schema import SchemaError
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,9 @@ class GenericOptions:
     Vector labels: ``polygon_class`` names the class of every polygon (no class attribute needed),
     ``background`` the class of pixels under no polygon (default: ignored in training).
     ``palette`` reads raster labels as RGB colours (a preset name or ``r,g,b;r,g,b;...``).
+    ``label_sets`` (``VALUE=NAME,NAME,...``) let index labels say "one of these classes" with
+    ``VALUE``, e.g. ``254=ImSurf,LowVeg,Tree,Clutter`` for pixels known not to be a building or
+    a car; the trainer's loss asks only that the model put them in one of those classes.
     """
 
     patch: int = 512
@@ -49,6 +54,7 @@ class GenericOptions:
     val_fraction: float = 0.2
     test_fraction: float = 0.0
     gsd: float | None = None
+    label_sets: Sequence[str] = ()
     overwrite: bool = False
 
     def __post_init__(self) -> None:
@@ -83,6 +89,11 @@ def prepare_generic(images: Sequence[str | os.PathLike], labels: Sequence[str | 
     table = parse_classes(classes)
     if opts.palette:
         table = parse_palette(opts.palette, table)
+    if opts.label_sets:
+        try:
+            table = replace(table, label_sets=tuple(parse_label_set(t, table) for t in opts.label_sets))
+        except SchemaError as err:
+            raise OptionError("label_sets", " ".join(opts.label_sets), str(err)) from None
     band_list = list(opts.bands) if opts.bands else None
     fill = class_id(table, opts.background, "background") if opts.background else None
     burn = class_id(table, opts.polygon_class, "polygon_class") if opts.polygon_class else None

@@ -41,6 +41,16 @@ def parse_classes(classes: str) -> ClassSchema:
     return ClassSchema(names)
 
 
+def parse_label_set(text: str, table: ClassSchema) -> tuple[int, tuple[int, ...]]:
+    """``VALUE=NAME,NAME,...``: label ``VALUE`` means one of these classes (a partial label)."""
+    value, _, names = text.partition("=")
+    ids = [table.lookup(n) for n in names.split(",") if n.strip()]
+    if not value.strip().isdigit() or None in ids or len(set(ids)) < 2:
+        raise OptionError("label_sets", repr(text), f"expected VALUE=NAME,NAME,... with two or more of the classes "
+                                                    f"{', '.join(table.names)}")
+    return int(value), tuple(int(c) for c in ids if c is not None)
+
+
 def parse_palette(palette: str, table: ClassSchema) -> ClassSchema:
     """Class colours from a preset name or ``r,g,b;r,g,b;...`` (one colour per class)."""
     if palette.lower() in CLASS_TABLES:
@@ -115,8 +125,10 @@ def read_raster_label(path: Path, table: ClassSchema, shape: tuple[int, int], tr
                              "a colour label needs a palette")
         mask = data[0]
         bad = (mask >= table.num_classes) & (mask != table.ignore_index)
+        bad &= ~np.isin(mask, [v for v, _ in table.label_sets])
         if bad.any():
-            raise RssegError(f"{path}: value {mask[bad][0]} is not a class id (0..{table.num_classes - 1}) "
+            sets = "".join(f", a label set ({v})" for v, _ in table.label_sets)
+            raise RssegError(f"{path}: value {mask[bad][0]} is not a class id (0..{table.num_classes - 1}){sets} "
                              f"nor the ignore index {table.ignore_index}")
         mask = mask.astype(np.uint8)
     if mask.shape == shape and (src_transform is None or transform is None or src_transform == transform):

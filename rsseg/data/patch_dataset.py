@@ -63,10 +63,12 @@ class PatchDataset(Dataset):
             self._checked(mask_path, read_raster(mask_path)[0])
 
     def _checked(self, mask_path: Path, mask: np.ndarray) -> np.ndarray:
-        bad = (mask >= self.info.num_classes) & (mask != self.info.classes.ignore_index)
+        classes = self.info.classes
+        bad = (mask >= classes.num_classes) & (mask != classes.ignore_index)
+        bad &= ~np.isin(mask, [v for v, _ in classes.label_sets])
         if bad.any():
             raise RssegError(f"{mask_path}: value {int(mask[bad][0])} is not a class id "
-                             f"(0..{self.info.num_classes - 1}) nor the ignore index {self.info.classes.ignore_index}")
+                             f"(0..{classes.num_classes - 1}), a label set nor the ignore index {classes.ignore_index}")
         return mask.astype(np.uint8, copy=False)
 
     def normalise(self, raw: np.ndarray, mask: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:

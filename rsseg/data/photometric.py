@@ -47,9 +47,9 @@ class Photometric:
         c = x.shape[0]
         gains = torch.tensor([self._u(generator, 0.88, 1.12, 1.0) for _ in range(c)]).view(-1, 1, 1)
         x = x * gains  # white balance / sensor response
-        if c >= 3 and self._p(generator, 0.8):  # saturation around the per-pixel grey
+        if c >= 3 and self._p(generator, 0.8):  # saturation around the per-pixel grey, down to grey (pan as RGB)
             grey = x[:3].mean(0, keepdim=True)
-            x = torch.cat([grey + (x[:3] - grey) * self._u(generator, 0.4, 1.5, 1.0), x[3:]])
+            x = torch.cat([grey + (x[:3] - grey) * self._u(generator, 0.0, 1.5, 1.0), x[3:]])
         x = (x - x.mean()) * self._u(generator, 0.6, 1.5, 1.0) + x.mean() + self._u(generator, -0.2, 0.2)
         x = x.clamp(0, 1) ** self._u(generator, 0.7, 1.4, 1.0)
         if self._p(generator, 0.3):  # haze: a bright, slightly blue veil

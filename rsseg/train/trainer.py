@@ -8,6 +8,7 @@ A recipe that changes one thing subclasses :class:`Trainer` and overrides one ho
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import math
 import time
@@ -158,7 +159,8 @@ class Trainer:
     def configure_loss(self) -> nn.Module:
         """Label-smoothed cross-entropy plus Dice (``loss`` section), ignoring the ignore index."""
         loss = self.config.loss
-        return SegmentationLoss(self.info.classes.ignore_index, loss.label_smoothing, loss.dice_weight)
+        return SegmentationLoss(self.info.classes.ignore_index, loss.label_smoothing, loss.dice_weight,
+                                self.info.classes.label_sets)
 
     # -- setup -------------------------------------------------------------------------------------
     def _datasets(self) -> tuple[RandomCropDataset, PatchDataset]:
@@ -221,7 +223,8 @@ class Trainer:
     def _save_model(self, name: str, epoch: int, metrics: dict) -> None:
         extra = {"dataset": self.info.name, "epoch": epoch + 1, "select_metric": self.config.train.select_metric,
                  "metrics": {"all": metrics["all"], "papers": metrics["papers"]}, "config": self.config.to_dict()}
-        save_checkpoint(self.model, self.run_dir / name, overwrite=True, classes=self.info.classes,
+        classes = dataclasses.replace(self.info.classes, label_sets=())  # a training-data notion
+        save_checkpoint(self.model, self.run_dir / name, overwrite=True, classes=classes,
                         input=self.info.input, tile_size=self.config.data.tile, extra=extra)
 
     def _write_epoch(self, epoch: int, metrics: dict, improved: bool) -> None:
