@@ -123,6 +123,12 @@ class ClassSchema:
         except KeyError:
             return None
 
+    def label_value(self, token: str | int) -> int | None:
+        """The label value of a class (name or id, as :meth:`lookup`) or of a label set (its value)."""
+        cls = self.lookup(token)
+        sets = {str(v): v for v, _ in self.label_sets}
+        return cls if cls is not None else sets.get(str(token).strip())
+
     def is_label(self, value: int) -> bool:
         """Whether ``value`` may appear in labels: a class id, a label set's value or the ignore index."""
         return 0 <= value < self.num_classes or value == self.ignore_index or value in dict(self.label_sets)

@@ -110,3 +110,30 @@ def test_bad_label_sets_are_one_line_and_write_nothing(scene, tmp_path, label_se
     assert not (tmp_path / "patches").exists()
     with rasterio.open(scene[1]) as ds:  # the labels file is only read
         assert ds.read(1).max() == 255
+
+
+def test_vector_labels_name_a_set_by_its_value(scene, tmp_path):
+    """Footprints as Building and everything else "no building": `--background` and polygons may name a set."""
+    import geopandas as gpd
+    from conftest import CRS, TRANSFORM
+    from shapely.geometry import box
+
+    x0, y0, res = TRANSFORM.c, TRANSFORM.f, TRANSFORM.a
+    roof = box(x0 + 8 * res, y0 - 24 * res, x0 + 24 * res, y0 - 8 * res)
+    lawn = box(x0 + 40 * res, y0 - 30 * res, x0 + 80 * res, y0 - 4 * res)
+    gpd.GeoDataFrame({"class": ["building"]}, geometry=[roof], crs=CRS).to_file(tmp_path / "roofs.gpkg")
+    gpd.GeoDataFrame({"class": ["building", "9"]}, geometry=[roof, lawn], crs=CRS).to_file(tmp_path / "drawn.gpkg")
+    for labels, extra, expected in (("roofs.gpkg", ("--polygon-class", "building", "--background", "9"), {1, 9}),
+                                    ("drawn.gpkg", (), {1, 9, 255})):
+        out = tmp_path / f"patches_{labels}"
+        done = rsseg("prepare", "generic", "--image", str(scene[0]), "--labels", str(tmp_path / labels),
+                     "--classes", CLASSES, "--label-set", NOT_BUILT, "-o", str(out), "--patch", "48",
+                     "--stride", "48", "--val-fraction", "0.25", *extra)
+        assert done.returncode == 0, done.stderr
+        data = PatchDataset(out, "train")
+        values = set(np.unique(torch.stack([data[i][1] for i in range(len(data))]).numpy()).tolist())
+        assert values == expected, labels
+    done = rsseg("prepare", "generic", "--image", str(scene[0]), "--labels", str(tmp_path / "drawn.gpkg"),
+                 "--classes", CLASSES, "-o", str(tmp_path / "refused"))
+    assert done.returncode == 1 and "class='9' is not one of the classes road, building, grass, car" in done.stderr
+    assert not (tmp_path / "refused").exists()

@@ -66,8 +66,8 @@ def parse_palette(palette: str, table: ClassSchema) -> ClassSchema:
 
 
 def class_id(table: ClassSchema, name: str, option: str) -> int:
-    """The id of class ``name`` (any case), or an :class:`OptionError` naming the parameter ``option``."""
-    cls = table.lookup(name)
+    """The label of class ``name`` (any case) or label set, or an :class:`OptionError` naming ``option``."""
+    cls = table.label_value(name)
     if cls is None:
         raise OptionError(option, repr(name), f"not one of the classes {', '.join(table.names)}")
     return cls
@@ -102,9 +102,11 @@ def rasterize_vector(path: Path, table: ClassSchema, class_field: str, shape: tu
     for geom, value in zip(frame.geometry, values):
         if geom is None or geom.is_empty:
             continue
-        cls = table.lookup(value)
+        cls = table.label_value(value)
         if cls is None:
-            raise RssegError(f"{path}: {class_field}={value!r} is not one of the classes {', '.join(table.names)}")
+            sets = "".join(f", {v}" for v, _ in table.label_sets)
+            raise RssegError(f"{path}: {class_field}={value!r} is not one of the classes {', '.join(table.names)}"
+                             + (f" nor a label set{sets}" if sets else ""))
         shapes.append((geom, cls))
     if not shapes:
         raise RssegError(f"{path}: no polygons")
