@@ -94,14 +94,15 @@ def prepare(work: Path, mode: dict, deepforest: Path | None, start: float) -> No
     step(f"patches in {work / 'patches'}", start)
 
 
-def train(work: Path, mode: dict, minutes: float, model: Path, start: float) -> None:
+def train(work: Path, mode: dict, minutes: float, model: Path, start: float, init: str | None = None) -> None:
     """The timed training, the fp16 model file with its GSD record, the held-out scores."""
     from rsseg.models import load_checkpoint, save_checkpoint
 
     lo, hi = mode["scale"]
-    rsseg("train", "--data", str(work / "patches"), "--model", "abcnet",
-          "--set", "model.backbone=tf_efficientnet_lite0", "--set", "model.channels=96",
-          "--set", "model.pretrained=true", "--set", "data.photometric=1.0",
+    architecture = ("--init", init) if init else (
+        "--model", "abcnet", "--set", "model.backbone=tf_efficientnet_lite0", "--set", "model.channels=96",
+        "--set", "model.pretrained=true")
+    rsseg("train", "--data", str(work / "patches"), *architecture, "--set", "data.photometric=1.0",
           "--set", f"data.scale=[{lo},{hi}]", "--set", "data.max_class_share=0.8",
           "--set", "optim.lr=0.001", "--set", "optim.encoder_lr=0",
           "--set", "optim.warmup_epochs=0.1", "--set", "data.samples_per_epoch=336", "--max-minutes", str(minutes),
@@ -131,6 +132,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", type=Path, default=ROOT / "runs" / "default_model")
     parser.add_argument("--model", type=Path, help="model file to write (default: WORK/default.pt)")
     parser.add_argument("--deepforest", type=Path, help="deepforest's data folder (see real_training_data.py)")
+    parser.add_argument("--init", help="continue from this model file (e.g. 'default', the bundled one) instead "
+                                       "of an ImageNet encoder")
     parser.add_argument("--prepare-only", action="store_true", help="generate scenes and patches, then stop")
     args = parser.parse_args(argv)
     mode, start = MODES[args.gsd_mode], time.perf_counter()
@@ -139,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         step(f"{args.work / 'patches'} exists: preparation skipped", start)
     if not args.prepare_only:
-        train(args.work, mode, args.minutes, args.model or args.work / "default.pt", start)
+        train(args.work, mode, args.minutes, args.model or args.work / "default.pt", start, args.init)
     return 0
 
 
