@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -83,6 +84,25 @@ def test_a_corner_of_a_4096_cog_reads_a_small_fraction_of_it(served, tmp_path, c
     print(f"read {server.bytes_sent} of {size} bytes ({100 * server.bytes_sent / size:.2f} %) "
           f"in {len(server.requests)} requests")
     assert 0 < server.bytes_sent < size / 20
+    said = int(re.search(r", (\d+) bytes read over the network", text)[1])
+    assert abs(said - server.bytes_sent) <= 0.03 * server.bytes_sent, (said, server.bytes_sent)
+    record = json.loads((tmp_path / "corner_mask.json").read_text())
+    assert record["network_bytes"] == said
+
+
+def test_the_bytes_read_and_their_share_of_a_remote_file_are_said(served, tmp_path, capsys):
+    folder, server = served
+    size = (folder / "small.tif").stat().st_size
+    server.reset()
+    code, text = _predict(folder, f"{server.url}/small.tif", tmp_path / "mask.tif", capsys)
+    assert code == 0, text
+    said, share, total = re.search(r", (\d+) bytes read over the network \(([\d.]+) % of (\d+)\)", text).groups()
+    assert int(total) == size and abs(int(said) - server.range_bytes_sent) <= 0.03 * server.range_bytes_sent, text
+    assert float(share) == pytest.approx(100 * int(said) / size, abs=0.01)
+    record = json.loads((tmp_path / "mask.json").read_text())
+    assert (record["network_bytes"], record["scene_bytes"]) == (int(said), size)
+    code, text = _predict(folder, str(folder / "small.tif"), tmp_path / "local.tif", capsys)
+    assert code == 0 and "over the network" not in text, text
 
 
 @pytest.mark.parametrize("where, says", [
