@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 
 import jsonschema
@@ -162,3 +163,21 @@ def test_odc_stac_loads_the_masks_pixel_for_pixel(run):
         grid, mosaic = GeoBox(ds.shape, ds.transform, ds.crs.to_wkt()), ds.read(1)
     both = odc_stac.load(items, bands=["mask"], geobox=grid, groupby="solar_day").mask.isel(time=0)
     assert both.shape == mosaic.shape == (128, 192) and (both.values == mosaic).all()
+
+
+def test_the_label_and_mlm_fields_their_schemas_require(run):
+    """The label and MLM schemas are not shipped (tests/stac_schemas/README.md): their required fields, by hand."""
+    _, out = run
+    item = json.loads((out / "tile_0_item.json").read_text())
+    assert item["properties"]["label:properties"] == ["class_name"] and item["properties"]["label:description"]
+    assert item["properties"]["label:type"] in ("raster", "vector")
+    model = json.loads((out / "model.json").read_text())
+    props = model["properties"]
+    assert {"mlm:name", "mlm:architecture", "mlm:tasks", "mlm:input", "mlm:output"} <= props.keys()
+    assert re.fullmatch(r"[a-zA-Z][a-zA-Z0-9_.\-\s]+[a-zA-Z0-9]", props["mlm:name"])
+    assert all({"name", "bands", "input"} <= i.keys() and {"shape", "dim_order", "data_type"} <= i["input"].keys()
+               for i in props["mlm:input"])
+    assert all({"name", "tasks", "result"} <= o.keys() for o in props["mlm:output"])
+    (weights,) = [a for a in model["assets"].values() if "mlm:model" in a["roles"]]
+    assert "https://stac-extensions.github.io/raster/v1.1.0/schema.json" in model["stac_extensions"]
+    assert [b["name"] for b in weights["raster:bands"]] == props["mlm:input"][0]["bands"]
