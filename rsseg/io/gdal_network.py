@@ -65,17 +65,16 @@ def http_headers(gdal_path: str) -> dict[str, str]:
     lib = _libgdal()
     if lib is None:
         return {}
-    listed = lib.VSIGetFileMetadata(gdal_path.encode(), b"HEADERS", None)
+    listed = lib.VSIGetFileMetadata(gdal_path.encode(), b"HEADERS", None)  # a NULL-terminated "NAME=VALUE" list
+    if not listed:
+        return {}
     headers = {}
-    try:
-        for i in range(10_000):
-            if not listed or listed[i] is None:
-                break
-            name, _, value = listed[i].decode(errors="replace").partition("=")
-            headers[name.strip().lower()] = value.strip()
-    finally:
-        if listed:
-            lib.CSLDestroy(ctypes.cast(listed, ctypes.c_void_p))
+    i = 0
+    while listed[i] is not None:
+        name, _, value = listed[i].decode(errors="replace").partition("=")
+        headers[name.strip().lower()] = value.strip()
+        i += 1
+    lib.CSLDestroy(ctypes.cast(listed, ctypes.c_void_p))
     return headers
 
 
