@@ -1,13 +1,17 @@
 """A local HTTP server for remote-scene tests: serves a folder with Range requests and counts the bytes sent.
 
 Modes per path prefix: ``/norange/NAME`` ignores Range (whole file, 200); ``/truncated/NAME`` announces
-the full length but stops half-way; ``/private/NAME?token=SECRET`` needs the token.
+the full length but stops half-way; ``/private/NAME?token=SECRET`` needs the token. Every file
+has an ETag and a Last-Modified from its size and modification time. GDAL stats a file with a GET
+and hangs up after the headers; the whole answer still counts in ``bytes_sent`` (the socket takes
+it), not in ``range_bytes_sent``.
 """
 
 from __future__ import annotations
 
 import re
 import threading
+from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
@@ -22,6 +26,7 @@ class RangeServer(ThreadingHTTPServer):
         super().__init__(("127.0.0.1", 0), _Handler)
         self.folder = folder
         self.bytes_sent = 0
+        self.range_bytes_sent = 0  # in answers to range requests: what a client reads in full
         self.requests: list[str] = []
         self.lock = threading.Lock()
 
@@ -34,7 +39,7 @@ class RangeServer(ThreadingHTTPServer):
 
     def reset(self) -> None:
         with self.lock:
-            self.bytes_sent, self.requests = 0, []
+            self.bytes_sent, self.range_bytes_sent, self.requests = 0, 0, []
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -61,7 +66,7 @@ class _Handler(BaseHTTPRequestHandler):
             return self._status(403)
         if not name or not path.is_file():
             return self._status(404)
-        data = path.read_bytes()
+        data, stat = path.read_bytes(), path.stat()
         match = re.fullmatch(r"bytes=(\d+)-(\d*)", self.headers.get("Range", ""))
         if match and mode != "norange":
             start = int(match[1])
@@ -73,6 +78,8 @@ class _Handler(BaseHTTPRequestHandler):
             chunk = data
             self.send_response(200)
         self.send_header("Content-Length", str(len(chunk)))
+        self.send_header("ETag", f'"{stat.st_size:x}-{stat.st_mtime_ns:x}"')
+        self.send_header("Last-Modified", formatdate(stat.st_mtime, usegmt=True))
         if mode != "norange":
             self.send_header("Accept-Ranges", "bytes")
         self.end_headers()
@@ -81,6 +88,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(sent)
             with self.server.lock:
                 self.server.bytes_sent += len(sent)
+                self.server.range_bytes_sent += len(sent) if match and mode != "norange" else 0
             if mode == "truncated":
                 self.close_connection = True
 

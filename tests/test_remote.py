@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 import rasterio
-from conftest import CRS, TRANSFORM, TinyFCN, random_scene, run_cli, write_scene
+from conftest import CRS, TRANSFORM, SlowFCN, TinyFCN, random_scene, run_cli, write_scene
 from range_server import TOKEN, start
 
 from rsseg.io.remote import public_url, remote_scene
@@ -80,9 +86,28 @@ def test_a_corner_of_a_4096_cog_reads_a_small_fraction_of_it(served, tmp_path, c
         assert (ds.read() == expected).all()
     with rasterio.open(tmp_path / "corner_mask.tif") as ds:
         assert ds.shape == (CORNER, CORNER) and ds.read(1).max() < 4
+    said = int(re.search(r", (\d+) bytes read over the network", text)[1])
     print(f"read {server.bytes_sent} of {size} bytes ({100 * server.bytes_sent / size:.2f} %) "
-          f"in {len(server.requests)} requests")
+          f"in {len(server.requests)} requests; rsseg said {said}")
     assert 0 < server.bytes_sent < size / 20
+    assert abs(said - server.bytes_sent) <= 0.03 * server.bytes_sent, (said, server.bytes_sent)
+    record = json.loads((tmp_path / "corner_mask.json").read_text())
+    assert record["network_bytes"] == said
+
+
+def test_the_bytes_read_and_their_share_of_a_remote_file_are_said(served, tmp_path, capsys):
+    folder, server = served
+    size = (folder / "small.tif").stat().st_size
+    server.reset()
+    code, text = _predict(folder, f"{server.url}/small.tif", tmp_path / "mask.tif", capsys)
+    assert code == 0, text
+    said, share, total = re.search(r", (\d+) bytes read over the network \(([\d.]+) % of (\d+)\)", text).groups()
+    assert int(total) == size and abs(int(said) - server.range_bytes_sent) <= 0.03 * server.range_bytes_sent, text
+    assert float(share) == pytest.approx(100 * int(said) / size, abs=0.01)
+    record = json.loads((tmp_path / "mask.json").read_text())
+    assert (record["network_bytes"], record["scene_bytes"]) == (int(said), size)
+    code, text = _predict(folder, str(folder / "small.tif"), tmp_path / "local.tif", capsys)
+    assert code == 0 and "over the network" not in text, text
 
 
 @pytest.mark.parametrize("where, says", [
@@ -147,3 +172,57 @@ def test_a_stac_item_is_a_scene_by_role_or_by_asset_name(served, tmp_path, capsy
         assert ("/small.tif" in " ".join(server.requests)) == scene.startswith("http")
     code, text = _predict(folder, str(folder / name), tmp_path / "x.tif", capsys, "--asset", "nir")
     assert code == 1 and text == f"Error: {folder / name}: no asset 'nir' (--asset; the Item has thumbnail, image)\n"
+
+
+# -- a rerun after a kill resumes only from the same version of the remote file ------------------------------
+
+TESTS = Path(__file__).parent
+CHILD_ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS.parent), os.environ.get("PYTHONPATH", "")])}
+
+
+def _slow(folder, scene: str, out: Path) -> list[str]:
+    """``predict`` arguments with a slow PyTorch model: a band of rows takes about a second."""
+    return ["predict", scene, "-o", str(out), "--checkpoint", str(folder / "slow.pt"), "--runtime", "torch",
+            "--tile", "64", "--batch-size", "1", "--threads", "1", "--quiet"]
+
+
+def _killed_half_way(folder, url: str, out: Path) -> None:
+    """Start ``rsseg predict URL`` (a slow model) in a child and SIGKILL it once its first band is journaled."""
+    proc = subprocess.Popen([sys.executable, str(TESTS / "rsseg_with_test_models.py"), *_slow(folder, url, out)],
+                            env=CHILD_ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    partial = out.with_name(f".{out.name}.partial")
+    deadline = time.monotonic() + 240
+    while not list(partial.glob("rows-*.npz")):
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "the run never finished a band"
+        time.sleep(0.05)
+    proc.kill()
+    proc.communicate(timeout=60)
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("changed", [False, True])
+def test_a_rerun_resumes_only_from_the_same_version_of_the_remote_file(served, tmp_path, capsys, changed):
+    folder, server = served
+    model = SlowFCN(4)
+    model.arch = {"name": "test_slow_fcn", "num_classes": 4, "in_channels": 3, "kwargs": {}}
+    save_checkpoint(model, folder / "slow.pt", tile_size=64)
+    scene = folder / f"versions_{changed}.tif"
+    write_scene(scene, random_scene(1100, 64, seed=5), driver="COG")
+    url, out = f"{server.url}/{scene.name}", tmp_path / "mask.tif"
+    _killed_half_way(folder, url, out)
+    if changed:
+        write_scene(scene, random_scene(1100, 64, seed=6), driver="COG")
+    code, text = run_cli(_slow(folder, url, out), capsys)
+    assert code == 0, text
+    warnings = [line for line in text.splitlines() if "changed on the server" in line]
+    if changed:
+        assert warnings == [f"Warning: {url}: the file changed on the server since the interrupted run "
+                            "(etag, last-modified, size); its finished rows are recomputed"], text
+        assert "resumed at row" not in text
+    else:
+        assert not warnings and "resumed at row 512" in text, text
+    code, text = run_cli(_slow(folder, str(scene), tmp_path / "fresh.tif"), capsys)
+    assert code == 0, text
+    with rasterio.open(out) as a, rasterio.open(tmp_path / "fresh.tif") as b:
+        assert (a.read() == b.read()).all()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 
 import jsonschema
@@ -86,6 +87,11 @@ def test_items_describe_the_outputs(run):
     model = pystac.Item.from_file(str(out / "model.json"))
     assert item.get_single_link("derived_from").get_absolute_href() == model.get_self_href()
     assert model.properties["mlm:architecture"] == "test_tiny_fcn"
+    named = model.properties["mlm:input"][0]["bands"]  # MLM wants them described: raster:bands of the weights
+    assert named == [b["name"] for b in model.assets["weights"].extra_fields["raster:bands"]] == \
+        ["band 1", "band 2", "band 3"]
+    assert [s["type"] for s in model.properties["mlm:input"][0]["value_scaling"]] == ["z-score"] * 3
+    assert item.assets["mask"].extra_fields["raster:bands"] == [{"data_type": "uint8", "nodata": 255}]
     assert [c["name"] for c in model.properties["mlm:output"][0]["classification:classes"]] == CLASSES
     assert {k: a.href for k, a in collection.assets.items()} == {
         "mosaic": "./mosaic.vrt", "mosaic_probs": "./mosaic_probs.vrt", "mosaic_vector": "./mosaic.gpkg"}
@@ -138,3 +144,40 @@ def test_export_stac_writes_the_model_item(run, tmp_path, capsys):
     assert item.assets["weights"].get_absolute_href() == str(tmp / "tiny.pt")
     code, text = run_cli(["export", "--stac", str(tmp / "tiny.pt"), "-o", str(out)], capsys)
     assert code == 1 and text.count("\n") == 1 and "--overwrite" in text and "Traceback" not in text
+
+
+def test_odc_stac_loads_the_masks_pixel_for_pixel(run):
+    odc_stac = pytest.importorskip("odc.stac", reason="odc-stac is in the `test` extra (pip install -e .[test])")
+    _, out = run
+    collection = pystac.Collection.from_file(str(out / "collection.json"))
+    items = sorted(collection.get_items(), key=lambda i: i.id)
+    for item in items:
+        loaded = odc_stac.load([item], bands=["mask"]).mask.isel(time=0)
+        with rasterio.open(item.assets["mask"].get_absolute_href()) as ds:
+            assert loaded.dtype == ds.dtypes[0] == "uint8"
+            assert loaded.shape == ds.shape and (loaded.values == ds.read(1)).all()
+            assert loaded.odc.geobox.affine == ds.transform and loaded.odc.geobox.crs.epsg == ds.crs.to_epsg()
+    from odc.geo.geobox import GeoBox
+
+    with rasterio.open(out / "mosaic.vrt") as ds:  # the two scenes side by side on the mosaic's grid
+        grid, mosaic = GeoBox(ds.shape, ds.transform, ds.crs.to_wkt()), ds.read(1)
+    both = odc_stac.load(items, bands=["mask"], geobox=grid, groupby="solar_day").mask.isel(time=0)
+    assert both.shape == mosaic.shape == (128, 192) and (both.values == mosaic).all()
+
+
+def test_the_label_and_mlm_fields_their_schemas_require(run):
+    """The label and MLM schemas are not shipped (tests/stac_schemas/README.md): their required fields, by hand."""
+    _, out = run
+    item = json.loads((out / "tile_0_item.json").read_text())
+    assert item["properties"]["label:properties"] == ["class_name"] and item["properties"]["label:description"]
+    assert item["properties"]["label:type"] in ("raster", "vector")
+    model = json.loads((out / "model.json").read_text())
+    props = model["properties"]
+    assert {"mlm:name", "mlm:architecture", "mlm:tasks", "mlm:input", "mlm:output"} <= props.keys()
+    assert re.fullmatch(r"[a-zA-Z][a-zA-Z0-9_.\-\s]+[a-zA-Z0-9]", props["mlm:name"])
+    assert all({"name", "bands", "input"} <= i.keys() and {"shape", "dim_order", "data_type"} <= i["input"].keys()
+               for i in props["mlm:input"])
+    assert all({"name", "tasks", "result"} <= o.keys() for o in props["mlm:output"])
+    (weights,) = [a for a in model["assets"].values() if "mlm:model" in a["roles"]]
+    assert "https://stac-extensions.github.io/raster/v1.1.0/schema.json" in model["stac_extensions"]
+    assert [b["name"] for b in weights["raster:bands"]] == props["mlm:input"][0]["bands"]

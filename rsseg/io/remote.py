@@ -18,6 +18,7 @@ import rasterio
 from rasterio.errors import RasterioIOError
 
 from rsseg.errors import RssegError, reason
+from rsseg.io.gdal_network import http_headers
 
 PREFIXES = {"http://": "/vsicurl/", "https://": "/vsicurl/", "s3://": "/vsis3/"}
 GDAL_PREFIXES = ("/vsicurl/", "/vsis3/", "/vsigs/", "/vsiaz/")
@@ -61,11 +62,23 @@ def as_scene(arg: str | os.PathLike | RemoteScene, download_whole: bool = False)
 
 def scene_identity(scene: Scene) -> dict:
     """What identifies a scene's content in a resume key: a file's resolved path, size and mtime; a
-    remote scene's public URL."""
+    remote scene's public URL and what its server says identifies the version (size, ETag,
+    Last-Modified), never credentials or tokens."""
     if isinstance(scene, RemoteScene):
-        return {"scene": scene.url}
+        return {"scene": scene.url, **remote_version(scene)}
     stat = scene.stat()
     return {"scene": str(scene.resolve()), "size": stat.st_size, "mtime": stat.st_mtime_ns}
+
+
+def remote_version(scene: RemoteScene) -> dict:
+    """The size, ETag and Last-Modified the server gives for ``scene``, those it gives."""
+    with rasterio.Env(**{**NETWORK_ENV, "CPL_VSIL_CURL_USE_HEAD": "YES"}):  # headers only, no data
+        headers = http_headers(scene.gdal_path)
+    total = headers.get("content-range", "").rpartition("/")[2]
+    size = total if total.isdigit() else headers.get("content-length", "")
+    version = {"size": int(size)} if size.isdigit() else {}
+    return {**version, **{name.replace("-", "_"): headers[name].strip('"')
+                          for name in ("etag", "last-modified") if headers.get(name)}}
 
 
 def public_name(name: str) -> str:

@@ -63,8 +63,13 @@ def partial_dir(out: Path) -> Path:
 
 def journal_key(out: Path) -> str | None:
     """The key of the journal beside ``out`` (``None`` without a readable one)."""
+    return journal_field(out, "key")
+
+
+def journal_field(out: Path, name: str):
+    """A field of the journal beside ``out`` (``None`` without a readable one)."""
     try:
-        return json.loads((partial_dir(out) / JOURNAL).read_text())["key"]
+        return json.loads((partial_dir(out) / JOURNAL).read_text())[name]
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
@@ -120,10 +125,11 @@ class BandJournal:
 
     @classmethod
     def open(cls, out: Path, key: str, height: int, restart: bool = False, create: bool = True,
-             band_rows: int = BAND_ROWS) -> BandJournal:
+             band_rows: int = BAND_ROWS, scene: dict | None = None) -> BandJournal:
         """The journal of ``out``: kept if its key matches, else (or with ``restart``) emptied.
 
-        ``create=False`` only attaches to a folder another process prepares.
+        ``create=False`` only attaches to a folder another process prepares; ``scene`` (what
+        identifies the scene's content) is kept in the journal for :func:`journal_field`.
         """
         journal = cls(partial_dir(out), key, split_bands(height, band_rows))
         if create:
@@ -134,7 +140,8 @@ class BandJournal:
                 path = journal.folder / JOURNAL
                 if not path.exists():
                     with replaced_atomically(path) as tmp:
-                        tmp.write_text(json.dumps({"key": key, "height": height, "band_rows": band_rows}))
+                        tmp.write_text(json.dumps({"key": key, "height": height, "band_rows": band_rows,
+                                                  "scene": scene}))
             except OSError as err:
                 raise RssegError(f"{out}: cannot keep the resume journal {journal.folder.name[:60]} "
                                  f"({err.strerror})") from None

@@ -44,6 +44,8 @@ class PredictReport:
     confidence: str | None = None
     precision: dict = field(default_factory=dict)  # name and why it was chosen
     outputs: dict = field(default_factory=dict)  # every output besides the mask, by kind name
+    network_bytes: int | None = None  # bytes GDAL downloaded (remote scenes, VRTs of remote files)
+    scene_bytes: int | None = None  # a remote scene's size, as its server gives it
     rsseg_version: str = rsseg.__version__
 
     @property
@@ -58,7 +60,15 @@ class PredictReport:
         gsd = f", {self.gsd['text']}" if self.gsd.get("text") else ""
         return (f"{Path(self.scene).name}: {self.width}x{self.height} px{gsd}, {self.windows} windows "
                 f"({self.windows_skipped} skipped), {self.seconds:.1f} s, {self.mpix_per_s:.2f} MPix/s, "
-                f"peak RSS {self.peak_rss_mb:.0f} MB{cuda}{resumed} -> {self.mask}")
+                f"peak RSS {self.peak_rss_mb:.0f} MB{cuda}{resumed}{self._network()} -> {self.mask}")
+
+    def _network(self) -> str:
+        """The bytes read over the network, and their share of the file when its size is known."""
+        if not self.network_bytes:
+            return ""
+        share = f" ({100 * self.network_bytes / self.scene_bytes:.2f} % of {self.scene_bytes})" \
+            if self.scene_bytes else ""
+        return f", {self.network_bytes} bytes read over the network{share}"
 
     def unfamiliar_line(self) -> str | None:
         """One line when the scene looks unlike what the model was trained on, else ``None``."""

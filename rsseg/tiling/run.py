@@ -20,6 +20,7 @@ from rsseg.device import resolve_device, torch_threads
 from rsseg.distributed import DistEnv, barrier, contiguous_share
 from rsseg.errors import OptionError, RssegError
 from rsseg.io.atomic import atomic_output, output_lock
+from rsseg.io.gdal_network import network_bytes_read, start_network_count
 from rsseg.io.output_kind import OutputKind
 from rsseg.io.outputs import check_geotiff_name, check_outputs, run_record_path, write_failed
 from rsseg.io.qgis_style import sidecar_path
@@ -37,7 +38,7 @@ from rsseg.models.checkpoint import ModelCard
 from rsseg.tiling.background import calls_behind
 from rsseg.tiling.grid import TileGrid
 from rsseg.tiling.gsd import GsdPlan, model_shape, plan_gsd, scene_window
-from rsseg.tiling.journal import BandJournal, model_digest, renamed_outputs, run_key
+from rsseg.tiling.journal import BandJournal, journal_field, model_digest, renamed_outputs, run_key
 from rsseg.tiling.options import PredictOptions, check_tile, result_fields
 from rsseg.tiling.outputs import MASK, OUTPUT_KINDS
 from rsseg.tiling.pipeline import RowsJob, compute_bands, grid_stride, missing_runs, window_shape
@@ -74,6 +75,7 @@ class _ScenePlan:
     job: RowsJob
     gsd: GsdPlan
     key: str
+    identity: dict  # what identifies the scene's content
 
 
 def _plan(scene: Scene, ds, model: torch.nn.Module, card: ModelCard, opts: PredictOptions, dev: torch.device,
@@ -98,7 +100,8 @@ def _plan(scene: Scene, ds, model: torch.nn.Module, card: ModelCard, opts: Predi
     model_input = model_shape(tile_h, tile_w, gsd_plan.factor, multiple) if gsd_plan.resampled else None
     predictor = Predictor(model.to(dev).eval(), card, dev, opts, bands.input_scale, tile_h == tile_w, model_input,
                           disagreement=OUTPUT_KINDS["confidence"] in outputs)
-    key = run_key(**scene_identity(scene),
+    identity = scene_identity(scene)
+    key = run_key(**identity,
                   model=model_digest(model), card=asdict(card), tile=(tile_h, tile_w), stride=grid_stride(grid),
                   bands=bands.bands, input_scale=bands.input_scale, outputs=[kind.name for kind in outputs],
                   device=dev.type, precision=predictor.precision.name, gsd_factor=gsd_plan.factor,
@@ -106,13 +109,14 @@ def _plan(scene: Scene, ds, model: torch.nn.Module, card: ModelCard, opts: Predi
     report = PredictReport(str(scene), str(outputs[MASK]), _path_or_none(outputs, "probs"), ds.width, ds.height,
                            (tile_h, tile_w), grid_stride(grid), opts.batch_size, opts.tta, bands.bands, str(dev),
                            windows=len(grid), key=key, gsd=_gsd_record(gsd_plan),
+                           scene_bytes=identity.get("size") if isinstance(scene, RemoteScene) else None,
                            model={"source": opts.model_source, **card.arch, "class_names": list(card.classes.names)},
                            confidence=_path_or_none(outputs, "confidence"),
                            precision={"name": predictor.precision.name, "reason": predictor.precision.reason},
                            outputs={kind.name: str(path) for kind, path in outputs.items() if kind is not MASK})
     job = RowsJob(ds, bands.bands, grid, opts.batch_size, predictor, card.num_classes, dev,
                   [kind for kind in outputs if kind is not MASK], report)
-    return _ScenePlan(job, gsd_plan, key)
+    return _ScenePlan(job, gsd_plan, key, identity)
 
 
 def _path_or_none(outputs: dict[OutputKind, Path], name: str) -> str | None:
@@ -129,6 +133,7 @@ def _predict(scene: Scene, out: Path, model: torch.nn.Module, card: ModelCard, o
     outputs = {MASK: out, **{OUTPUT_KINDS[name]: path for name, path in opts.extra_outputs().items()}}
     with contextlib.ExitStack() as stack:
         stack.enter_context(bounded_gdal_cache())
+        start_network_count()
         ds = stack.enter_context(open_raster(scene))
         plan = _plan(scene, ds, model, card, opts, dev, outputs)
         files = [*outputs.values(), *([record_path] if opts.record else [])]
@@ -151,8 +156,10 @@ def _predict(scene: Scene, out: Path, model: torch.nn.Module, card: ModelCard, o
         # one run at a time on these outputs (ranks of one run share them)
         claims = {kind: stack.enter_context(output_lock(path, ".tif")) for kind, path in outputs.items()} \
             if env.is_main else {}
+        if env.is_main and isinstance(scene, RemoteScene):
+            _warn_if_changed(scene, out, plan.identity)
         journal = BandJournal.open(out, plan.key, ds.height, opts.restart, create=env.is_main,
-                                   band_rows=opts.band_rows)
+                                   band_rows=opts.band_rows, scene=plan.identity)
         if env.is_main:
             journal.verify(_band_shapes(plan.job, card), ds.width, card.num_classes)
         if env.enabled:
@@ -171,12 +178,23 @@ def _predict(scene: Scene, out: Path, model: torch.nn.Module, card: ModelCard, o
                 journal.remove()
             raise
         report = _finish(plan.job, started, dev)
+        report.network_bytes = network_bytes_read() or None
         if env.is_main:
             if opts.record:
                 with atomic_output(record_path, opts.overwrite) as tmp:
                     tmp.write_text(json.dumps(report.to_json(), indent=2))
             journal.remove()
     return report
+
+
+def _warn_if_changed(scene: RemoteScene, out: Path, identity: dict) -> None:
+    """One warning when the journal of an interrupted run was made from another version of this remote file."""
+    earlier = journal_field(out, "scene")
+    if isinstance(earlier, dict) and earlier.get("scene") == identity["scene"] and earlier != identity:
+        changed = ", ".join(name.replace("_", "-") for name in sorted({*earlier, *identity} - {"scene"})
+                            if earlier.get(name) != identity.get(name))
+        warnings.warn(f"{scene}: the file changed on the server since the interrupted run ({changed}); "
+                      "its finished rows are recomputed", stacklevel=4)
 
 
 def _band_shapes(job: RowsJob, card: ModelCard) -> dict[str, tuple[int, ...]]:

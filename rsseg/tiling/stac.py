@@ -31,6 +31,7 @@ VRT = "application/xml"
 
 EXT = {
     "proj": "https://stac-extensions.github.io/projection/v1.1.0/schema.json",
+    "raster": "https://stac-extensions.github.io/raster/v1.1.0/schema.json",
     "classification": "https://stac-extensions.github.io/classification/v1.1.0/schema.json",
     "processing": "https://stac-extensions.github.io/processing/v1.0.0/schema.json",
     "label": "https://stac-extensions.github.io/label/v1.0.1/schema.json",
@@ -63,14 +64,15 @@ def scene_item(entry: dict, folder: Path, when: datetime.datetime, parameters: d
     geometry, bbox, proj = _grid(mask)
     with rasterio.open(mask) as ds:
         names, colors = read_class_table(ds)
+        band = {"data_type": ds.dtypes[0], **({"nodata": ds.nodata} if ds.nodata is not None else {})}
     classes = class_objects(names or [], colors or [])
     item = pystac.Item(mask.name.removesuffix(MASK.suffix), geometry, bbox, when, {
         **proj, "processing:software": {"rsseg": rsseg.__version__},
         "processing:lineage": "rsseg predict: sliding-window semantic segmentation",
         "rsseg:parameters": parameters},
-        stac_extensions=[EXT["proj"], EXT["classification"], EXT["processing"]])
+        stac_extensions=[EXT["proj"], EXT["raster"], EXT["classification"], EXT["processing"]])
     item.add_asset("mask", pystac.Asset(str(mask), "class mask", media_type=GEOTIFF, roles=["data"],
-                                        extra_fields={"classification:classes": classes}))
+                                        extra_fields={"classification:classes": classes, "raster:bands": [band]}))
     for kind in ("probs", "confidence"):
         if entry.get(kind):
             item.add_asset(kind, pystac.Asset(str(entry[kind]), kind, media_type=GEOTIFF, roles=["data", kind]))
@@ -100,18 +102,21 @@ def model_item(card: ModelCard, model_href: str, self_href: Path, when: datetime
         "mlm:input": [{"name": "image", "bands": [f"band {b}" for b in bands],
                        "input": {"shape": [-1, card.in_channels, card.tile_size, card.tile_size],
                                  "dim_order": ["batch", "channel", "height", "width"], "data_type": "float32"},
-                       "norm_by_channel": True, "norm_type": "z-score",
-                       "statistics": [{"mean": m * card.input.scale, "stddev": s * card.input.scale}
-                                      for m, s in zip(card.input.mean, card.input.std)]}],
+                       "value_scaling": [{"type": "z-score", "mean": m * card.input.scale,
+                                          "stddev": s * card.input.scale}
+                                         for m, s in zip(card.input.mean, card.input.std)]}],
         "mlm:output": [{"name": "classes", "tasks": ["semantic-segmentation"],
                         "result": {"shape": [-1, card.num_classes, card.tile_size, card.tile_size],
                                    "dim_order": ["batch", "channel", "height", "width"], "data_type": "float32"},
                         "classification:classes": classes}],
-        "processing:software": {"rsseg": card.rsseg_version}}, stac_extensions=[EXT["mlm"], EXT["processing"]])
+        "processing:software": {"rsseg": card.rsseg_version}},
+        stac_extensions=[EXT["mlm"], EXT["raster"], EXT["processing"]])
     item.set_self_href(str(self_href))
     item.add_asset("weights", pystac.Asset(model_href, "model weights", media_type="application/octet-stream",
                                            roles=["mlm:model"],
-                                           extra_fields={"mlm:artifact_type": "onnx" if onnx else "torch.save"}))
+                                           extra_fields={"mlm:artifact_type": "onnx" if onnx else "torch.save",
+                                                         # the bands mlm:input names, as MLM wants them described
+                                                         "raster:bands": [{"name": f"band {b}"} for b in bands]}))
     return item
 
 
