@@ -5,14 +5,14 @@
     python scripts/finetune_loop.py --work /tmp/finetune2 --minutes 15 --classes default  # the default's classes
     python scripts/finetune_loop.py --work /tmp/finetune --prepare-only
 
-As a user would draw them in QGIS where the default's map is wrong, the script picks in the top
-60 % rows of ``data_samples/spacenet_atlanta.tif`` (grey RGB, see ``scripts/real_training_data.py``)
-the 10 building footprints the default model misses most and 10 background squares where it sees
-buildings or cars that are not there (:func:`draw_polygons`), writes them as a GeoPackage with a
-``class`` column, runs ``rsseg prepare generic`` (pixels under no polygon are ignored) and
-``rsseg train --init default`` for ``--minutes``, and reports building IoU on the bottom 40 %
-rows, which neither step sees, for the default model (its Building class) and the fine-tuned
-one. ``--classes default`` keeps the default's classes (every tensor kept): the polygons are
+Each of ``--rounds`` rounds does what a user does in QGIS: map the top 60 % rows of
+``data_samples/spacenet_atlanta.tif`` (grey RGB, see ``scripts/real_training_data.py``) with the
+current model, draw 10 more footprints where it misses buildings most and 10 more background
+squares where it sees buildings or cars that are not there (:func:`draw_polygons`), prepare
+patches from all polygons so far (pixels under no polygon are ignored) and train from the current
+model (the default in round 1) for its share of ``--minutes``. Building IoU on the bottom 40 %
+rows, which no step sees, is reported for the default model (its Building class) and after each
+round. ``--classes default`` keeps the default's classes (every tensor kept): the polygons are
 ``Building`` and the label set ``254`` (ImSurf, LowVeg, Tree or Clutter). Recorded through
 ``scripts/bench_record.py`` (benchmark ``finetune_loop``, ``finetune_loop-default-classes``).
 """
@@ -47,30 +47,36 @@ def rsseg(*args: str) -> None:
         sys.exit(f"rsseg {' '.join(args[:2])} failed:\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
 
 
-def draw_polygons(out: Path, top_map: Path, names: tuple[str, str], seed: int = 0) -> Path:
-    """Polygons where the default's map ``top_map`` is wrong, as a user would draw them in QGIS.
+def draw_polygons(top_map: Path, model_names: list[str], names: tuple[str, str], drawn=None, seed: int = 0):
+    """Polygons where the map ``top_map`` is wrong, as a user would draw them in QGIS, after ``drawn``.
 
-    The ``POLYGONS`` footprints the map misses most (lowest share of their pixels called Building)
-    and ``POLYGONS`` background squares where it calls Building or Car though no footprint is within
-    ``CLEARANCE_M`` (random such squares when it makes fewer mistakes), as a GeoPackage whose
+    The ``POLYGONS`` footprints the map misses most (lowest share of their pixels called building)
+    and ``POLYGONS`` background squares where it calls building or car though no footprint is within
+    ``CLEARANCE_M`` (random such squares when it makes fewer mistakes), none of them overlapping
+    ``drawn`` (the polygons of earlier rounds); returns ``drawn`` and them, a GeoDataFrame whose
     ``class`` column holds ``names`` (building, background).
     """
     import geopandas as gpd
+    import pandas as pd
     from rasterio.features import rasterize
     from shapely.geometry import box
 
     rng = np.random.default_rng(seed)
     with rasterio.open(top_map) as ds:
         pred, transform, bounds = ds.read(1), ds.transform, ds.bounds
+    lowered = [n.lower() for n in model_names]
+    building = pred == lowered.index("building")
+    wrong = building | (pred == lowered.index("car") if "car" in lowered else False)
     footprints = gpd.read_file(real.SPACENET_BUILDINGS)
-    inside = footprints[footprints.within(box(*bounds)) & (footprints.area >= 40)].reset_index(drop=True)
+    taken = drawn.geometry.union_all() if drawn is not None else box(0, 0, 0, 0)
+    inside = footprints[footprints.within(box(*bounds)) & (footprints.area >= 40)
+                        & ~footprints.intersects(taken)].reset_index(drop=True)
     ids = rasterize(((g, i + 1) for i, g in enumerate(inside.geometry)), pred.shape, transform=transform,
                     dtype="int32")
-    found = np.bincount(ids.ravel(), weights=(pred == real.BUILDING).ravel(), minlength=len(inside) + 1)[1:]
+    found = np.bincount(ids.ravel(), weights=building.ravel(), minlength=len(inside) + 1)[1:]
     recall = found / np.maximum(1, np.bincount(ids.ravel(), minlength=len(inside) + 1)[1:])
     missed = np.lexsort((rng.random(len(inside)), recall))[:POLYGONS]
-    keep_out = footprints.geometry.buffer(CLEARANCE_M).union_all()
-    wrong = np.isin(pred, (real.BUILDING, CAR))
+    keep_out = footprints.geometry.buffer(CLEARANCE_M).union_all().union(taken)
     side = round(SQUARE_M / transform.a)
     candidates = []
     for row in range(0, pred.shape[0] - side + 1, side // 2):
@@ -85,9 +91,8 @@ def draw_polygons(out: Path, top_map: Path, names: tuple[str, str], seed: int = 
             squares.append(square)
     frame = gpd.GeoDataFrame({"class": [names[0]] * len(missed) + [names[1]] * len(squares)},
                              geometry=[*inside.geometry.iloc[missed], *squares], crs=footprints.crs)
-    path = out / "polygons.gpkg"
-    frame.to_file(path, driver="GPKG")
-    return path
+    return frame if drawn is None else gpd.GeoDataFrame(pd.concat([drawn, frame], ignore_index=True),
+                                                        crs=footprints.crs)
 
 
 def predict(checkpoint: str | Path, scene: Path, out: Path) -> list[str]:
@@ -111,44 +116,52 @@ def building_iou(checkpoint: str | Path, scene: Path, truth: np.ndarray, out: Pa
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--work", type=Path, required=True)
-    parser.add_argument("--minutes", type=float, default=15.0, help="training budget")
+    parser.add_argument("--minutes", type=float, default=15.0, help="training budget, shared by the rounds")
+    parser.add_argument("--rounds", type=int, default=2, help="predict, draw, train rounds (each from the last model)")
     parser.add_argument("--classes", choices=list(CLASSES), default="new",
                         help="new: background,building (a new classifier); default: the default model's, "
                              "background polygons as the label set 'not Building or Car' (every tensor kept)")
-    parser.add_argument("--prepare-only", action="store_true", help="polygons and patches, then stop")
+    parser.add_argument("--prepare-only", action="store_true", help="the first round's polygons and patches, then stop")
     args = parser.parse_args(argv)
     args.work.mkdir(parents=True, exist_ok=True)
     names, prepare_args, label = CLASSES[args.classes]
     benchmark = "finetune_loop" if args.classes == "new" else f"finetune_loop-{args.classes}-classes"
-    record = bench_record.start(benchmark, settings={"minutes": args.minutes, "polygons": POLYGONS,
-                                                     "classes": args.classes})
+    record = bench_record.start(benchmark, settings={"minutes": args.minutes, "rounds": args.rounds,
+                                                     "polygons": POLYGONS, "classes": args.classes})
     rgb, _, transform, crs = real.spacenet_scene("train")
     top, _ = real.write_pair(args.work, "spacenet_top", rgb, np.zeros(rgb.shape[1:], np.uint8), transform, crs)
     test_rgb, truth, test_transform, _ = real.spacenet_scene("test")
     bottom, _ = real.write_pair(args.work, "spacenet_bottom", test_rgb, truth, test_transform, crs)
+    truth = truth == real.BUILDING
     from rsseg.models.default import DEFAULT_MODEL
 
-    predict(DEFAULT_MODEL, top, args.work / "top_default.tif")
-    polygons = draw_polygons(args.work, args.work / "top_default.tif", names)
-    started = time.perf_counter()
-    rsseg("prepare", "generic", "--image", str(top), "--labels", str(polygons), *prepare_args,
-          "--patch", "256", "--stride", "128", "--val-fraction", "0.2", "--output", str(args.work / "patches"),
-          "--overwrite")
-    print(f"prepared {args.work / 'patches'} from {polygons} in {time.perf_counter() - started:.0f} s")
-    if args.prepare_only:
-        return 0
-    truth = truth == real.BUILDING
-    before = building_iou(DEFAULT_MODEL, bottom, truth, args.work / "before.tif")
-    started = time.perf_counter()
-    rsseg("train", "--data", str(args.work / "patches"), "--init", "default", "--max-minutes", str(args.minutes),
-          "--tile", "256", "--batch-size", "4", "--workers", "0", "--device", "cpu",
-          "--output", str(args.work / "run"), "--overwrite", "--quiet")
-    minutes = (time.perf_counter() - started) / 60
-    after = building_iou(args.work / "run" / "best.pt", bottom, truth, args.work / "after.tif")
+    model: Path = DEFAULT_MODEL
+    rows = [["default (Building class)", "-", f"{building_iou(model, bottom, truth, args.work / 'before.tif'):.3f}",
+             "-"]]
+    drawn, spent = None, 0.0
+    for n in range(1, args.rounds + 1):
+        folder = args.work / f"round{n}"
+        folder.mkdir(exist_ok=True)
+        drawn = draw_polygons(folder / "top_map.tif", predict(model, top, folder / "top_map.tif"), names, drawn, n)
+        drawn.to_file(folder / "polygons.gpkg", driver="GPKG")
+        rsseg("prepare", "generic", "--image", str(top), "--labels", str(folder / "polygons.gpkg"), *prepare_args,
+              "--patch", "256", "--stride", "128", "--val-fraction", "0.2", "--output", str(folder / "patches"),
+              "--overwrite")
+        print(f"round {n}: {len(drawn)} polygons, patches in {folder / 'patches'}", flush=True)
+        if args.prepare_only:
+            return 0
+        started = time.perf_counter()
+        rsseg("train", "--data", str(folder / "patches"), "--init", str(model) if n > 1 else "default",
+              "--max-minutes", str(args.minutes / args.rounds), "--tile", "256", "--batch-size", "4",
+              "--workers", "0", "--device", "cpu", "--output", str(folder / "run"), "--overwrite", "--quiet")
+        spent += (time.perf_counter() - started) / 60
+        model = folder / "run" / "best.pt"
+        iou = building_iou(model, bottom, truth, folder / "bottom_map.tif")
+        rows.append([f"round {n}: --init {'default' if n == 1 else 'round ' + str(n - 1)}, {label}",
+                     f"{len(drawn)}", f"{iou:.3f}", f"{spent:.1f}"])
+        print(f"round {n}: building IoU {iou:.3f} after {spent:.1f} min", flush=True)
     record.table("Fine-tune loop on SpaceNet Atlanta (building IoU, bottom 40 % rows)",
-                 ["model", "building IoU", "training minutes"],
-                 [["default (Building class)", f"{before:.3f}", "-"],
-                  [f"--init default + {POLYGONS}+{POLYGONS} polygons, {label}", f"{after:.3f}", f"{minutes:.1f}"]])
+                 ["model", "polygons", "building IoU", "training minutes (total)"], rows)
     record.save()
     return 0
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -137,3 +138,22 @@ def test_vector_labels_name_a_set_by_its_value(scene, tmp_path):
                  "--classes", CLASSES, "-o", str(tmp_path / "refused"))
     assert done.returncode == 1 and "class='9' is not one of the classes road, building, grass, car" in done.stderr
     assert not (tmp_path / "refused").exists()
+
+
+def test_validation_with_only_set_pixels_picks_best_by_loss(scene, tmp_path, capsys):
+    """No class pixel in the validation strip: the metric is NaN, the validation loss picks ``best.pt``."""
+    with rasterio.open(scene[1]) as ds:
+        labels = ds.read(1)
+    labels[60:][labels[60:] == 1] = 9
+    write_scene(tmp_path / "labels.tif", labels[None])
+    done = prepare((scene[0], tmp_path / "labels.tif"), tmp_path / "patches", "--label-set", NOT_BUILT)
+    assert done.returncode == 0, done.stderr
+    run = tmp_path / "run"
+    code, text = run_cli(["train", "--data", str(tmp_path / "patches"), "--model", "test_tiny_fcn", "--epochs", "2",
+                          "--batch-size", "2", "--tile", "48", "--workers", "0", "--device", "cpu", "-o", str(run)],
+                         capsys)
+    assert code == 0, text
+    assert text.count("n/a (no class pixel: val loss picks)") == 2 and (run / "best.pt").is_file()
+    _, card = load_checkpoint(run / "best.pt")
+    losses = [h["val_loss"] for h in json.loads((run / "log.json").read_text())]
+    assert card.extra["epoch"] == max(i + 1 for i, v in enumerate(losses) if v == min(losses))

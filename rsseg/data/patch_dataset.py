@@ -67,8 +67,9 @@ class PatchDataset(Dataset):
         bad = (mask >= classes.num_classes) & (mask != classes.ignore_index)
         bad &= ~np.isin(mask, [v for v, _ in classes.label_sets])
         if bad.any():
+            sets = "".join(f", a label set ({v})" for v, _ in classes.label_sets)
             raise RssegError(f"{mask_path}: value {int(mask[bad][0])} is not a class id "
-                             f"(0..{classes.num_classes - 1}), a label set nor the ignore index {classes.ignore_index}")
+                             f"(0..{classes.num_classes - 1}){sets} nor the ignore index {classes.ignore_index}")
         return mask.astype(np.uint8, copy=False)
 
     def normalise(self, raw: np.ndarray, mask: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:

@@ -308,6 +308,15 @@ class Trainer:
         metrics = compute_metrics(matrix.matrix, self.info.classes.names, self.info.classes.excluded_from_mean)
         return metrics, float(totals[0] / max(totals[1], 1.0))
 
+    def selection_score(self, record: dict) -> tuple[float, bool]:
+        """An epoch's score for ``best.pt`` and whether the select metric gave it.
+
+        With no class pixel to score in the validation split (only label-set pixels, say) the metric
+        is NaN and ``-val_loss`` decides instead, ties going to the later epoch.
+        """
+        score = metric_value(record["metrics"], self.config.train.select_metric)
+        return (score, True) if math.isfinite(score) else (-record["val_loss"], False)
+
     def run_epoch(self, epoch: int) -> dict:
         """Train and validate one epoch; its log record (rank 0 writes checkpoints and logs)."""
         t0 = time.perf_counter()
@@ -316,21 +325,22 @@ class Trainer:
         metrics, val_loss = self.validate()
         self.budget.reserve = time.perf_counter() - t_val
         select = self.config.train.select_metric
-        score = metric_value(metrics, select)
         record = {"epoch": epoch + 1, "lr": self.optimizer.param_groups[-1]["lr"], "train_loss": train_loss,
                   "val_loss": val_loss, "mIoU": metrics["papers"]["mIoU"], "mF1": metrics["papers"]["mF1"],
                   "OA": metrics["papers"]["OA"], "all_mIoU": metrics["all"]["mIoU"], "all_mF1": metrics["all"]["mF1"],
                   "patches_per_s": speed, "seconds": time.perf_counter() - t0, "skipped_steps": skipped,
                   "metrics": metrics}
         self.status.history.append(record)
-        improved = score > self.status.best
+        score, scored = self.selection_score(record)
+        improved = score > self.status.best if scored else score >= self.status.best
         if improved:
             self.status.best = score
         if self.env.is_main:
             self._write_epoch(epoch, metrics, improved)
             if self.progress:
-                tqdm.write(f"epoch {epoch + 1}: train loss {train_loss:.4f}  val loss {val_loss:.4f}  {select} "
-                           f"{100 * score:.2f}{'  (best)' if improved else ''}  {speed:.1f} patches/s"
+                shown = f"{select} {100 * score:.2f}" if scored else f"{select} n/a (no class pixel: val loss picks)"
+                tqdm.write(f"epoch {epoch + 1}: train loss {train_loss:.4f}  val loss {val_loss:.4f}  {shown}"
+                           f"{'  (best)' if improved else ''}  {speed:.1f} patches/s"
                            f"{f'  ({skipped} steps skipped: loss not finite)' if skipped else ''}")
         return record
 
@@ -372,7 +382,8 @@ class Trainer:
     def _finish(self, seconds: float) -> FitResult:
         """Plots and the table of the best epoch (rank 0); the result."""
         select = self.config.train.select_metric
-        best = max(self.status.history, key=lambda h: metric_value(h["metrics"], select))
+        ranked = [(*self.selection_score(h), i) for i, h in enumerate(self.status.history)]
+        best = self.status.history[max(ranked, key=lambda r: (r[0], -r[2] if r[1] else r[2]))[2]]
         if self.env.is_main:
             self.run.write_plots(self.status.history, best, self.info.classes.names)
             if self.progress:
