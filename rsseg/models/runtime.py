@@ -77,7 +77,26 @@ def cached_export(checkpoint: str | os.PathLike, model: nn.Module | None = None,
         loaded = (model, card) if model is not None and card is not None else load_checkpoint(checkpoint, "cpu")
         export_onnx(*loaded, target, overwrite=True, source=source)
 
-    return _cached(onnx_cache_dir() / f"{_cache_name(source)}.onnx", source, export)
+    return _cached(_export_path(source), source, export)
+
+
+def _export_path(source: str) -> Path:
+    """Where the float32 export of the model file whose SHA-256 is ``source`` is cached."""
+    return onnx_cache_dir() / f"{_cache_name(source)}.onnx"
+
+
+def fresh_export(checkpoint: str | os.PathLike) -> Path | None:
+    """The cached float32 export of ``checkpoint`` if one was made from this very file, else None.
+
+    Loading the checkpoint is then not needed at all (nor PyTorch's model code, nor timm). A file
+    or cache that cannot be read gives None too: loading the checkpoint then says what is wrong.
+    """
+    try:
+        source = file_sha256(checkpoint)
+        target = _export_path(source)
+        return target if target.is_file() and made_from(target, source) else None
+    except OSError:
+        return None
 
 
 def cached_int8_export(checkpoint: str | os.PathLike, calibration: Sequence[Path], model: nn.Module | None = None,
@@ -153,8 +172,12 @@ def load_model(path: str | os.PathLike, device: torch.device, runtime: str = "au
             return (*load_onnx(exported, device, threads, optimized=_optimized(exported, path)), "onnx")
         except OSError as err:
             raise _cache_error(err) from None
+    use_torch = runtime == "torch" or (runtime == "auto" and (device.type != "cpu" or precision in ("fp16", "bf16")))
+    exported = None if use_torch else fresh_export(path)
+    if exported is not None:
+        return (*load_onnx(exported, device, threads, optimized=_optimized(exported, path)), "onnx")
     model, card = load_checkpoint(path, device)
-    if runtime == "torch" or (runtime == "auto" and (device.type != "cpu" or precision in ("fp16", "bf16"))):
+    if use_torch:
         return model, card, "torch"
     try:
         exported = cached_export(path, model, card)

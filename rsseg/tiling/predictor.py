@@ -79,11 +79,12 @@ class Predictor:
 
     def _accumulate(self, probs: torch.Tensor, disagreement: torch.Tensor | None, valid: torch.Tensor) -> None:
         """Add the windows' top-class probability, normalised entropy and view disagreement to the run's sums."""
-        entropy = -(probs * probs.clamp_min(1e-12).log()).sum(1) / math.log(max(probs.shape[1], 2))
+        entropy = torch.special.entr(probs).sum(1) / math.log(max(probs.shape[1], 2))  # one pass: -p·log p
+        every = bool(valid.all())
         for name, values in (("top", probs.amax(1)), ("entropy", entropy), ("disagreement", disagreement)):
             if values is not None:
-                self.sums[name] += float((values * valid).sum())
-        self.count += int(valid.sum())
+                self.sums[name] += float(values.sum() if every else (values * valid).sum())
+        self.count += valid.numel() if every else int(valid.sum())
 
     def statistics(self) -> RunStatistics:
         """The run's means over valid pixels (``None`` before any window ran)."""
