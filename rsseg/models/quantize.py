@@ -1,8 +1,8 @@
-"""INT8 ONNX models: calibration windows from scenes or patch folders, static QDQ quantisation, its self-check.
+"""INT8 ONNX models: calibration windows from scenes or patch folders, static quantisation, its self-check.
 
 :func:`export_int8` exports a model to float32 ONNX (:func:`rsseg.models.onnx_export.export_onnx`),
 calibrates its activations on windows drawn from the given rasters and quantises it with
-ONNX Runtime (QDQ, per-channel int8 weights, uint8 activations). Windows held back from the
+ONNX Runtime (:data:`FORMAT`, per-channel int8 weights, uint8 activations). Windows held back from the
 calibration measure the result: the argmax agreement with the float32 graph and the mean
 absolute probability difference. Operators that lose accuracy in int8 are kept in float when
 the measurement asks for it, in steps (:data:`KEPT_IN_FLOAT`); below :data:`MIN_AGREEMENT`
@@ -29,6 +29,10 @@ from rsseg.models.checkpoint import ModelCard
 from rsseg.models.onnx_export import CARD_KEY, INPUT, PRECISION_KEY, check_tile, export_onnx
 
 MIN_AGREEMENT = 0.98  # argmax agreement with float32 on the held-back windows
+# QLinearConv and friends, not QuantizeLinear/DequantizeLinear pairs around float operators: ONNX Runtime's
+# CPU kernels reach VNNI/AMX int8 with either, but on the default model the QDQ graph ran only 1.2× faster
+# than float32 and this one 2.9× (one bare session, back to back; docs/deploy.md#int8-models)
+FORMAT = "QOperator"
 RASTER_SUFFIXES = (".tif", ".tiff", ".vrt", ".img", ".jp2")
 CLASSIFIER = "final classifier"  # the last convolution and what follows it
 _REDUCTIONS = ("ReduceMean", "ReduceSum", "ReduceMax", "LayerNormalization", "InstanceNormalization", "MatMul",
@@ -177,7 +181,7 @@ def _quantize(fp32: Path, out: Path, reader: _Reader, kept: tuple[str, ...]) -> 
     reader.rewind()
     logging.disable(logging.WARNING)  # the quantiser's advice goes to the root logger
     try:
-        quantize_static(str(fp32), str(out), reader, quant_format=QuantFormat.QDQ, per_channel=True,
+        quantize_static(str(fp32), str(out), reader, quant_format=QuantFormat[FORMAT], per_channel=True,
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                         calibrate_method=CalibrationMethod.MinMax, nodes_to_exclude=sorted(excluded),
                         extra_options={"WeightSymmetric": True, "ActivationSymmetric": False})
@@ -219,7 +223,7 @@ class Int8Report:
 
     def summary_line(self) -> str:
         kept = ", ".join(self.check.kept_in_float)
-        return (f"{self.arch} -> {self.path} (INT8, QDQ, per-channel weights; {self.calibration['windows']} "
+        return (f"{self.arch} -> {self.path} (INT8, {FORMAT}, per-channel weights; {self.calibration['windows']} "
                 f"calibration windows, kept in float: {kept}); {self.check.line()}, in {self.seconds:.1f} s")
 
 
