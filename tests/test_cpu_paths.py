@@ -22,6 +22,7 @@ from rsseg.errors import RssegError
 from rsseg.models import load_checkpoint, quantize, save_checkpoint
 from rsseg.models.base import SegmentationModel
 from rsseg.models.onnx import load_onnx, read_onnx_card
+from rsseg.models.onnx_export import INPUT
 from rsseg.tiling import predict_scene
 from rsseg.tiling.journal import BandJournal, partial_dir
 
@@ -245,3 +246,31 @@ def test_int8_keeps_the_size_computations_of_upsampling_in_float(int8_setup, tmp
     assert not {n.op_type for n in graph.node if n.name in sizes} & {"Conv", "Relu", "Add", "QuantizeLinear"}
     size_tensors = {out for n in graph.node if n.name in sizes for out in n.output}
     assert not any(n.op_type == "QuantizeLinear" and n.input[0] in size_tensors for n in graph.node)
+
+
+def test_int8_shapes_read_the_int8_tensors_and_the_outputs_are_the_same_bits(int8_setup, tmp_path, monkeypatch):
+    """The size computations take their shapes off the int8 tensors, not off dequantised copies of them;
+    the graph computes the very same probabilities."""
+    import onnxruntime as ort
+
+    _, _, scene, _ = int8_setup
+    model = TinyUpsampling().eval()
+    card = card_for(model, tile_size=64)
+    monkeypatch.setattr(quantize, "shapes_before_dequantizing", lambda path: None)
+    quantize.export_int8(model, card, tmp_path / "plain.onnx", [scene], windows=8, progress=False)
+    monkeypatch.undo()
+    rewritten = tmp_path / "rewritten.onnx"
+    rewritten.write_bytes((tmp_path / "plain.onnx").read_bytes())
+    quantize.shapes_before_dequantizing(rewritten)
+
+    def graph_facts(path: Path) -> tuple[int, bool]:
+        nodes = onnx.load(str(path)).graph.node
+        dequantized = {n.output[0] for n in nodes if n.op_type == "DequantizeLinear"}
+        return len(dequantized), any(n.op_type == "Shape" and n.input[0] in dequantized for n in nodes)
+
+    (before, shape_read_float), (after, still) = graph_facts(tmp_path / "plain.onnx"), graph_facts(rewritten)
+    assert shape_read_float and not still and after < before
+    x = np.random.default_rng(3).normal(size=(2, 3, 64, 64)).astype(np.float32)
+    outputs = [ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]).run(None, {INPUT: x})[0]
+               for p in (tmp_path / "plain.onnx", rewritten)]
+    assert np.array_equal(outputs[0], outputs[1])
