@@ -174,9 +174,9 @@ def load_model(path: str | os.PathLike, device: torch.device, runtime: str = "au
         except OSError as err:
             raise _cache_error(err) from None
     use_torch = runtime == "torch" or (runtime == "auto" and (device.type != "cpu" or precision in ("fp16", "bf16")))
-    exported = None if use_torch else fresh_export(path)
-    if exported is not None:
-        return (*load_onnx(exported, device, threads, optimized=_optimized(exported, path)), "onnx")
+    fresh = None if use_torch else fresh_export(path)
+    if fresh is not None:
+        return (*load_onnx(fresh, device, threads, optimized=_optimized(fresh, path)), "onnx")
     model, card = load_checkpoint(path, device)
     if use_torch:
         return model, card, "torch"
