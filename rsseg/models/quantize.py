@@ -29,9 +29,8 @@ from rsseg.models.checkpoint import ModelCard
 from rsseg.models.onnx_export import CARD_KEY, INPUT, PRECISION_KEY, check_tile, export_onnx
 
 MIN_AGREEMENT = 0.98  # argmax agreement with float32 on the held-back windows
-# QLinearConv and friends, not QuantizeLinear/DequantizeLinear pairs around float operators: ONNX Runtime's
-# CPU kernels reach VNNI/AMX int8 with either, but on the default model the QDQ graph ran only 1.2× faster
-# than float32 and this one 2.9× (one bare session, back to back; docs/deploy.md#int8-models)
+# QLinearConv and friends, not QuantizeLinear/DequantizeLinear pairs around float operators: on the default
+# model the QOperator graph ran faster than the QDQ one in every back-to-back run (docs/deploy.md#int8-models)
 FORMAT = "QOperator"
 RASTER_SUFFIXES = (".tif", ".tiff", ".vrt", ".img", ".jp2")
 CLASSIFIER = "final classifier"  # the last convolution and what follows it
