@@ -430,6 +430,7 @@ def spacenet_int8(args: argparse.Namespace, workdir: Path) -> None:
     building IoU of each against the footprints."""
     from real_training_data import spacenet_scene
 
+    from rsseg.errors import RssegError
     from rsseg.models.default import DEFAULT_MODEL
     from rsseg.models.onnx import load_onnx
     from rsseg.models.runtime import cached_export, cached_int8_export
@@ -440,16 +441,20 @@ def spacenet_int8(args: argparse.Namespace, workdir: Path) -> None:
     top = write_grey(workdir / "spacenet_top.tif", rgb, transform, crs)
     rgb, labels, transform, crs = spacenet_scene("test")
     bottom = write_grey(workdir / "spacenet_bottom.tif", rgb, transform, crs)
-    graphs = {"onnx fp32": cached_export(DEFAULT_MODEL),
-              "onnx int8": cached_int8_export(DEFAULT_MODEL, [top], progress=False)}
+    graphs = {"onnx fp32": cached_export(DEFAULT_MODEL)}
+    rows = []
+    try:
+        graphs["onnx int8"] = cached_int8_export(DEFAULT_MODEL, [top], progress=False)
+    except RssegError as err:  # the export's own 98 % gate, on held-back windows of the top rows
+        rows.append(["onnx int8", f"refused: {str(err).split(': ', 1)[-1]}", ""])
     masks = {}
     for path, graph in graphs.items():
         model, card = load_onnx(graph)
         out = workdir / f"spacenet-{path.replace(' ', '_')}.tif"
         predict_scene(bottom, out, model, card, device="cpu", overwrite=True, progress=False)
         masks[path] = read_classes(out)
-    rows = [[path, f"{100 * (mask == masks['onnx fp32']).mean():.2f} %", round(building_iou(mask, labels), 2)]
-            for path, mask in masks.items()]
+    rows[:0] = [[path, f"{100 * (mask == masks['onnx fp32']).mean():.2f} %", round(building_iou(mask, labels), 2)]
+                for path, mask in masks.items()]
     for row in rows:
         print(*row, flush=True)
     record.table("INT8 against FP32 (ONNX Runtime), default model, spacenet_atlanta.tif as grey RGB: the bottom "
