@@ -2,7 +2,7 @@
 
 :func:`export_int8` exports a model to float32 ONNX (:func:`rsseg.models.onnx_export.export_onnx`),
 calibrates its activations on windows drawn from the given rasters and quantises it with
-ONNX Runtime (:data:`FORMAT`, per-channel int8 weights, uint8 activations). Windows held back from the
+ONNX Runtime (:data:`FORMATS`, per-channel int8 weights, uint8 activations). Windows held back from the
 calibration measure the result: the argmax agreement with the float32 graph and the mean
 absolute probability difference. Operators that lose accuracy in int8 are kept in float when
 the measurement asks for it, in steps (:data:`KEPT_IN_FLOAT`); below :data:`MIN_AGREEMENT`
@@ -29,9 +29,10 @@ from rsseg.models.checkpoint import ModelCard
 from rsseg.models.onnx_export import CARD_KEY, INPUT, PRECISION_KEY, check_tile, export_onnx
 
 MIN_AGREEMENT = 0.98  # argmax agreement with float32 on the held-back windows
-# QLinearConv and friends, not QuantizeLinear/DequantizeLinear pairs around float operators: on the default
-# model the QOperator graph ran faster than the QDQ one in every back-to-back run (docs/deploy.md#int8-models)
-FORMAT = "QOperator"
+# the first the quantiser handles: QLinearConv and friends ran faster on the default model than QDQ pairs around
+# float operators in every back-to-back run (docs/deploy.md#int8-models), but ONNX Runtime's QOperator
+# quantiser fails on some graphs (a Pad whose value is computed, in ABCNet), which QDQ handles
+FORMATS = ("QOperator", "QDQ")
 RASTER_SUFFIXES = (".tif", ".tiff", ".vrt", ".img", ".jp2")
 CLASSIFIER = "final classifier"  # the last convolution and what follows it
 _REDUCTIONS = ("ReduceMean", "ReduceSum", "ReduceMax", "LayerNormalization", "InstanceNormalization", "MatMul",
@@ -130,6 +131,7 @@ class Int8Check:
     agreement: float  # share of pixels whose top class is the same
     mean_abs_dp: float  # mean |Δp| over pixels and classes
     kept_in_float: tuple[str, ...]
+    format: str = FORMATS[0]
 
     def line(self) -> str:
         return (f"argmax agreement with FP32 {100 * self.agreement:.2f} %, mean |Δp| {self.mean_abs_dp:.4f} "
@@ -190,7 +192,7 @@ def shapes_before_dequantizing(path: Path) -> None:
     onnx.save(proto, str(path))
 
 
-def _quantize(fp32: Path, out: Path, reader: _Reader, kept: tuple[str, ...]) -> None:
+def _quantize(fp32: Path, out: Path, reader: _Reader, kept: tuple[str, ...], form: str) -> None:
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
@@ -202,7 +204,7 @@ def _quantize(fp32: Path, out: Path, reader: _Reader, kept: tuple[str, ...]) -> 
     reader.rewind()
     logging.disable(logging.WARNING)  # the quantiser's advice goes to the root logger
     try:
-        quantize_static(str(fp32), str(out), reader, quant_format=QuantFormat[FORMAT], per_channel=True,
+        quantize_static(str(fp32), str(out), reader, quant_format=QuantFormat[form], per_channel=True,
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                         calibrate_method=CalibrationMethod.MinMax, nodes_to_exclude=sorted(excluded),
                         extra_options={"WeightSymmetric": True, "ActivationSymmetric": False})
@@ -214,19 +216,28 @@ def _quantize(fp32: Path, out: Path, reader: _Reader, kept: tuple[str, ...]) -> 
 def quantize_checked(fp32: Path, out: Path, calibration: np.ndarray, held_back: np.ndarray, name: str,
                      progress: bool = True) -> Int8Check:
     """Quantise ``fp32`` into ``out`` on ``calibration`` windows, keeping more operators in float
-    (:data:`KEPT_IN_FLOAT`) until ``held_back`` windows agree; the check of the last try."""
+    (:data:`KEPT_IN_FLOAT`) until ``held_back`` windows agree; the check of the last try.
+
+    Each try uses the first of :data:`FORMATS` that the quantiser handles (the error of the last if none).
+    """
     reference = _probabilities(fp32, held_back)
     reader = _Reader(calibration, progress)
+    forms = list(FORMATS)
     best: Int8Check | None = None
     for kept in KEPT_IN_FLOAT:
-        try:
-            _quantize(fp32, out, reader, kept)
-            probs = _probabilities(out, held_back)
-        except Exception as err:  # noqa: BLE001 - the quantiser and ONNX Runtime raise many types
-            raise RssegError(f"{name}: ONNX Runtime cannot quantise it ({type(err).__name__}: "
-                             f"{first_line(err, 120)})") from None
+        while True:
+            try:
+                _quantize(fp32, out, reader, kept, forms[0])
+                probs = _probabilities(out, held_back)
+                break
+            except Exception as err:  # noqa: BLE001 - the quantiser and ONNX Runtime raise many types
+                if len(forms) > 1:
+                    forms.pop(0)
+                    continue
+                raise RssegError(f"{name}: ONNX Runtime cannot quantise it ({type(err).__name__}: "
+                                 f"{first_line(err, 120)})") from None
         best = Int8Check(float((probs.argmax(1) == reference.argmax(1)).mean()),
-                         float(np.abs(probs - reference).mean()), kept)
+                         float(np.abs(probs - reference).mean()), kept, forms[0])
         if best.agreement >= MIN_AGREEMENT:
             break
     assert best is not None
@@ -245,8 +256,9 @@ class Int8Report:
 
     def summary_line(self) -> str:
         kept = ", ".join(self.check.kept_in_float)
-        return (f"{self.arch} -> {self.path} (INT8, {FORMAT}, per-channel weights; {self.calibration['windows']} "
-                f"calibration windows, kept in float: {kept}); {self.check.line()}, in {self.seconds:.1f} s")
+        return (f"{self.arch} -> {self.path} (INT8, {self.check.format}, per-channel weights; "
+                f"{self.calibration['windows']} calibration windows, kept in float: {kept}); {self.check.line()}, "
+                f"in {self.seconds:.1f} s")
 
 
 def export_int8(model, card: ModelCard, path: str | Path, calibration: Sequence[Path], *,  # noqa: ANN001 - nn.Module
@@ -280,7 +292,7 @@ def export_int8(model, card: ModelCard, path: str | Path, calibration: Sequence[
         proto = onnx.load(str(int8))
         record = data.record(held)
         record.update(agreement=round(check.agreement, 5), mean_abs_dp=round(check.mean_abs_dp, 6),
-                      kept_in_float=list(check.kept_in_float))
+                      kept_in_float=list(check.kept_in_float), format=check.format)
         meta = {p.key: p for p in proto.metadata_props}
         card_dict = json.loads(meta[CARD_KEY].value)
         card_dict["extra"] = {**card_dict.get("extra", {}), "precision": "int8", "calibration": record}
