@@ -274,3 +274,24 @@ def test_int8_shapes_read_the_int8_tensors_and_the_outputs_are_the_same_bits(int
     outputs = [ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]).run(None, {INPUT: x})[0]
                for p in (tmp_path / "plain.onnx", rewritten)]
     assert np.array_equal(outputs[0], outputs[1])
+
+
+def test_int8_falls_back_to_qdq_where_the_qoperator_quantiser_fails(int8_setup, tmp_path, monkeypatch):
+    _, checkpoint, scene, _ = int8_setup
+    model, card = load_checkpoint(checkpoint)
+    real = quantize._quantize
+    tried = []
+
+    def qoperator_fails(fp32, out, reader, kept, form):
+        tried.append(form)
+        if form == "QOperator":
+            raise AttributeError("'NoneType' object has no attribute 'data_type'")
+        real(fp32, out, reader, kept, form)
+
+    monkeypatch.setattr(quantize, "_quantize", qoperator_fails)
+    report = quantize.export_int8(model, card, tmp_path / "m.int8.onnx", [scene], windows=8, progress=False)
+    assert tried[:2] == ["QOperator", "QDQ"] and "QOperator" not in tried[2:]
+    assert report.check.format == "QDQ" and "(INT8, QDQ," in report.summary_line()
+    assert read_onnx_card(tmp_path / "m.int8.onnx").extra["calibration"]["format"] == "QDQ"
+    graph = onnx.load(str(tmp_path / "m.int8.onnx")).graph
+    assert {"QuantizeLinear", "DequantizeLinear"} <= {n.op_type for n in graph.node}
