@@ -270,6 +270,7 @@ def test_int8_shapes_read_the_int8_tensors_and_the_outputs_are_the_same_bits(int
 
     (before, shape_read_float), (after, still) = graph_facts(tmp_path / "plain.onnx"), graph_facts(rewritten)
     assert shape_read_float and not still and after < before
+    assert "QLinearConv" in {n.op_type for n in onnx.load(str(rewritten)).graph.node}  # QOperator, not QDQ
     x = np.random.default_rng(3).normal(size=(2, 3, 64, 64)).astype(np.float32)
     outputs = [ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]).run(None, {INPUT: x})[0]
                for p in (tmp_path / "plain.onnx", rewritten)]
