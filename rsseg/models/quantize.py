@@ -31,7 +31,7 @@ from rsseg.models.onnx_export import CARD_KEY, INPUT, PRECISION_KEY, check_tile,
 MIN_AGREEMENT = 0.98  # argmax agreement with float32 on the held-back windows
 # the first the quantiser handles: QLinearConv and friends ran faster on the default model than QDQ pairs around
 # float operators in every back-to-back run (docs/deploy.md#int8-models), but ONNX Runtime's QOperator
-# quantiser fails on some graphs (a bias that is computed, not stored: ABCNet, MANet), which QDQ handles
+# quantiser fails on some graphs (ABCNet: a bias that is computed, not stored; MANet), which QDQ handles
 FORMATS = ("QOperator", "QDQ")
 RASTER_SUFFIXES = (".tif", ".tiff", ".vrt", ".img", ".jp2")
 CLASSIFIER = "final classifier"  # the last convolution and what follows it
