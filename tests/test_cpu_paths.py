@@ -296,3 +296,43 @@ def test_int8_falls_back_to_qdq_where_the_qoperator_quantiser_fails(int8_setup, 
     assert read_onnx_card(tmp_path / "m.int8.onnx").extra["calibration"]["format"] == "QDQ"
     graph = onnx.load(str(tmp_path / "m.int8.onnx")).graph
     assert {"QuantizeLinear", "DequantizeLinear"} <= {n.op_type for n in graph.node}
+
+
+class EqualBiases(SegmentationModel):
+    """Two convolutions with equal biases, which the ONNX exporter stores once (behind Identity nodes)."""
+
+    def __init__(self, num_classes: int = 4):
+        super().__init__()
+        torch.manual_seed(2)
+        self.a, self.b = nn.Conv2d(3, num_classes, 3, padding=1), nn.Conv2d(num_classes, num_classes, 1)
+        with torch.no_grad():
+            self.a.bias.fill_(0.1)
+            self.b.bias.fill_(0.1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.b(torch.relu(self.a(x))) * 4
+
+
+def test_int8_of_a_graph_with_shared_stored_tensors_is_qoperator(int8_setup, tmp_path):
+    """Equal stored tensors reach the quantiser as stored copies (it fails on Identity-fed biases);
+    the float graph computes the same bits after the rewrite."""
+    import onnxruntime as ort
+
+    from rsseg.models.onnx_export import export_onnx
+
+    _, _, scene, _ = int8_setup
+    model = EqualBiases().eval()
+    card = card_for(model, tile_size=64)
+    fp32 = tmp_path / "fp32.onnx"
+    export_onnx(model, card, fp32, tile=64)
+    copied = tmp_path / "copied.onnx"
+    copied.write_bytes(fp32.read_bytes())
+    quantize.stored_copies_for_identities(copied)
+    identities = [sum(n.op_type == "Identity" for n in onnx.load(str(p)).graph.node) for p in (fp32, copied)]
+    assert identities[0] > 0 and identities[1] == 0
+    x = np.random.default_rng(4).normal(size=(2, 3, 64, 64)).astype(np.float32)
+    outputs = [ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]).run(None, {INPUT: x})[0]
+               for p in (fp32, copied)]
+    assert np.array_equal(outputs[0], outputs[1])
+    report = quantize.export_int8(model, card, tmp_path / "m.int8.onnx", [scene], windows=8, progress=False)
+    assert report.check.format == "QOperator" and report.check.agreement >= 0.98
