@@ -90,7 +90,8 @@ def read_calibration(rasters: Sequence[Path], card: ModelCard, side: int, count:
     shares = [count // len(picked) + (i < count % len(picked)) for i in range(len(picked))]
     mean = np.asarray(card.input.mean, np.float32)[:, None, None]
     std = np.asarray(card.input.std, np.float32)[:, None, None]
-    windows, sources = [], {}
+    windows: list[np.ndarray] = []
+    sources: dict[str, int] = {}
     with tqdm(total=count, desc="calibration windows", unit="win", disable=not progress) as bar:
         for path, share in zip(picked, shares):
             with open_raster(path) as ds:
