@@ -22,6 +22,7 @@ from rsseg.errors import RssegError
 from rsseg.models import load_checkpoint, quantize, save_checkpoint
 from rsseg.models.base import SegmentationModel
 from rsseg.models.onnx import load_onnx, read_onnx_card
+from rsseg.models.onnx_export import INPUT
 from rsseg.tiling import predict_scene
 from rsseg.tiling.journal import BandJournal, partial_dir
 
@@ -245,3 +246,93 @@ def test_int8_keeps_the_size_computations_of_upsampling_in_float(int8_setup, tmp
     assert not {n.op_type for n in graph.node if n.name in sizes} & {"Conv", "Relu", "Add", "QuantizeLinear"}
     size_tensors = {out for n in graph.node if n.name in sizes for out in n.output}
     assert not any(n.op_type == "QuantizeLinear" and n.input[0] in size_tensors for n in graph.node)
+
+
+def test_int8_shapes_read_the_int8_tensors_and_the_outputs_are_the_same_bits(int8_setup, tmp_path, monkeypatch):
+    """The size computations take their shapes off the int8 tensors, not off dequantised copies of them;
+    the graph computes the very same probabilities."""
+    import onnxruntime as ort
+
+    _, _, scene, _ = int8_setup
+    model = TinyUpsampling().eval()
+    card = card_for(model, tile_size=64)
+    monkeypatch.setattr(quantize, "shapes_before_dequantizing", lambda path: None)
+    quantize.export_int8(model, card, tmp_path / "plain.onnx", [scene], windows=8, progress=False)
+    monkeypatch.undo()
+    rewritten = tmp_path / "rewritten.onnx"
+    rewritten.write_bytes((tmp_path / "plain.onnx").read_bytes())
+    quantize.shapes_before_dequantizing(rewritten)
+
+    def graph_facts(path: Path) -> tuple[int, bool]:
+        nodes = onnx.load(str(path)).graph.node
+        dequantized = {n.output[0] for n in nodes if n.op_type == "DequantizeLinear"}
+        return len(dequantized), any(n.op_type == "Shape" and n.input[0] in dequantized for n in nodes)
+
+    (before, shape_read_float), (after, still) = graph_facts(tmp_path / "plain.onnx"), graph_facts(rewritten)
+    assert shape_read_float and not still and after < before
+    assert "QLinearConv" in {n.op_type for n in onnx.load(str(rewritten)).graph.node}  # QOperator, not QDQ
+    x = np.random.default_rng(3).normal(size=(2, 3, 64, 64)).astype(np.float32)
+    outputs = [ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]).run(None, {INPUT: x})[0]
+               for p in (tmp_path / "plain.onnx", rewritten)]
+    assert np.array_equal(outputs[0], outputs[1])
+
+
+def test_int8_falls_back_to_qdq_where_the_qoperator_quantiser_fails(int8_setup, tmp_path, monkeypatch):
+    _, checkpoint, scene, _ = int8_setup
+    model, card = load_checkpoint(checkpoint)
+    real = quantize._quantize
+    tried = []
+
+    def qoperator_fails(fp32, out, reader, kept, form):
+        tried.append(form)
+        if form == "QOperator":
+            raise AttributeError("'NoneType' object has no attribute 'data_type'")
+        real(fp32, out, reader, kept, form)
+
+    monkeypatch.setattr(quantize, "_quantize", qoperator_fails)
+    report = quantize.export_int8(model, card, tmp_path / "m.int8.onnx", [scene], windows=8, progress=False)
+    assert tried[:2] == ["QOperator", "QDQ"] and "QOperator" not in tried[2:]
+    assert report.check.format == "QDQ" and "(INT8, QDQ," in report.summary_line()
+    assert read_onnx_card(tmp_path / "m.int8.onnx").extra["calibration"]["format"] == "QDQ"
+    graph = onnx.load(str(tmp_path / "m.int8.onnx")).graph
+    assert {"QuantizeLinear", "DequantizeLinear"} <= {n.op_type for n in graph.node}
+
+
+class EqualBiases(SegmentationModel):
+    """Two convolutions with equal biases, which the ONNX exporter stores once (behind Identity nodes)."""
+
+    def __init__(self, num_classes: int = 4):
+        super().__init__()
+        torch.manual_seed(2)
+        self.a, self.b = nn.Conv2d(3, num_classes, 3, padding=1), nn.Conv2d(num_classes, num_classes, 1)
+        with torch.no_grad():
+            self.a.bias.fill_(0.1)
+            self.b.bias.fill_(0.1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.b(torch.relu(self.a(x))) * 4
+
+
+def test_int8_of_a_graph_with_shared_stored_tensors_is_qoperator(int8_setup, tmp_path):
+    """Equal stored tensors reach the quantiser as stored copies (it fails on Identity-fed biases);
+    the float graph computes the same bits after the rewrite."""
+    import onnxruntime as ort
+
+    from rsseg.models.onnx_export import export_onnx
+
+    _, _, scene, _ = int8_setup
+    model = EqualBiases().eval()
+    card = card_for(model, tile_size=64)
+    fp32 = tmp_path / "fp32.onnx"
+    export_onnx(model, card, fp32, tile=64)
+    copied = tmp_path / "copied.onnx"
+    copied.write_bytes(fp32.read_bytes())
+    quantize.stored_copies_for_identities(copied)
+    identities = [sum(n.op_type == "Identity" for n in onnx.load(str(p)).graph.node) for p in (fp32, copied)]
+    assert identities[0] > 0 and identities[1] == 0
+    x = np.random.default_rng(4).normal(size=(2, 3, 64, 64)).astype(np.float32)
+    outputs = [ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]).run(None, {INPUT: x})[0]
+               for p in (fp32, copied)]
+    assert np.array_equal(outputs[0], outputs[1])
+    report = quantize.export_int8(model, card, tmp_path / "m.int8.onnx", [scene], windows=8, progress=False)
+    assert report.check.format == "QOperator" and report.check.agreement >= 0.98

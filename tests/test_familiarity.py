@@ -57,3 +57,25 @@ def test_the_engine_measures_entropy_and_top_probability_and_the_note_follows(tm
     assert (report.unfamiliar_line() is not None) is fires
     if fires:
         assert "entropy 1.00 > " in report.unfamiliar_line()
+
+
+def test_sampled_statistics_stay_close_to_every_pixel_and_leave_the_outputs_alone(tmp_path, tiny, monkeypatch):
+    """The run's means on every other row and column against every pixel: within 0.005, with TTA
+    disagreement too, and the mask and confidence bands are the same bytes."""
+    from rsseg.tiling import predictor
+
+    model, card = tiny
+    scene = write_scene(tmp_path / "scene.tif", random_scene(200, 150, seed=4))
+    runs = {}
+    for step in (1, 2):
+        monkeypatch.setattr(predictor, "STATS_STEP", step)
+        out = tmp_path / str(step)
+        out.mkdir()
+        report = predict_scene(scene, out / "m.tif", model, card, tile=64, tta="flip", confidence=out / "c.tif",
+                               progress=False, device="cpu", threads=1)
+        runs[step] = report, (out / "m.tif").read_bytes(), (out / "c.tif").read_bytes()
+    (full, *full_files), (sampled, *sampled_files) = runs[1], runs[2]
+    assert sampled_files == full_files
+    for name in ("mean_top_probability", "mean_entropy", "tta_disagreement"):
+        assert getattr(sampled, name) == pytest.approx(getattr(full, name), abs=5e-3)
+        assert getattr(sampled, name) != getattr(full, name)  # sampled indeed

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import numpy as np
 import onnx
@@ -18,7 +21,7 @@ from rsseg.models.base import SegmentationModel
 from rsseg.models.checkpoint import make_card
 from rsseg.models.onnx import load_onnx, read_onnx_card
 from rsseg.models.onnx_export import export_onnx
-from rsseg.models.runtime import cached_export, load_model
+from rsseg.models.runtime import cached_export, fresh_export, load_model
 from rsseg.tiling import predict_scene
 
 
@@ -140,6 +143,28 @@ def test_cached_export_once_per_file(tmp_path, monkeypatch, model_file):
     model, card, runtime = load_model(model_file, torch.device("cpu"))
     assert runtime == "onnx" and card == read_onnx_card(first)
     assert load_model(model_file, torch.device("cpu"), "torch")[2] == "torch"
+
+
+def test_a_cached_export_runs_without_loading_the_checkpoint_or_timm(tmp_path, monkeypatch, model_file):
+    """A second run finds the export made from this very file and loads neither the PyTorch model nor timm;
+    a changed model file is exported again (no stale graph runs)."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    exported = cached_export(model_file)
+    code = ("import sys, torch\nfrom rsseg.models.runtime import load_model\n"
+            f"model, card, runtime = load_model({str(model_file)!r}, torch.device('cpu'))\n"
+            "print(runtime, type(model).__name__, 'timm' in sys.modules)")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")})
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.split() == ["onnx", "OnnxModel", "False"]
+
+    changed = tmp_path / "changed.pt"
+    model, card = load_checkpoint(model_file)
+    with torch.no_grad():
+        next(model.parameters()).add_(1)
+    save_checkpoint(model, changed, tile_size=128)
+    assert fresh_export(changed) is None and fresh_export(model_file) == exported
+    assert load_model(changed, torch.device("cpu"))[2] == "onnx" and fresh_export(changed) not in (None, exported)
 
 
 def test_cli_export_and_predict_with_onnx(tmp_path, capsys):

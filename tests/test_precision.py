@@ -126,6 +126,14 @@ def test_engine_names_model_and_window_of_nan_and_writes_nothing(tmp_path):
     assert set(tmp_path.iterdir()) == before  # no mask, record, journal or temporary left
 
 
+def test_check_finite_passes_large_finite_values_whose_sum_overflows():
+    big = torch.full((2, 3), 3e38)
+    check_finite(big, "model m", ["a", "b"])
+    big[1, 2] = float("nan")
+    with pytest.raises(RssegError, match=r"non-finite values \(NaN or inf\) in b;"):
+        check_finite(big, "model m", ["a", "b"])
+
+
 def test_check_finite_without_items():
     check_finite(torch.ones(3), "x")
     with pytest.raises(RssegError, match=r"^model m: non-finite values \(NaN or inf\); try"):

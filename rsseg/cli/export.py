@@ -17,7 +17,8 @@ from rsseg.cli import options as opt
               help="Window size a fixed-size graph is exported for (default: the model's training tile).")
 @click.option("--stac", is_flag=True,
               help="Write the model's STAC Item (Machine Learning Model extension) instead of an ONNX file.")
-@click.option("--int8", is_flag=True, help="Quantise statically to INT8 (QDQ, per-channel weights); needs --calibrate.")
+@click.option("--int8", is_flag=True,
+              help="Quantise statically to INT8 (QOperator, per-channel weights); needs --calibrate.")
 @opt.calibrate
 @click.option("--calibration-windows", type=click.IntRange(min=2), default=64, show_default=True,
               help="With --int8: windows drawn from --calibrate; a quarter are held back to measure the result.")

@@ -19,9 +19,7 @@ import os
 import socket
 from pathlib import Path
 
-import timm
 import torch
-from timm.models import adapt_input_conv
 from torch import nn
 
 from rsseg.errors import RssegError, first_line
@@ -56,6 +54,8 @@ def convert_efficientnet_lite(state: dict[str, torch.Tensor], backbone: str) -> 
     Both list the same tensors in the same order (stem, blocks, head, classifier), so names are
     paired by position; every shape is checked.
     """
+    import timm  # here: timm takes longer to import than torch, and running an ONNX export needs neither
+
     with torch.device("meta"):
         own = timm.create_model(backbone, pretrained=False).state_dict()
     targets = [k for k in own if not k.endswith("num_batches_tracked")]
@@ -88,6 +88,8 @@ def imagenet_state_dict(backbone: str) -> dict[str, torch.Tensor]:
     if backbone in OFFLINE_PACKAGES:
         path = offline_weights_file(backbone)
         return convert_efficientnet_lite(read_state_dict(path), backbone)
+    import timm
+
     try:
         cfg = timm.models.get_pretrained_cfg(backbone)
     except RuntimeError:  # unknown name
@@ -133,6 +135,8 @@ def load_backbone_weights(body: nn.Module, state: dict[str, torch.Tensor], in_ch
 
     The first convolution is adapted when ``in_channels != 3``; ``source`` names the weights in errors.
     """
+    from timm.models import adapt_input_conv
+
     own = body.state_dict()
     matched = {k: v for k, v in state.items() if k in own}
     if not matched:

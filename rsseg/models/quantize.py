@@ -1,8 +1,8 @@
-"""INT8 ONNX models: calibration windows from scenes or patch folders, static QDQ quantisation, its self-check.
+"""INT8 ONNX models: calibration windows from scenes or patch folders, static quantisation, its self-check.
 
 :func:`export_int8` exports a model to float32 ONNX (:func:`rsseg.models.onnx_export.export_onnx`),
 calibrates its activations on windows drawn from the given rasters and quantises it with
-ONNX Runtime (QDQ, per-channel int8 weights, uint8 activations). Windows held back from the
+ONNX Runtime (:data:`FORMATS`, per-channel int8 weights, uint8 activations). Windows held back from the
 calibration measure the result: the argmax agreement with the float32 graph and the mean
 absolute probability difference. Operators that lose accuracy in int8 are kept in float when
 the measurement asks for it, in steps (:data:`KEPT_IN_FLOAT`); below :data:`MIN_AGREEMENT`
@@ -29,6 +29,10 @@ from rsseg.models.checkpoint import ModelCard
 from rsseg.models.onnx_export import CARD_KEY, INPUT, PRECISION_KEY, check_tile, export_onnx
 
 MIN_AGREEMENT = 0.98  # argmax agreement with float32 on the held-back windows
+# the first the quantiser handles: QLinearConv and friends ran faster on the default model than QDQ pairs around
+# float operators in every back-to-back run (docs/deploy.md#int8-models), but ONNX Runtime's QOperator
+# quantiser fails on some graphs that QDQ handles (biases fed by Identity nodes: see stored_copies_for_identities)
+FORMATS = ("QOperator", "QDQ")
 RASTER_SUFFIXES = (".tif", ".tiff", ".vrt", ".img", ".jp2")
 CLASSIFIER = "final classifier"  # the last convolution and what follows it
 _REDUCTIONS = ("ReduceMean", "ReduceSum", "ReduceMax", "LayerNormalization", "InstanceNormalization", "MatMul",
@@ -86,7 +90,8 @@ def read_calibration(rasters: Sequence[Path], card: ModelCard, side: int, count:
     shares = [count // len(picked) + (i < count % len(picked)) for i in range(len(picked))]
     mean = np.asarray(card.input.mean, np.float32)[:, None, None]
     std = np.asarray(card.input.std, np.float32)[:, None, None]
-    windows, sources = [], {}
+    windows: list[np.ndarray] = []
+    sources: dict[str, int] = {}
     with tqdm(total=count, desc="calibration windows", unit="win", disable=not progress) as bar:
         for path, share in zip(picked, shares):
             with open_raster(path) as ds:
@@ -127,6 +132,7 @@ class Int8Check:
     agreement: float  # share of pixels whose top class is the same
     mean_abs_dp: float  # mean |Δp| over pixels and classes
     kept_in_float: tuple[str, ...]
+    format: str = FORMATS[0]
 
     def line(self) -> str:
         return (f"argmax agreement with FP32 {100 * self.agreement:.2f} %, mean |Δp| {self.mean_abs_dp:.4f} "
@@ -165,7 +171,51 @@ def shape_nodes(nodes: Sequence[Any]) -> set[str]:
     return found
 
 
-def _quantize(fp32: Path, out: Path, reader: _Reader, kept: tuple[str, ...]) -> None:
+def stored_copies_for_identities(path: Path) -> None:
+    """Replace each ``Identity`` of a stored tensor in the float graph at ``path`` by a stored copy.
+
+    The ONNX exporter stores equal tensors once (the folded biases of a model with fresh batch
+    norms) and hands out copies through ``Identity`` nodes; ONNX Runtime's QOperator quantiser then
+    finds no stored bias to quantise and fails. The graph computes the same.
+    """
+    import onnx
+
+    proto = onnx.load(str(path))
+    graph = proto.graph
+    stored = {tensor.name: tensor for tensor in graph.initializer}
+    outputs = {out.name for out in graph.output}
+    for node in [n for n in graph.node if n.op_type == "Identity" and n.input[0] in stored
+                 and n.output[0] not in outputs]:
+        copy = graph.initializer.add()
+        copy.CopyFrom(stored[node.input[0]])
+        copy.name = node.output[0]
+        graph.node.remove(node)
+    onnx.save(proto, str(path))
+
+
+def shapes_before_dequantizing(path: Path) -> None:
+    """Let each ``Shape`` node of the quantised graph at ``path`` read the int8 tensor that a
+    ``DequantizeLinear`` gets (same shape), and drop the dequantisations left unread.
+
+    The size computations (:func:`shape_nodes`, kept in float) read activations only for their
+    shape, yet the quantiser dequantises whole activations for them: on the default model 35 of
+    its 67 dequantisations fed a ``Shape`` and nothing else.
+    """
+    import onnx
+
+    proto = onnx.load(str(path))
+    nodes = proto.graph.node
+    dequantized = {node.output[0]: node.input[0] for node in nodes if node.op_type == "DequantizeLinear"}
+    for node in nodes:
+        if node.op_type == "Shape" and node.input[0] in dequantized:
+            node.input[0] = dequantized[node.input[0]]
+    read = {name for node in nodes for name in node.input} | {out.name for out in proto.graph.output}
+    for node in [n for n in nodes if n.op_type == "DequantizeLinear" and n.output[0] not in read]:
+        nodes.remove(node)
+    onnx.save(proto, str(path))
+
+
+def _quantize(fp32: Path, out: Path, reader: _Reader, kept: tuple[str, ...], form: str) -> None:
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
@@ -177,30 +227,40 @@ def _quantize(fp32: Path, out: Path, reader: _Reader, kept: tuple[str, ...]) -> 
     reader.rewind()
     logging.disable(logging.WARNING)  # the quantiser's advice goes to the root logger
     try:
-        quantize_static(str(fp32), str(out), reader, quant_format=QuantFormat.QDQ, per_channel=True,
+        quantize_static(str(fp32), str(out), reader, quant_format=QuantFormat[form], per_channel=True,
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                         calibrate_method=CalibrationMethod.MinMax, nodes_to_exclude=sorted(excluded),
                         extra_options={"WeightSymmetric": True, "ActivationSymmetric": False})
     finally:
         logging.disable(logging.NOTSET)
+    shapes_before_dequantizing(out)
 
 
 def quantize_checked(fp32: Path, out: Path, calibration: np.ndarray, held_back: np.ndarray, name: str,
                      progress: bool = True) -> Int8Check:
     """Quantise ``fp32`` into ``out`` on ``calibration`` windows, keeping more operators in float
-    (:data:`KEPT_IN_FLOAT`) until ``held_back`` windows agree; the check of the last try."""
+    (:data:`KEPT_IN_FLOAT`) until ``held_back`` windows agree; the check of the last try.
+
+    Each try uses the first of :data:`FORMATS` that the quantiser handles (the error of the last if none).
+    """
     reference = _probabilities(fp32, held_back)
     reader = _Reader(calibration, progress)
+    forms = list(FORMATS)
     best: Int8Check | None = None
     for kept in KEPT_IN_FLOAT:
-        try:
-            _quantize(fp32, out, reader, kept)
-            probs = _probabilities(out, held_back)
-        except Exception as err:  # noqa: BLE001 - the quantiser and ONNX Runtime raise many types
-            raise RssegError(f"{name}: ONNX Runtime cannot quantise it ({type(err).__name__}: "
-                             f"{first_line(err, 120)})") from None
+        while True:
+            try:
+                _quantize(fp32, out, reader, kept, forms[0])
+                probs = _probabilities(out, held_back)
+                break
+            except Exception as err:  # noqa: BLE001 - the quantiser and ONNX Runtime raise many types
+                if len(forms) > 1:
+                    forms.pop(0)
+                    continue
+                raise RssegError(f"{name}: ONNX Runtime cannot quantise it ({type(err).__name__}: "
+                                 f"{first_line(err, 120)})") from None
         best = Int8Check(float((probs.argmax(1) == reference.argmax(1)).mean()),
-                         float(np.abs(probs - reference).mean()), kept)
+                         float(np.abs(probs - reference).mean()), kept, forms[0])
         if best.agreement >= MIN_AGREEMENT:
             break
     assert best is not None
@@ -219,8 +279,9 @@ class Int8Report:
 
     def summary_line(self) -> str:
         kept = ", ".join(self.check.kept_in_float)
-        return (f"{self.arch} -> {self.path} (INT8, QDQ, per-channel weights; {self.calibration['windows']} "
-                f"calibration windows, kept in float: {kept}); {self.check.line()}, in {self.seconds:.1f} s")
+        return (f"{self.arch} -> {self.path} (INT8, {self.check.format}, per-channel weights; "
+                f"{self.calibration['windows']} calibration windows, kept in float: {kept}); {self.check.line()}, "
+                f"in {self.seconds:.1f} s")
 
 
 def export_int8(model, card: ModelCard, path: str | Path, calibration: Sequence[Path], *,  # noqa: ANN001 - nn.Module
@@ -247,6 +308,7 @@ def export_int8(model, card: ModelCard, path: str | Path, calibration: Sequence[
     with tempfile.TemporaryDirectory(prefix="rsseg-int8-") as folder:
         fp32, int8 = Path(folder) / "fp32.onnx", Path(folder) / "int8.onnx"
         export = export_onnx(model, card, fp32, overwrite=True, tile=side, source=source)
+        stored_copies_for_identities(fp32)
         check = quantize_checked(fp32, int8, data.windows[held:], data.windows[:held], str(path), progress)
         if check.agreement < MIN_AGREEMENT:
             raise RssegError(f"{path}: INT8 model agrees with FP32 on {100 * check.agreement:.2f} % of held-back "
@@ -254,7 +316,7 @@ def export_int8(model, card: ModelCard, path: str | Path, calibration: Sequence[
         proto = onnx.load(str(int8))
         record = data.record(held)
         record.update(agreement=round(check.agreement, 5), mean_abs_dp=round(check.mean_abs_dp, 6),
-                      kept_in_float=list(check.kept_in_float))
+                      kept_in_float=list(check.kept_in_float), format=check.format)
         meta = {p.key: p for p in proto.metadata_props}
         card_dict = json.loads(meta[CARD_KEY].value)
         card_dict["extra"] = {**card_dict.get("extra", {}), "precision": "int8", "calibration": record}

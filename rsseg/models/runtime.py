@@ -77,7 +77,26 @@ def cached_export(checkpoint: str | os.PathLike, model: nn.Module | None = None,
         loaded = (model, card) if model is not None and card is not None else load_checkpoint(checkpoint, "cpu")
         export_onnx(*loaded, target, overwrite=True, source=source)
 
-    return _cached(onnx_cache_dir() / f"{_cache_name(source)}.onnx", source, export)
+    return _cached(_export_path(source), source, export)
+
+
+def _export_path(source: str) -> Path:
+    """Where the float32 export of the model file whose SHA-256 is ``source`` is cached."""
+    return onnx_cache_dir() / f"{_cache_name(source)}.onnx"
+
+
+def fresh_export(checkpoint: str | os.PathLike) -> Path | None:
+    """The cached float32 export of ``checkpoint`` if one was made from this very file, else None.
+
+    Loading the checkpoint is then not needed at all (nor PyTorch's model code, nor timm). A file
+    or cache that cannot be read gives None too: loading the checkpoint then says what is wrong.
+    """
+    try:
+        source = file_sha256(checkpoint)
+        target = _export_path(source)
+        return target if target.is_file() and made_from(target, source) else None
+    except OSError:
+        return None
 
 
 def cached_int8_export(checkpoint: str | os.PathLike, calibration: Sequence[Path], model: nn.Module | None = None,
@@ -85,9 +104,10 @@ def cached_int8_export(checkpoint: str | os.PathLike, calibration: Sequence[Path
     """The INT8 export of ``checkpoint`` calibrated on ``calibration`` (scenes or folders), made and checked
     on first use (:func:`rsseg.models.quantize.export_int8`).
 
-    Keyed like :func:`cached_export` and by the calibration rasters (path, size, modification time).
+    Keyed like :func:`cached_export`, by the quantised formats and by the calibration rasters (path, size,
+    modification time).
     """
-    from rsseg.models.quantize import calibration_rasters, export_int8
+    from rsseg.models.quantize import FORMATS, calibration_rasters, export_int8
 
     rasters = calibration_rasters(calibration)
     data = [f"{p.resolve()}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in rasters]
@@ -97,7 +117,7 @@ def cached_int8_export(checkpoint: str | os.PathLike, calibration: Sequence[Path
         loaded = (model, card) if model is not None and card is not None else load_checkpoint(checkpoint, "cpu")
         export_int8(*loaded, target, calibration, overwrite=True, progress=progress, source=source)
 
-    return _cached(onnx_cache_dir() / f"{_cache_name(source, 'int8', *data)}.int8.onnx", source, export)
+    return _cached(onnx_cache_dir() / f"{_cache_name(source, 'int8', *FORMATS, *data)}.int8.onnx", source, export)
 
 
 def _cpu_signature() -> str:
@@ -153,8 +173,12 @@ def load_model(path: str | os.PathLike, device: torch.device, runtime: str = "au
             return (*load_onnx(exported, device, threads, optimized=_optimized(exported, path)), "onnx")
         except OSError as err:
             raise _cache_error(err) from None
+    use_torch = runtime == "torch" or (runtime == "auto" and (device.type != "cpu" or precision in ("fp16", "bf16")))
+    fresh = None if use_torch else fresh_export(path)
+    if fresh is not None:
+        return (*load_onnx(fresh, device, threads, optimized=_optimized(fresh, path)), "onnx")
     model, card = load_checkpoint(path, device)
-    if runtime == "torch" or (runtime == "auto" and (device.type != "cpu" or precision in ("fp16", "bf16"))):
+    if use_torch:
         return model, card, "torch"
     try:
         exported = cached_export(path, model, card)
