@@ -153,7 +153,7 @@ def test_validation_with_only_set_pixels_picks_best_by_loss(scene, tmp_path, cap
                           "--batch-size", "2", "--tile", "48", "--workers", "0", "--device", "cpu", "-o", str(run)],
                          capsys)
     assert code == 0, text
-    assert text.count("n/a (no class pixel: val loss picks)") == 2 and (run / "best.pt").is_file()
+    assert text.count("n/a (< 2 classes: val loss picks)") == 2 and (run / "best.pt").is_file()
     _, card = load_checkpoint(run / "best.pt")
     losses = [h["val_loss"] for h in json.loads((run / "log.json").read_text())]
     assert card.extra["epoch"] == max(i + 1 for i, v in enumerate(losses) if v == min(losses))

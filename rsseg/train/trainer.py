@@ -306,16 +306,20 @@ class Trainer:
         totals = all_reduce_sum(torch.tensor([loss_sum, float(count)], device=self.device, dtype=torch.float64))
         all_reduce_sum(matrix.matrix)
         metrics = compute_metrics(matrix.matrix, self.info.classes.names, self.info.classes.excluded_from_mean)
+        metrics["classes_present"] = int((matrix.matrix.sum(1) > 0).sum())  # in the validation reference
         return metrics, float(totals[0] / max(totals[1], 1.0))
 
     def selection_score(self, record: dict) -> tuple[float, bool]:
         """An epoch's score for ``best.pt`` and whether the select metric gave it.
 
-        With no class pixel to score in the validation split (only label-set pixels, say) the metric
-        is NaN and ``-val_loss`` decides instead, ties going to the later epoch.
+        Where the validation reference holds fewer than two classes (a few polygons of one class in
+        the validation strip, or only label-set pixels) the metric cannot rank epochs (1.0 or NaN
+        from the first one) and ``-val_loss`` decides instead, ties going to the later epoch.
         """
         score = metric_value(record["metrics"], self.config.train.select_metric)
-        return (score, True) if math.isfinite(score) else (-record["val_loss"], False)
+        if math.isfinite(score) and record["metrics"].get("classes_present", 2) >= 2:
+            return score, True
+        return -record["val_loss"], False
 
     def run_epoch(self, epoch: int) -> dict:
         """Train and validate one epoch; its log record (rank 0 writes checkpoints and logs)."""
@@ -338,7 +342,7 @@ class Trainer:
         if self.env.is_main:
             self._write_epoch(epoch, metrics, improved)
             if self.progress:
-                shown = f"{select} {100 * score:.2f}" if scored else f"{select} n/a (no class pixel: val loss picks)"
+                shown = f"{select} {100 * score:.2f}" if scored else f"{select} n/a (< 2 classes: val loss picks)"
                 tqdm.write(f"epoch {epoch + 1}: train loss {train_loss:.4f}  val loss {val_loss:.4f}  {shown}"
                            f"{'  (best)' if improved else ''}  {speed:.1f} patches/s"
                            f"{f'  ({skipped} steps skipped: loss not finite)' if skipped else ''}")
