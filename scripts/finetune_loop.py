@@ -7,9 +7,11 @@
 
 Each of ``--rounds`` rounds does what a user does in QGIS: map the top 60 % rows of
 ``data_samples/spacenet_atlanta.tif`` (grey RGB, see ``scripts/real_training_data.py``) with the
-current model, draw 10 more footprints where it misses buildings most and 10 more background
+current model (``--gsd auto``), draw 10 more footprints where it misses buildings most and 10 more background
 squares where it sees buildings or cars that are not there (:func:`draw_polygons`), prepare
-patches from all polygons so far (pixels under no polygon are ignored) and train from the current
+patches from all polygons so far on the rows resampled to the default's GSD (0.2 m: trained on
+the 0.5 m pixels, the model met roofs 2.5 times smaller than it knew and called 89 % of the
+unseen rows Building) (pixels under no polygon are ignored) and train from the current
 model (the default in round 1) for its share of ``--minutes``. Building IoU on the bottom 40 %
 rows, which no step sees, is reported for the default model (its Building class) and after each
 round. ``--classes default`` keeps the default's classes (every tensor kept): the polygons are
@@ -130,11 +132,15 @@ def main(argv: list[str] | None = None) -> int:
                                                      "polygons": POLYGONS, "classes": args.classes})
     rgb, _, transform, crs = real.spacenet_scene("train")
     top, _ = real.write_pair(args.work, "spacenet_top", rgb, np.zeros(rgb.shape[1:], np.uint8), transform, crs)
+    from rsseg.models.checkpoint import read_card
+    from rsseg.models.default import DEFAULT_MODEL
+
+    gsd = read_card(DEFAULT_MODEL)[0].input.gsd  # patches at the model's GSD, as `gdalwarp -tr` would make them
+    fine = real.resample(rgb, np.zeros(rgb.shape[1:], np.uint8), transform, gsd)
+    top_fine, _ = real.write_pair(args.work, f"spacenet_top_{gsd:g}m", fine[0], fine[1], fine[2], crs)
     test_rgb, truth, test_transform, _ = real.spacenet_scene("test")
     bottom, _ = real.write_pair(args.work, "spacenet_bottom", test_rgb, truth, test_transform, crs)
     truth = truth == real.BUILDING
-    from rsseg.models.default import DEFAULT_MODEL
-
     model: Path = DEFAULT_MODEL
     rows = [["default (Building class)", "-", f"{building_iou(model, bottom, truth, args.work / 'before.tif'):.3f}",
              "-"]]
@@ -144,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
         folder.mkdir(exist_ok=True)
         drawn = draw_polygons(folder / "top_map.tif", predict(model, top, folder / "top_map.tif"), names, drawn, n)
         drawn.to_file(folder / "polygons.gpkg", driver="GPKG")
-        rsseg("prepare", "generic", "--image", str(top), "--labels", str(folder / "polygons.gpkg"), *prepare_args,
+        rsseg("prepare", "generic", "--image", str(top_fine), "--labels", str(folder / "polygons.gpkg"), *prepare_args,
               "--patch", "256", "--stride", "128", "--val-fraction", "0.2", "--output", str(folder / "patches"),
               "--overwrite")
         print(f"round {n}: {len(drawn)} polygons, patches in {folder / 'patches'}", flush=True)
