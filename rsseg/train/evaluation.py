@@ -42,7 +42,10 @@ def confusion_over_loader(model: torch.nn.Module, loader: DataLoader, num_classe
                           device: torch.device, tta: str = "none", amp: bool = False,
                           criterion: Criterion | None = None, progress: bool = True, desc: str = "eval"
                           ) -> tuple[ConfusionMatrix, float, int]:
-    """Confusion matrix, summed criterion and patch count of ``model`` over ``loader`` (this rank's share)."""
+    """Confusion matrix, summed criterion and the count of patches it sums over (this rank's share).
+
+    Batches without a labelled pixel add nothing to the criterion (its mean over no pixel is NaN).
+    """
     model.eval()
     matrix = ConfusionMatrix(num_classes, ignore_index, device)
     loss_sum, count = 0.0, 0
@@ -55,12 +58,13 @@ def confusion_over_loader(model: torch.nn.Module, loader: DataLoader, num_classe
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             if criterion is not None and tta == "none":
                 logits = resize_logits(model(x), y)
-                loss_sum += float(criterion(logits, y)) * len(x)
+                if (y != ignore_index).any():
+                    loss_sum += float(criterion(logits, y)) * len(x)
+                    count += len(x)
                 pred = logits.argmax(1)
             else:
                 pred = predict_probs(model, x, tta).argmax(1)
             matrix.update(pred, y)
-            count += len(x)
     return matrix, loss_sum, count
 
 

@@ -319,7 +319,7 @@ class Trainer:
         score = metric_value(record["metrics"], self.config.train.select_metric)
         if math.isfinite(score) and record["metrics"].get("classes_present", 2) >= 2:
             return score, True
-        return -record["val_loss"], False
+        return (-record["val_loss"] if math.isfinite(record["val_loss"]) else -math.inf), False
 
     def run_epoch(self, epoch: int) -> dict:
         """Train and validate one epoch; its log record (rank 0 writes checkpoints and logs)."""
