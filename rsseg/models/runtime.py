@@ -14,7 +14,7 @@ from torch import nn
 
 from rsseg.choices import RUNTIMES
 from rsseg.errors import OptionError, RssegError, first_line
-from rsseg.models.checkpoint import FORMAT_VERSION, ModelCard, load_checkpoint
+from rsseg.models.checkpoint import FORMAT_VERSION, ModelCard, load_checkpoint, read_card
 from rsseg.models.onnx_export import SOURCE_KEY
 
 
@@ -176,6 +176,7 @@ def load_model(path: str | os.PathLike, device: torch.device, runtime: str = "au
     use_torch = runtime == "torch" or (runtime == "auto" and (device.type != "cpu" or precision in ("fp16", "bf16")))
     fresh = None if use_torch else fresh_export(path)
     if fresh is not None:
+        read_card(path)  # the file's own checks and warnings (unknown card fields), with no model built
         return (*load_onnx(fresh, device, threads, optimized=_optimized(fresh, path)), "onnx")
     model, card = load_checkpoint(path, device)
     if use_torch:
