@@ -123,6 +123,16 @@ def fit_steps(model: nn.Module, x: torch.Tensor, target: torch.Tensor, steps: in
     return losses
 
 
+def save_tiny_model(path: Path) -> Path:
+    """A 4-class :class:`TinyFCN` model file at ``path`` (tile 64), as the CLI tests run it."""
+    from rsseg.models import save_checkpoint
+
+    model = TinyFCN(4)
+    model.arch = {"name": "test_tiny_fcn", "num_classes": 4, "in_channels": 3, "kwargs": {}}
+    save_checkpoint(model, path, tile_size=64)
+    return path
+
+
 @pytest.fixture
 def tiny():
     model = TinyFCN(4)

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
-from conftest import CRS, TRANSFORM, SlowFCN, TinyFCN, random_scene, run_cli, write_scene
+from conftest import CRS, TRANSFORM, SlowFCN, random_scene, run_cli, save_tiny_model, write_scene
 from range_server import TOKEN, start
 
 from rsseg.io.remote import public_url, remote_scene
@@ -27,9 +27,7 @@ CORNER = 256
 def served(tmp_path_factory):
     """A model file, a small COG and a 4096² COG, served over HTTP; (folder, server)."""
     folder = tmp_path_factory.mktemp("remote")
-    model = TinyFCN(4)
-    model.arch = {"name": "test_tiny_fcn", "num_classes": 4, "in_channels": 3, "kwargs": {}}
-    save_checkpoint(model, folder / "tiny.pt", tile_size=64)
+    save_tiny_model(folder / "tiny.pt")
     write_scene(folder / "small.tif", random_scene(128, 160, seed=3), driver="COG")
     write_scene(folder / "whole.tif", np.random.default_rng(1).integers(0, 256, (3, 512, 512), dtype=np.uint8),
                 driver="COG")  # large enough for GDAL to refuse it from a server without ranges

@@ -8,9 +8,7 @@ import socket
 
 import pytest
 import rasterio
-from conftest import TinyFCN, random_scene, run_cli, write_scene
-
-from rsseg.models import save_checkpoint
+from conftest import random_scene, run_cli, save_tiny_model, write_scene
 
 boto3 = pytest.importorskip("boto3", reason="boto3 is in the `test` extra (pip install -e .[test])")
 moto_server = pytest.importorskip("moto.server", reason="moto[server] is in the `test` extra")
@@ -29,9 +27,7 @@ def _free_port() -> int:
 def bucket(tmp_path_factory):
     """A model file and a COG, the COG also as ``s3://scenes/area/scene.tif`` on a local S3 server; the folder."""
     folder = tmp_path_factory.mktemp("s3")
-    model = TinyFCN(4)
-    model.arch = {"name": "test_tiny_fcn", "num_classes": 4, "in_channels": 3, "kwargs": {}}
-    save_checkpoint(model, folder / "tiny.pt", tile_size=64)
+    save_tiny_model(folder / "tiny.pt")
     write_scene(folder / "scene.tif", random_scene(128, 160, seed=4), driver="COG")
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no request log on stderr
     port = _free_port()
