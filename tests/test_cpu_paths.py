@@ -336,3 +336,37 @@ def test_int8_of_a_graph_with_shared_stored_tensors_is_qoperator(int8_setup, tmp
     assert np.array_equal(outputs[0], outputs[1])
     report = quantize.export_int8(model, card, tmp_path / "m.int8.onnx", [scene], windows=8, progress=False)
     assert report.check.format == "QOperator" and report.check.agreement >= 0.98
+
+
+@pytest.mark.parametrize("kind", ["jpeg", "nodata", "float-nan", "striped"])
+def test_row_strip_reads_every_window_as_a_window_read_would(tmp_path, kind):
+    """Windows sliced from the row strip equal windows read one by one (pixels and validity), while
+    the strip holds no more than a window and a block of rows; a run that starts over (resume) reads afresh."""
+    from rsseg.io.raster import RowStrip, read_window
+    from rsseg.tiling.grid import TileGrid
+
+    data = random_scene(300, 230, seed=3)
+    profile: dict = {"tiled": True, "blockxsize": 64, "blockysize": 64}
+    nodata = None
+    if kind == "jpeg":
+        profile.update(compress="jpeg", photometric="ycbcr")
+    elif kind == "nodata":
+        data[:, 100:180, 20:90] = nodata = 0
+    elif kind == "float-nan":
+        data = data.astype(np.float32)
+        data[1, 40:70, 150:] = np.nan
+    else:
+        profile = {"tiled": False, "blockysize": 7}
+    path = write_scene(tmp_path / f"{kind}.tif", data, nodata=nodata, **profile)
+    grid = TileGrid.build(300, 230, 96, 96, 40, 40)
+    with rasterio.open(path) as ds:
+        strip = RowStrip(ds, [1, 2, 3])
+        tiles = list(grid) + list(grid.tiles(range(2, 4)))  # then a second run, from row 2 of the grid
+        invalid = 0
+        for t in tiles:
+            got, got_ok = strip.read(t.y, t.x, t.height, t.width)
+            want, want_ok = read_window(ds, [1, 2, 3], t.y, t.x, t.height, t.width)
+            assert np.array_equal(got, want) and np.array_equal(got_ok, want_ok), t
+            assert strip.data.shape[1] <= 96 + 64 + 40
+            invalid += int((~want_ok).sum())
+    assert (invalid > 0) == (kind in ("nodata", "float-nan"))

@@ -193,3 +193,29 @@ def test_onnx_models_are_told_apart_by_their_file(tmp_path, onnx_file):
     first, second = load_onnx(onnx_file)[0], load_onnx(other)[0]
     assert model_digest(first) != model_digest(second)
     assert model_digest(first) == model_digest(load_onnx(onnx_file)[0])
+
+
+def test_the_engine_runs_the_graph_without_its_softmax(model_file, onnx_file, tmp_path):
+    """The exported file ends in a softmax (for QGIS Deepness); the engine's session stops before it and
+    returns the logits themselves. A graph that does not end in one is run whole, its probabilities
+    returned as logarithms: both give the file's probabilities."""
+    from rsseg.models.onnx_export import OUTPUT
+
+    model, _ = load_checkpoint(model_file)
+    assert onnx.load(str(onnx_file)).graph.node[-1].op_type == "Softmax"
+    x = torch.randn(2, 3, 64, 96)
+    with torch.inference_mode():
+        logits = model(x)
+    runner, _ = load_onnx(onnx_file, threads=1)
+    assert runner.logits and runner.session.get_outputs()[0].name != OUTPUT
+    assert float((runner(x) - logits).abs().max()) < 1e-4
+
+    proto = onnx.load(str(onnx_file))  # the same graph with an Identity after its softmax
+    last = proto.graph.node[-1]
+    last.output[0] = "softmax_out"
+    proto.graph.node.append(onnx.helper.make_node("Identity", ["softmax_out"], [OUTPUT]))
+    onnx.save(proto, str(tmp_path / "identity.onnx"))
+    whole, _ = load_onnx(tmp_path / "identity.onnx", threads=1)
+    assert not whole.logits and whole.session.get_outputs()[0].name == OUTPUT
+    got = torch.softmax(whole(x), 1)
+    assert float((got - torch.softmax(logits, 1)).abs().max()) < 1e-5

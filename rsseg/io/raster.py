@@ -113,6 +113,41 @@ def read_window(ds: rasterio.DatasetReader, bands: list[int], y: int, x: int, h:
     return data, valid
 
 
+class RowStrip:
+    """Windows of a scene read from a strip of its rows held in memory, for windows that move down the scene.
+
+    Reading each overlapping window on its own decodes a compressed block once for every window
+    that touches it (GDAL's block cache does not spare unaligned reads: on the JPEG demo scene
+    windows read 12× slower than the same pixels in row strips). The strip spans the scene's width,
+    grows downwards in reads that end on a block boundary (where blocks are no taller than the
+    window) and drops the rows above the window asked for: it holds about a window and a block of rows.
+    """
+
+    def __init__(self, ds: rasterio.DatasetReader, bands: list[int]):
+        self.ds, self.bands = ds, bands
+        self.block = ds.block_shapes[bands[0] - 1][0] if ds.block_shapes else 1
+        self.top = self.bottom = 0
+        self.data = np.empty((len(bands), 0, ds.width), dtype=ds.dtypes[bands[0] - 1])
+        self.valid = np.empty((0, ds.width), dtype=bool)
+
+    def read(self, y: int, x: int, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+        """Pixels (C×h×w, raw dtype) and validity (h×w bool) of a window, as :func:`read_window` reads them."""
+        if not self.top <= y <= self.bottom:  # above the strip (a new run), or below it: start afresh
+            self.top = self.bottom = y
+            self.data, self.valid = self.data[:, :0], self.valid[:0]
+        if y + h > self.bottom:
+            stop = y + h
+            if self.block <= h:
+                stop = min(self.ds.height, -(-stop // self.block) * self.block)
+            data, valid = read_window(self.ds, self.bands, self.bottom, 0, stop - self.bottom, self.ds.width)
+            keep = y - self.top
+            self.data = np.concatenate([self.data[:, keep:], data], 1)
+            self.valid = np.concatenate([self.valid[keep:], valid])
+            self.top, self.bottom = y, stop
+        r = y - self.top
+        return self.data[:, r:r + h, x:x + w], self.valid[r:r + h, x:x + w]
+
+
 def sample_values(ds: rasterio.DatasetReader, bands: list[int], grid: int = 4, size: int = 64) -> np.ndarray:
     """Valid, finite values of ``bands`` from ``grid``×``grid`` small windows spread over the scene."""
     values = []

@@ -16,7 +16,7 @@ from rsseg.errors import RssegError, first_line
 from rsseg.io.atomic import atomic_output
 from rsseg.models.base import WINDOW_MULTIPLE
 from rsseg.models.checkpoint import ModelCard, card_from_dict
-from rsseg.models.onnx_export import CARD_FORMAT_KEY, CARD_KEY, MULTIPLE_KEY, PRECISION_KEY
+from rsseg.models.onnx_export import CARD_FORMAT_KEY, CARD_KEY, MULTIPLE_KEY, OUTPUT, PRECISION_KEY
 
 OPTIMIZATION_LEVELS = ("disable", "basic", "extended", "all")
 _TINY = float(np.finfo(np.float32).tiny)
@@ -51,10 +51,34 @@ def session_options(threads: int | None = None, optimization: str = "all",
     return options
 
 
-class OnnxModel(nn.Module):
-    """An exported model run by ONNX Runtime; called like the torch model (B×C×H×W -> B×K×H×W).
+def without_softmax(path: str | os.PathLike) -> bytes | None:
+    """The graph at ``path`` without its final softmax over classes (it outputs the logits), or None
+    if it does not end in one.
 
-    It returns log-probabilities, which are logits: their softmax is the graph's probabilities.
+    The engine takes the softmax itself (in PyTorch, as for every model): ONNX Runtime's softmax
+    over the class axis of a B×K×H×W tensor transposes it twice, and took a third of an INT8
+    call of the default model.
+    """
+    import onnx
+
+    proto = onnx.load(str(path))
+    graph = proto.graph
+    last = next((node for node in graph.node if graph.output[0].name in node.output), None)
+    axis = next((a.i for a in last.attribute if a.name == "axis"), -1) if last is not None else None
+    if last is None or last.op_type != "Softmax" or axis != 1 or len(graph.output) != 1:
+        return None
+    graph.node.remove(last)
+    graph.output[0].name = last.input[0]
+    for info in [v for v in graph.value_info if v.name == last.input[0]]:
+        graph.value_info.remove(info)
+    return proto.SerializeToString()
+
+
+class OnnxModel(nn.Module):
+    """An exported model run by ONNX Runtime; called like the torch model (B×C×H×W -> B×K×H×W logits).
+
+    A graph ending in a softmax over classes (rsseg's exports) runs without it (:func:`without_softmax`);
+    of another graph, which outputs probabilities, it returns their logarithms (logits of the same softmax).
     A graph fixed to one tile size gets smaller inputs padded (edge pixels repeated) and cropped back.
     ``optimized``: a file holding ONNX Runtime's optimised graph of ``path`` on the CPU, run as
     it is (no optimisation at load); written from ``path`` first if it does not exist.
@@ -67,21 +91,24 @@ class OnnxModel(nn.Module):
 
         cuda = torch.device(device).type == "cuda" and "CUDAExecutionProvider" in ort.get_available_providers()
         providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if cuda else ["CPUExecutionProvider"]
-        graph = path
+        graph: str | bytes = str(path)
+        shown = path
         try:
+            if optimized is None or cuda or not optimized.is_file():
+                graph = without_softmax(path) or graph
             if optimized is not None and not cuda:
                 if not optimized.is_file():
                     with atomic_output(optimized, overwrite=True) as tmp:
-                        ort.InferenceSession(str(path), session_options(threads, optimization, tmp),
-                                             providers=providers)
-                graph, optimization = optimized, "disable"
-            self.session = ort.InferenceSession(str(graph), session_options(threads, optimization), providers=providers)
-        except Exception as err:  # noqa: BLE001 - onnxruntime raises its own exception types
-            raise RssegError(f"{graph}: ONNX Runtime cannot load it ({first_line(err, 120)})") from None
+                        ort.InferenceSession(graph, session_options(threads, optimization, tmp), providers=providers)
+                graph, shown, optimization = str(optimized), optimized, "disable"
+            self.session = ort.InferenceSession(graph, session_options(threads, optimization), providers=providers)
+        except Exception as err:  # noqa: BLE001 - onnxruntime raises its own exception types (and onnx's decode errors)
+            raise RssegError(f"{shown}: ONNX Runtime cannot load it ({first_line(err, 120)})") from None
         # the file's hash stands in for weights wherever a model is identified by its state dict (resume journal)
         digest = hashlib.sha256(Path(path).read_bytes()).digest()
         self.register_buffer("file_sha256", torch.tensor(list(digest), dtype=torch.uint8))
         self.input_name = self.session.get_inputs()[0].name
+        self.logits = self.session.get_outputs()[0].name != OUTPUT  # the softmax was cut off
         h, w = self.session.get_inputs()[0].shape[-2:]
         self.fixed = (h, w) if isinstance(h, int) and isinstance(w, int) else None
         self.providers = self.session.get_providers()
@@ -97,9 +124,10 @@ class OnnxModel(nn.Module):
                                  f"(use `tile={self.fixed[0]}`)")
             x = F.pad(x, (0, self.fixed[1] - w, 0, self.fixed[0] - h), mode="replicate")
         feed = {self.input_name: np.ascontiguousarray(x.detach().float().cpu().numpy())}  # no copy: float32 already
-        probs = self.session.run(None, feed)[0][..., :h, :w]
-        np.log(np.maximum(probs, _TINY, out=probs), out=probs)  # in place: no new batch-sized arrays
-        return torch.from_numpy(probs).to(x.device)
+        out = self.session.run(None, feed)[0][..., :h, :w]
+        if not self.logits:
+            np.log(np.maximum(out, _TINY, out=out), out=out)  # in place: no new batch-sized arrays
+        return torch.from_numpy(out).to(x.device)
 
 
 def read_onnx_card(path: str | os.PathLike) -> ModelCard:

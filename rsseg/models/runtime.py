@@ -135,11 +135,12 @@ def optimized_graph(export: Path) -> Path:
 
     The fully optimised graph holds kernels and layouts chosen for this CPU's instruction sets
     by this ONNX Runtime, so the name carries both; a second run loads it without optimising again.
+    It is the graph the engine runs, without the final softmax (:func:`rsseg.models.onnx.without_softmax`).
     """
     import onnxruntime as ort
 
     cpu = hashlib.sha256(_cpu_signature().encode()).hexdigest()[:12]
-    return export.with_name(f"{export.stem}.ort{ort.__version__}-{cpu}.onnx")
+    return export.with_name(f"{export.stem}.logits.ort{ort.__version__}-{cpu}.onnx")
 
 
 def load_model(path: str | os.PathLike, device: torch.device, runtime: str = "auto", threads: int | None = None,

@@ -50,8 +50,9 @@ class PredictOptions:
             (never), or the scene's metres per pixel; see :func:`rsseg.tiling.gsd.plan_gsd`.
         restart: ignore the resume journal of an unfinished run of this output; start afresh.
         band_rows: rows per band of the resume journal (and per unit of work between ranks).
-        overlap_io: save finished bands to the journal in a writer thread while the model runs
-            (``False``: in turn, in the caller's thread; the files are the same bytes).
+        overlap_io: read and prepare the next windows, and save finished bands to the journal, in
+            threads of their own while the model runs in another and the caller's thread blends
+            (``False``: all in turn, in the caller's thread; the files are the same bytes).
     """
 
     tile: int | None = field(default=None, metadata=RESULT)

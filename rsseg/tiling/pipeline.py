@@ -5,20 +5,20 @@ from __future__ import annotations
 import math
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any, Iterator, TypeVar
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
 from rsseg.io.output_kind import BlendedRows, OutputKind
-from rsseg.io.raster import read_window
+from rsseg.io.raster import RowStrip
 from rsseg.models.precision import check_finite
 from rsseg.tiling.blend import RowBandBlender
 from rsseg.tiling.grid import Tile, TileGrid
 from rsseg.tiling.journal import Band, BandJournal
 from rsseg.tiling.outputs import MASK
-from rsseg.tiling.predictor import Predictor
+from rsseg.tiling.predictor import Predictor, Prepared
 from rsseg.tiling.report import PredictReport
 from rsseg.tiling.weights import blend_window
 
@@ -35,6 +35,8 @@ def grid_stride(grid: TileGrid) -> tuple[int, int]:
     def step(starts: tuple[int, ...], tile: int) -> int:
         return starts[1] - starts[0] if len(starts) > 1 else tile
     return step(grid.row_starts, grid.tile_h), step(grid.col_starts, grid.tile_w)
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -79,10 +81,11 @@ def _read_batches(ds, bands: list[int], grid: TileGrid, tiles: list[Tile], batch
         batch, pixels, valid = [], [], []
         return out
 
+    strip = RowStrip(ds, bands)
     for j, t in enumerate(tiles):
         if batch and t.row // group != batch[0].row // group:
             yield emit(j)
-        data, ok = read_window(ds, bands, t.y, t.x, t.height, t.width)
+        data, ok = strip.read(t.y, t.x, t.height, t.width)
         if not ok.any():
             if not batch:
                 yield emit(j + 1)
@@ -100,9 +103,13 @@ def _read_batches(ds, bands: list[int], grid: TileGrid, tiles: list[Tile], batch
         yield emit(len(tiles))
 
 
-def _prefetch(it: Iterator[_Batch]) -> Iterator[_Batch]:
-    """Read the next batch in a background thread while the current one is computed."""
-    with ThreadPoolExecutor(1, thread_name_prefix="rsseg-read") as pool:
+def _ahead(it: Iterator[T], name: str, overlap: bool) -> Iterator[T]:
+    """``it``'s items, the next one computed by a thread of its own while the caller works on this one
+    (only one waits: memory stays flat); ``it`` itself without ``overlap``."""
+    if not overlap:
+        yield from it
+        return
+    with ThreadPoolExecutor(1, thread_name_prefix=f"rsseg-{name}") as pool:
         future = pool.submit(next, it, None)
         while True:
             item = future.result()
@@ -139,6 +146,7 @@ class RowsJob:
     device: torch.device
     kinds: list[OutputKind]  # the outputs asked for besides the mask
     report: PredictReport
+    overlap: bool = True  # read and prepare, run the model, and blend, in three threads at once
 
     def windows(self, runs: list[list[Band]]) -> int:
         """Windows that computing ``runs`` reads."""
@@ -187,9 +195,11 @@ def predict_rows(job: RowsJob, bar: tqdm, start: int, stop: int) -> Iterator[dic
     weight = blend_window(grid.tile_h, grid.tile_w).to(job.device)
     run_before = report.windows_run
     done = 0
-    for batch in _prefetch(_read_batches(job.ds, job.bands, grid, tiles, job.batch_size, group)):
-        if batch.tiles:
-            _blend_batch(job, blender, batch, weight)
+    batches = _ahead(_prepared(job, _read_batches(job.ds, job.bands, grid, tiles, job.batch_size, group)), "read",
+                     job.overlap)
+    for batch, prepared, probs in _ahead(_inferred(job, batches), "model", job.overlap):
+        if prepared is not None and probs is not None:
+            _blend_batch(job, blender, batch, prepared, probs, weight)
         report.windows_skipped += (batch.consumed - done) - (report.windows_run - run_before)
         run_before = report.windows_run
         finished_row = tiles[batch.consumed - 1].row if batch.consumed == len(tiles) else \
@@ -207,14 +217,27 @@ def predict_rows(job: RowsJob, bar: tqdm, start: int, stop: int) -> Iterator[dic
         done = batch.consumed
 
 
-def _blend_batch(job: RowsJob, blender: RowBandBlender, batch: _Batch, weight: torch.Tensor) -> None:
-    """Run the model on a batch and add each window, weighted (zero on invalid pixels), to the blender."""
-    probs = job.predictor(batch.pixels, batch.valid)
+def _prepared(job: RowsJob, batches: Iterator[_Batch]) -> Iterator[tuple[_Batch, Prepared | None]]:
+    """Each batch with its model input (None for an empty batch)."""
+    for batch in batches:
+        yield batch, job.predictor.prepare(batch.pixels, batch.valid) if batch.tiles else None
+
+
+def _inferred(job: RowsJob, batches: Iterator[tuple[_Batch, Prepared | None]]
+              ) -> Iterator[tuple[_Batch, Prepared | None, torch.Tensor | None]]:
+    """Each batch, its model input and the model's probabilities at the model's input size."""
+    for batch, prepared in batches:
+        yield batch, prepared, job.predictor.infer(prepared) if prepared is not None else None
+
+
+def _blend_batch(job: RowsJob, blender: RowBandBlender, batch: _Batch, prepared: Prepared, probs: torch.Tensor,
+                 weight: torch.Tensor) -> None:
+    """Add each window's probabilities, weighted (zero on invalid pixels), to the blender."""
     check_finite(probs, f"{job.ds.name}: {job.predictor.name}", [f"window row {t.y}, col {t.x}" for t in batch.tiles])
-    valid = torch.from_numpy(batch.valid).to(job.device)
+    probs = job.predictor.finish(probs, prepared)
     for i, t in enumerate(batch.tiles):
         w = weight[:t.height, :t.width]
         if not batch.valid[i].all():
-            w = w * valid[i, :t.height, :t.width]
+            w = w * prepared.valid[i, :t.height, :t.width]
         blender.add(t.y, t.x, probs[i, :, :t.height, :t.width], w)
     job.report.windows_run += len(batch.tiles)

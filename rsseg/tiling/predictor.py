@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -19,6 +20,15 @@ from rsseg.tiling.tta import tta_probs, tta_transforms
 
 #: the run's statistics (top-class probability, entropy, view disagreement) sample every this many rows and columns
 STATS_STEP = 2
+
+
+@dataclass
+class Prepared:
+    """A batch ready for the model: its input ``x``, the valid pixels (B×H×W) and the window size."""
+
+    x: torch.Tensor
+    valid: torch.Tensor
+    window: tuple[int, int]
 
 
 class Predictor:
@@ -61,24 +71,38 @@ class Predictor:
             raise RssegError("model did not return B×K×H×W logits at window size (is it in eval mode?)")
         return logits
 
-    def __call__(self, pixels: np.ndarray, valid: np.ndarray) -> torch.Tensor:
+    def prepare(self, pixels: np.ndarray, valid: np.ndarray) -> Prepared:
+        """Raw windows as the model's input: normalised, invalid pixels at the band mean, resized (GSD)."""
         x = torch.from_numpy(pixels).to(self.device, non_blocking=True).float()
         x = torch.addcmul(self.bias, x, self.gain)
         valid_t = torch.from_numpy(valid).to(self.device)
         if not valid.all():
             x = x * valid_t[:, None]  # invalid pixels -> band mean
         window = (x.shape[-2], x.shape[-1])
+        return Prepared(resize(x, self.model_input) if self.model_input else x, valid_t, window)
+
+    def infer(self, batch: Prepared) -> torch.Tensor:
+        """The model's probabilities (with TTA; then the views' disagreement) at the model's input size."""
         dtype = self.precision.dtype
         with torch.inference_mode(), torch.autocast(self.device.type, dtype, enabled=dtype is not None):
             view_classes: list[torch.Tensor] | None = [] if self.disagreement else None
-            model_x = resize(x, self.model_input) if self.model_input else x
-            probs = tta_probs(self._forward, model_x, self.views, view_classes)
+            probs = tta_probs(self._forward, batch.x, self.views, view_classes)
             if view_classes:
                 probs = torch.cat([probs, view_disagreement(view_classes, probs)[:, None]], 1)
-            probs = resize(probs.float(), window)
-        classes = probs[:, :-1] if view_classes else probs
-        self._accumulate(classes, probs[:, -1] if view_classes else None, valid_t)
+            return probs.float()
+
+    def finish(self, probs: torch.Tensor, batch: Prepared) -> torch.Tensor:
+        """``probs`` of :meth:`infer` at the window size, added to the run's statistics."""
+        with torch.inference_mode():
+            probs = resize(probs, batch.window)
+        classes = probs[:, :-1] if self.disagreement else probs
+        self._accumulate(classes, probs[:, -1] if self.disagreement else None, batch.valid)
         return probs
+
+    def __call__(self, pixels: np.ndarray, valid: np.ndarray) -> torch.Tensor:
+        """Softmax probabilities B×K(+1)×H×W of raw windows: :meth:`prepare`, :meth:`infer`, :meth:`finish`."""
+        batch = self.prepare(pixels, valid)
+        return self.finish(self.infer(batch), batch)
 
     def _accumulate(self, probs: torch.Tensor, disagreement: torch.Tensor | None, valid: torch.Tensor) -> None:
         """Add the windows' top-class probability, normalised entropy and view disagreement to the run's sums.

@@ -115,7 +115,7 @@ def _plan(scene: Scene, ds, model: torch.nn.Module, card: ModelCard, opts: Predi
                            precision={"name": predictor.precision.name, "reason": predictor.precision.reason},
                            outputs={kind.name: str(path) for kind, path in outputs.items() if kind is not MASK})
     job = RowsJob(ds, bands.bands, grid, opts.batch_size, predictor, card.num_classes, dev,
-                  [kind for kind in outputs if kind is not MASK], report)
+                  [kind for kind in outputs if kind is not MASK], report, opts.overlap_io)
     return _ScenePlan(job, gsd_plan, key, identity)
 
 
