@@ -61,6 +61,7 @@ from rsseg.device import torch_threads
 from rsseg.models.base import SegmentationModel
 from rsseg.models.checkpoint import make_card
 from rsseg.tiling import predict_scene
+from rsseg.tiling.gsd import model_shape
 
 STANDARD = [  # (width, height, model)
     (16384, 2048, "tiny"),
@@ -303,12 +304,12 @@ def fill_caches(checkpoint: Path) -> dict[str, dict]:
     return {}
 
 
-def predict_once(path: str, checkpoint: Path, out: Path, env: dict) -> dict:
-    """One ``rsseg predict`` of the demo scene by ``path`` in a fresh process: its run record's figures."""
+def predict_once(path: str, checkpoint: Path, out: Path, env: dict, scene: Path = DEMO_SCENE) -> dict:
+    """One ``rsseg predict`` of ``scene`` by ``path`` in a fresh process: its run record's figures."""
     if path == COMPILE:
         cmd = [sys.executable, __file__, "--compile-one", str(checkpoint), str(out)]
     else:
-        cmd = [sys.executable, "-m", "rsseg.cli", "predict", str(DEMO_SCENE), "--checkpoint", str(checkpoint),
+        cmd = [sys.executable, "-m", "rsseg.cli", "predict", str(scene), "--checkpoint", str(checkpoint),
                "-o", str(out), "--overwrite", "--quiet", *DEMO_PATHS[path]]
     start = time.perf_counter()
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
@@ -317,7 +318,11 @@ def predict_once(path: str, checkpoint: Path, out: Path, env: dict) -> dict:
         return {"error": (proc.stderr.strip().splitlines() or ["failed"])[-1][:200]}
     record = json.loads(proc.stdout.strip().splitlines()[-1]) if path == COMPILE else \
         json.loads(out.with_suffix(".json").read_text())
-    return {"wall": wall, **{k: record[k] for k in ("seconds", "model_seconds", "model_calls", "peak_rss_mb")}}
+    figures = {k: record[k] for k in ("seconds", "model_seconds", "model_calls", "peak_rss_mb")}
+    if path != COMPILE:  # what the model saw: its windows and their size
+        figures.update(windows=record["windows_run"], model_input=model_shape(
+            *record["tile"], (record.get("gsd") or {}).get("factor") or 1.0, 32))
+    return {"wall": wall, **figures}
 
 
 def read_classes(path: Path) -> np.ndarray:
@@ -341,13 +346,16 @@ def help_seconds(env: dict, repeats: int) -> float:
     return best_of(run, repeats)
 
 
-def bare_session_ms(onnx_path: Path, batch: int, tile: int, calls: int = 10) -> float:
-    """Mean milliseconds of a bare ONNX Runtime session (default options) on one batch of demo windows."""
+def bare_session_ms(onnx_path: Path, batch: int, shape: tuple[int, int], calls: int = 10) -> float:
+    """Mean milliseconds of a bare ONNX Runtime session (default options) on one batch of demo windows,
+    running the graph the engine runs (:func:`rsseg.models.onnx.without_softmax`)."""
     import onnxruntime as ort
 
-    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    from rsseg.models.onnx import without_softmax
+
+    session = ort.InferenceSession(without_softmax(onnx_path) or str(onnx_path), providers=["CPUExecutionProvider"])
     with rasterio.open(DEMO_SCENE) as ds:
-        x = np.stack([ds.read(window=Window(256 * i, 0, tile, tile)) for i in range(batch)]).astype(np.float32)
+        x = np.stack([ds.read(window=Window(256 * i, 0, *shape)) for i in range(batch)]).astype(np.float32)
     x = (x / 255 - 0.5) / 0.25
     name = session.get_inputs()[0].name
     session.run(None, {name: x})
@@ -393,18 +401,51 @@ def demo_paths(args: argparse.Namespace, workdir: Path) -> None:
         if onnx and "error" not in onnx:
             from rsseg.models.runtime import cached_export
 
-            bare = bare_session_ms(cached_export(checkpoint), 4, 256)
-            calls.append([name, round(1e3 * onnx["model_seconds"] / onnx["model_calls"], 1), round(bare, 1)])
+            bare = bare_session_ms(cached_export(checkpoint), 4, onnx["model_input"])
+            calls.append([name, "×".join(map(str, onnx["model_input"])),
+                          round(1e3 * onnx["model_seconds"] / onnx["windows"], 1), round(bare / 4, 1)])
     record.table(f"rsseg predict on demo_scene.tif (2048², default settings), best of {repeats}, a process per run; "
                  "forward = the runtime's own time on the same windows; agreement with eager FP32 PyTorch; "
                  "INT8 calibrated on data_samples/patches; random weights except the default model",
                  ["model", "path", "end to end (s)", "forward (s)", "end to end ÷ forward", "speed-up vs eager",
                   "peak RSS (MB)", "argmax = eager FP32", "mIoU on demo_labels (%)"], rows)
-    record.table("ONNX Runtime per call on a batch of 4×3×256²: inside rsseg predict, and a bare session "
-                 "(default options, nothing else running in the process)",
-                 ["model", "rsseg predict (ms per call)", "bare session (ms per call)"], calls)
+    record.table("ONNX Runtime FP32 per window: inside rsseg predict (its model time ÷ windows; batches of 4 and "
+                 "the rest of each grid row), and a bare session on batches of 4 demo windows of the same size "
+                 "(default options, the same graph, nothing else running in the process)",
+                 ["model", "model input", "rsseg predict (ms per window)", "bare session (ms per window)"], calls)
     record.table("rsseg --help, a fresh process (best of 5)", ["seconds"], [[round(help_seconds(env, 5), 2)]])
+    record.table("Peak RSS against scene height, default model: demo_scene.tif, and the same scene four times "
+                 "over (a VRT, 2048×8192)", ["path", "2048×2048 (MB)", "2048×8192 (MB)", "ratio"],
+                 rss_by_height(demo_checkpoint("default", workdir), workdir, env))
     record.save()
+
+
+def tall_demo(path: Path) -> Path:
+    """A VRT of the demo scene stacked four times (2048×8192): memory must not grow with height."""
+    with rasterio.open(DEMO_SCENE) as ds:
+        width, height, gt, srs = ds.width, ds.height, ", ".join(map(str, ds.transform.to_gdal())), ds.crs.to_wkt()
+    bands = "".join(
+        f'<VRTRasterBand dataType="Byte" band="{b}">' + "".join(
+            f'<SimpleSource><SourceFilename relativeToVRT="0">{DEMO_SCENE}</SourceFilename><SourceBand>{b}'
+            f'</SourceBand><SrcRect xOff="0" yOff="0" xSize="{width}" ySize="{height}"/>'
+            f'<DstRect xOff="0" yOff="{k * height}" xSize="{width}" ySize="{height}"/></SimpleSource>'
+            for k in range(4)) + "</VRTRasterBand>" for b in (1, 2, 3))
+    path.write_text(f'<VRTDataset rasterXSize="{width}" rasterYSize="{4 * height}"><SRS>{srs}</SRS>'
+                    f"<GeoTransform>{gt}</GeoTransform>{bands}</VRTDataset>")
+    return path
+
+
+def rss_by_height(checkpoint: Path, workdir: Path, env: dict) -> list[list]:
+    """Peak RSS of ``rsseg predict`` on the demo scene and on a four times taller one, for the ONNX Runtime paths."""
+    tall = tall_demo(workdir / "demo_x4.vrt")
+    rows = []
+    for path in ("onnx fp32", "onnx int8"):
+        rss = [predict_once(path, checkpoint, workdir / f"rss-{k}.tif", env, scene).get("peak_rss_mb")
+               for k, scene in enumerate((DEMO_SCENE, tall))]
+        print(f"peak RSS {path}: {rss}", flush=True)
+        rows.append([path, *(round(r) if r else "failed" for r in rss),
+                     round(rss[1] / rss[0], 2) if all(rss) else ""])
+    return rows
 
 
 def write_grey(path: Path, rgb: np.ndarray, transform, crs: str) -> Path:

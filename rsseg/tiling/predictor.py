@@ -19,7 +19,7 @@ from rsseg.tiling.options import PredictOptions
 from rsseg.tiling.tta import tta_probs, tta_transforms
 
 #: the run's statistics (top-class probability, entropy, view disagreement) sample every this many rows and columns
-STATS_STEP = 2
+STATS_STEP = 4
 
 
 @dataclass
