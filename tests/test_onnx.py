@@ -13,7 +13,8 @@ import pytest
 import rasterio
 import torch
 import torch.nn.functional as F
-from conftest import TinyFCN, random_scene, run_cli, write_scene
+from conftest import TinyFCN, card_for, random_scene, run_cli, write_scene
+from torch import nn
 
 from rsseg.errors import RssegError
 from rsseg.models import create_model, load_checkpoint, save_checkpoint
@@ -219,3 +220,41 @@ def test_the_engine_runs_the_graph_without_its_softmax(model_file, onnx_file, tm
     assert not whole.logits and whole.session.get_outputs()[0].name == OUTPUT
     got = torch.softmax(whole(x), 1)
     assert float((got - torch.softmax(logits, 1)).abs().max()) < 1e-5
+
+
+class _SamePadded(SegmentationModel):
+    """TensorFlow-style "same" padding (timm's Conv2dSame): stride-2 3×3 and 5×5, then back up."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        from timm.layers import Conv2dSame
+
+        torch.manual_seed(0)
+        self.down = nn.Sequential(Conv2dSame(3, 8, 3, stride=2), nn.ReLU(), Conv2dSame(8, 8, 5, stride=2))
+        self.head = nn.Conv2d(8, 4, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.interpolate(self.head(self.down(x)), size=x.shape[-2:], mode="bilinear", align_corners=False)
+
+
+def test_same_padding_is_fixed_in_the_export_and_folded_into_the_convolutions(tmp_path):
+    """The export pads by fixed amounts (the model in memory is left as it is), so that ONNX Runtime
+    folds every Pad into its convolution; the graph still equals PyTorch on other window sizes."""
+    from timm.layers import Conv2dSame
+
+    from rsseg.models.onnx import session_options, without_softmax
+
+    model = _SamePadded().eval()
+    card = card_for(model, num_classes=4, tile_size=128)
+    export_onnx(model, card, tmp_path / "same.onnx")
+    assert sum(isinstance(m, Conv2dSame) for m in model.modules()) == 2  # not changed in place
+    graph = onnx.load(str(tmp_path / "same.onnx")).graph
+    assert [n.op_type for n in graph.node].count("Pad") == 2
+    ort = pytest.importorskip("onnxruntime")
+    ort.InferenceSession(without_softmax(tmp_path / "same.onnx"),
+                         session_options(1, save_optimized=tmp_path / "optimized.onnx"))
+    assert not [n for n in onnx.load(str(tmp_path / "optimized.onnx")).graph.node if n.op_type == "Pad"]
+    runner, _ = load_onnx(tmp_path / "same.onnx", threads=1)
+    x = torch.randn(2, 3, 96, 160)
+    with torch.inference_mode():
+        assert float((runner(x) - model(x)).abs().max()) < 1e-4

@@ -30,10 +30,11 @@ def file_sha256(path: str | os.PathLike) -> str:
 
 
 def _cache_name(source: str, *more: str) -> str:
-    """A hash of the model file's ``source`` digest, the exporter's opset, the card format and ``more``."""
-    from rsseg.models.onnx_export import OPSET
+    """A hash of the model file's ``source`` digest, the exporter's opset and revision, the card format and ``more``."""
+    from rsseg.models.onnx_export import OPSET, REVISION
 
-    return hashlib.sha256(" ".join([source, f"opset{OPSET} card{FORMAT_VERSION}", *more]).encode()).hexdigest()[:32]
+    key = f"opset{OPSET} export{REVISION} card{FORMAT_VERSION}"
+    return hashlib.sha256(" ".join([source, key, *more]).encode()).hexdigest()[:32]
 
 
 def made_from(graph: Path, source: str) -> bool:
