@@ -22,7 +22,7 @@ from rsseg.errors import RssegError
 from rsseg.models import load_checkpoint, quantize, save_checkpoint
 from rsseg.models.base import SegmentationModel
 from rsseg.models.onnx import load_onnx, read_onnx_card
-from rsseg.models.onnx_export import INPUT
+from rsseg.models.onnx_export import INPUT, export_onnx
 from rsseg.tiling import predict_scene
 from rsseg.tiling.journal import BandJournal, partial_dir
 
@@ -82,12 +82,17 @@ def _tif_bytes(folder: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted(folder.glob("*.tif"))}
 
 
-def test_overlapped_writes_give_the_same_bytes_and_resume(tmp_path, tiny, monkeypatch):
-    """Masks, probabilities and confidence are the same bytes with the writer thread and without it,
-    also when a run interrupted part-way resumes."""
+@pytest.mark.parametrize("runtime", ["torch", "onnx"])
+def test_overlapped_io_gives_the_same_bytes_and_resumes(tmp_path, tiny, monkeypatch, runtime):
+    """Masks, probabilities and confidence (flip TTA) are the same bytes with the reader, model and writer
+    threads and without them, also when a run interrupted part-way resumes. (PyTorch models run in the
+    caller's thread; ONNX Runtime's in a thread of their own.)"""
     model, card = tiny
+    if runtime == "onnx":
+        export_onnx(model, card, tmp_path / "tiny.onnx")
+        model, card = load_onnx(tmp_path / "tiny.onnx", threads=1)
     scene = write_scene(tmp_path / "s.tif", random_scene(520, 130, seed=5))
-    kw = dict(tile=64, batch_size=3, device="cpu", progress=False, band_rows=128, threads=1)
+    kw = dict(tile=64, batch_size=3, device="cpu", progress=False, band_rows=128, threads=1, tta="flip")
     files = {}
     for overlap_io in (False, True):
         out = tmp_path / str(overlap_io)

@@ -197,7 +197,8 @@ def predict_rows(job: RowsJob, bar: tqdm, start: int, stop: int) -> Iterator[dic
     done = 0
     batches = _ahead(_prepared(job, _read_batches(job.ds, job.bands, grid, tiles, job.batch_size, group)), "read",
                      job.overlap)
-    for batch, prepared, probs in _ahead(_inferred(job, batches), "model", job.overlap):
+    # a model run by PyTorch on the CPU shares its thread pool with the blending: there, in turn
+    for batch, prepared, probs in _ahead(_inferred(job, batches), "model", job.overlap and job.predictor.own_threads):
         if prepared is not None and probs is not None:
             _blend_batch(job, blender, batch, prepared, probs, weight)
         report.windows_skipped += (batch.consumed - done) - (report.windows_run - run_before)

@@ -11,6 +11,7 @@ import torch
 
 from rsseg.errors import OptionError, RssegError
 from rsseg.models.checkpoint import ModelCard
+from rsseg.models.onnx import OnnxModel
 from rsseg.models.precision import resolve_precision
 from rsseg.tiling.confidence import view_disagreement
 from rsseg.tiling.familiarity import RunStatistics
@@ -55,6 +56,8 @@ class Predictor:
         self.disagreement = disagreement and len(self.views) > 1
         self.precision = resolve_precision(options.precision, device, model)
         self.name = f"model {card.arch['name']} ({self.precision.name})"
+        # ONNX Runtime's threads, or a GPU: its calls can overlap PyTorch's work on the CPU's cores
+        self.own_threads = device.type != "cpu" or isinstance(model, OnnxModel)
         self.calls = 0
         self.seconds = 0.0  # the model's own forward time
         self.sums = {"top": 0.0, "entropy": 0.0, "disagreement": 0.0}  # over sampled valid pixels, and their count
