@@ -319,10 +319,9 @@ class EqualBiases(SegmentationModel):
 
 
 def test_int8_of_a_graph_with_shared_stored_tensors_is_qoperator(int8_setup, tmp_path):
-    """Equal stored tensors reach the quantiser as stored copies (it fails on Identity-fed biases);
-    the float graph computes the same bits after the rewrite."""
-    import onnxruntime as ort
-
+    """Equal stored tensors (the folded biases of fresh batch norms), which the exporter hands out
+    through Identity nodes and ONNX Runtime's QOperator quantiser fails on, reach it as stored tensors:
+    the export's folding drops the Identity nodes."""
     from rsseg.models.onnx_export import export_onnx
 
     _, _, scene, _ = int8_setup
@@ -330,15 +329,7 @@ def test_int8_of_a_graph_with_shared_stored_tensors_is_qoperator(int8_setup, tmp
     card = card_for(model, tile_size=64)
     fp32 = tmp_path / "fp32.onnx"
     export_onnx(model, card, fp32, tile=64)
-    copied = tmp_path / "copied.onnx"
-    copied.write_bytes(fp32.read_bytes())
-    quantize.stored_copies_for_identities(copied)
-    identities = [sum(n.op_type == "Identity" for n in onnx.load(str(p)).graph.node) for p in (fp32, copied)]
-    assert identities[0] > 0 and identities[1] == 0
-    x = np.random.default_rng(4).normal(size=(2, 3, 64, 64)).astype(np.float32)
-    outputs = [ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]).run(None, {INPUT: x})[0]
-               for p in (fp32, copied)]
-    assert np.array_equal(outputs[0], outputs[1])
+    assert not [n for n in onnx.load(str(fp32)).graph.node if n.op_type == "Identity"]
     report = quantize.export_int8(model, card, tmp_path / "m.int8.onnx", [scene], windows=8, progress=False)
     assert report.check.format == "QOperator" and report.check.agreement >= 0.98
 
