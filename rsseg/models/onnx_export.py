@@ -8,7 +8,6 @@ fixed to the card's tile size, which is recorded in the metadata.
 
 from __future__ import annotations
 
-import copy
 import io
 import json
 import re
@@ -20,13 +19,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from rsseg.errors import OptionError, RssegError, first_line
 from rsseg.io.atomic import atomic_output, check_output
 from rsseg.models.base import WINDOW_MULTIPLE, window_multiple
 from rsseg.models.checkpoint import FORMAT_VERSION, ModelCard
+from rsseg.models.export_rewrites import for_export
 
 OPSET = 17
 REVISION = 2  # of the exported graphs (2: fixed "same" padding, basic optimisations); part of the ONNX cache's key
@@ -66,60 +65,6 @@ class _Probabilities(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.softmax(self.model(x), 1)
-
-
-class _StaticSamePad(nn.Module):
-    """A timm ``Conv2dSame`` with its padding fixed: the same numbers on inputs whose sides give these pads."""
-
-    def __init__(self, conv: nn.Conv2d, pads: tuple[int, int, int, int]):
-        super().__init__()
-        self.conv, self.pads = conv, pads
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return nn.Conv2d.forward(self.conv, F.pad(x, self.pads))
-
-
-def static_same_padding(model: nn.Module, channels: int, multiple: int) -> nn.Module:
-    """``model``, or a copy whose timm ``Conv2dSame`` layers pad by fixed amounts.
-
-    TensorFlow's "same" padding (``tf_`` EfficientNets) is computed from each input's size at run
-    time; exported, it is a chain of shape arithmetic and a ``Pad`` that ONNX Runtime cannot fold
-    into the convolution. Windows are multiples of ``multiple``, and for them the pads are the same
-    whatever the size: they are read off two sizes, and a layer is fixed only where both agree.
-    """
-    from timm.layers import Conv2dSame, get_same_padding
-
-    def pads_at(net: nn.Module, side: int) -> dict[str, tuple[int, int, int, int]]:
-        pads = {}
-
-        def record(name: str):  # noqa: ANN202 - a forward pre-hook
-            def hook(conv: nn.Conv2d, args: tuple[torch.Tensor]) -> None:
-                (kh, kw), (sh, sw), (dh, dw) = conv.kernel_size, conv.stride, conv.dilation
-                ph = get_same_padding(args[0].shape[-2], kh, sh, dh)
-                pw = get_same_padding(args[0].shape[-1], kw, sw, dw)
-                pads[name] = (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2)
-            return hook
-
-        hooks = [m.register_forward_pre_hook(record(name)) for name, m in net.named_modules()
-                 if isinstance(m, Conv2dSame)]
-        try:
-            with torch.inference_mode():
-                net(torch.zeros(1, channels, side, side + multiple))
-        finally:
-            for hook in hooks:
-                hook.remove()
-        return pads
-
-    if not any(isinstance(m, Conv2dSame) for m in model.modules()):
-        return model
-    model = copy.deepcopy(model)
-    first, second = pads_at(model, 2 * multiple), pads_at(model, 3 * multiple)
-    for name, pads in first.items():
-        if second.get(name) == pads:
-            parent, _, leaf = name.rpartition(".")
-            owner = model.get_submodule(parent) if parent else model
-            setattr(owner, leaf, _StaticSamePad(getattr(owner, leaf), pads))
-    return model
 
 
 def deepness_metadata(card: ModelCard, tile: int, overlap: float = DEFAULT_OVERLAP) -> dict[str, str]:
@@ -261,7 +206,7 @@ def export_onnx(model: nn.Module, card: ModelCard, path: str | Path, *, overwrit
     failure = ""
     multiple = window_multiple(model)
     sizes = {side, side + 64, tile}  # the static pads hold for multiples of the window multiple only
-    static = static_same_padding(model, c, multiple) if all(n % multiple == 0 for n in sizes) else model
+    static = for_export(model, c, multiple) if all(n % multiple == 0 for n in sizes) else model
     for dynamic, example, shapes in attempts:
         try:
             proto = _folded(onnx.load_from_string(_to_onnx_bytes(static, example, dynamic)))
