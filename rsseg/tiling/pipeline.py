@@ -195,10 +195,12 @@ def predict_rows(job: RowsJob, bar: tqdm, start: int, stop: int) -> Iterator[dic
     weight = blend_window(grid.tile_h, grid.tile_w).to(job.device)
     run_before = report.windows_run
     done = 0
-    batches = _ahead(_prepared(job, _read_batches(job.ds, job.bands, grid, tiles, job.batch_size, group)), "read",
-                     job.overlap)
-    # a model run by PyTorch on the CPU shares its thread pool with the blending: there, in turn
-    for batch, prepared, probs in _ahead(_inferred(job, batches), "model", job.overlap and job.predictor.own_threads):
+    reads = _read_batches(job.ds, job.bands, grid, tiles, job.batch_size, group)
+    if job.predictor.own_threads:  # preparing, the model's calls and blending at once
+        stages = _ahead(_inferred(job, _ahead(_prepared(job, reads), "read", job.overlap)), "model", job.overlap)
+    else:  # a model run by PyTorch on the CPU shares its thread pool with preparing and blending: only reads beside it
+        stages = _inferred(job, _prepared(job, _ahead(reads, "read", job.overlap)))
+    for batch, prepared, probs in stages:
         if prepared is not None and probs is not None:
             _blend_batch(job, blender, batch, prepared, probs, weight)
         report.windows_skipped += (batch.consumed - done) - (report.windows_run - run_before)
