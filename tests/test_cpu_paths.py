@@ -336,3 +336,44 @@ def test_int8_of_a_graph_with_shared_stored_tensors_is_qoperator(int8_setup, tmp
     assert np.array_equal(outputs[0], outputs[1])
     report = quantize.export_int8(model, card, tmp_path / "m.int8.onnx", [scene], windows=8, progress=False)
     assert report.check.format == "QOperator" and report.check.agreement >= 0.98
+
+
+class TinyEncoderDecoder(SegmentationModel):
+    """An ``encoder`` module and a head, as the registered models name theirs."""
+
+    def __init__(self, num_classes: int = 4):
+        super().__init__()
+        torch.manual_seed(2)
+        self.encoder = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1), nn.ReLU())
+        self.head = nn.Sequential(nn.Conv2d(8, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, num_classes, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.encoder(x))
+
+
+def test_int8_last_ladder_step_keeps_the_encoder_in_float(int8_setup, tmp_path, monkeypatch):
+    _, _, scene, _ = int8_setup
+    model = TinyEncoderDecoder().eval()
+    card = card_for(model, tile_size=64)
+    real, tried = quantize._quantize, []
+
+    def recording(fp32, out, reader, kept, form):
+        tried.append(kept)
+        real(fp32, out, reader, kept, form)
+
+    monkeypatch.setattr(quantize, "_quantize", recording)
+    monkeypatch.setattr(quantize, "MIN_AGREEMENT", 1.01)  # no step is enough: the whole ladder, in order
+    with pytest.raises(RssegError, match="below 101 %"):
+        quantize.export_int8(model, card, tmp_path / "refused.onnx", [scene], windows=8, progress=False)
+    assert tried == list(quantize.KEPT_IN_FLOAT) and quantize.ENCODER not in {k for step in tried[:-1] for k in step}
+
+    monkeypatch.setattr(quantize, "MIN_AGREEMENT", 0.0)
+    monkeypatch.setattr(quantize, "KEPT_IN_FLOAT", quantize.KEPT_IN_FLOAT[-1:])
+    report = quantize.export_int8(model, card, tmp_path / "m.int8.onnx", [scene], windows=8, progress=False)
+    assert report.check.kept_in_float[-1] == "encoder" and report.summary_line().count("final classifier, encoder)")
+    assert read_onnx_card(tmp_path / "m.int8.onnx").extra["calibration"]["kept_in_float"][-2:] == [
+        "final classifier", "encoder"]
+    convs = {n.name: n.op_type for n in onnx.load(str(tmp_path / "m.int8.onnx")).graph.node if "Conv" in n.op_type}
+    encoder = {op for name, op in convs.items() if "/encoder/" in name}
+    head = [op for name, op in convs.items() if "/head/" in name]
+    assert encoder == {"Conv"} and head == ["QLinearConv", "Conv"]  # the classifier stays float too
