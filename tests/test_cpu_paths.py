@@ -339,7 +339,7 @@ def test_int8_of_a_graph_with_shared_stored_tensors_is_qoperator(int8_setup, tmp
 
 
 class TinyEncoderDecoder(SegmentationModel):
-    """An ``encoder`` module and a head, as the registered models name theirs."""
+    """An ``encoder`` module and a head, as the registered models name theirs; between them a sum of a reduction."""
 
     def __init__(self, num_classes: int = 4):
         super().__init__()
@@ -348,10 +348,11 @@ class TinyEncoderDecoder(SegmentationModel):
         self.head = nn.Sequential(nn.Conv2d(8, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, num_classes, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.encoder(x))
+        features = self.encoder(x)
+        return self.head(features + features.mean(dim=(2, 3), keepdim=True))
 
 
-def test_int8_last_ladder_step_keeps_the_encoder_in_float(int8_setup, tmp_path, monkeypatch):
+def test_int8_last_ladder_steps_keep_sums_of_reductions_and_the_encoder_in_float(int8_setup, tmp_path, monkeypatch):
     _, _, scene, _ = int8_setup
     model = TinyEncoderDecoder().eval()
     card = card_for(model, tile_size=64)
@@ -366,14 +367,17 @@ def test_int8_last_ladder_step_keeps_the_encoder_in_float(int8_setup, tmp_path, 
     with pytest.raises(RssegError, match="below 101 %"):
         quantize.export_int8(model, card, tmp_path / "refused.onnx", [scene], windows=8, progress=False)
     assert tried == list(quantize.KEPT_IN_FLOAT) and quantize.ENCODER not in {k for step in tried[:-1] for k in step}
+    assert tried[-2][-1] == quantize.ARITHMETIC  # the cheap step before the encoder
 
     monkeypatch.setattr(quantize, "MIN_AGREEMENT", 0.0)
     monkeypatch.setattr(quantize, "KEPT_IN_FLOAT", quantize.KEPT_IN_FLOAT[-1:])
     report = quantize.export_int8(model, card, tmp_path / "m.int8.onnx", [scene], windows=8, progress=False)
-    assert report.check.kept_in_float[-1] == "encoder" and report.summary_line().count("final classifier, encoder)")
-    assert read_onnx_card(tmp_path / "m.int8.onnx").extra["calibration"]["kept_in_float"][-2:] == [
-        "final classifier", "encoder"]
-    convs = {n.name: n.op_type for n in onnx.load(str(tmp_path / "m.int8.onnx")).graph.node if "Conv" in n.op_type}
+    assert report.check.kept_in_float[-1] == "encoder" and "sums of reductions, encoder)" in report.summary_line()
+    assert read_onnx_card(tmp_path / "m.int8.onnx").extra["calibration"]["kept_in_float"][-3:] == [
+        "final classifier", "sums of reductions", "encoder"]
+    nodes = onnx.load(str(tmp_path / "m.int8.onnx")).graph.node
+    convs = {n.name: n.op_type for n in nodes if "Conv" in n.op_type}
     encoder = {op for name, op in convs.items() if "/encoder/" in name}
     head = [op for name, op in convs.items() if "/head/" in name]
     assert encoder == {"Conv"} and head == ["QLinearConv", "Conv"]  # the classifier stays float too
+    assert [n.op_type for n in nodes if "Add" in n.op_type] == ["Add"]  # the sum of the ReduceMean: float
