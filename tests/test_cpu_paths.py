@@ -366,3 +366,48 @@ def test_row_strip_reads_every_window_as_a_window_read_would(tmp_path, kind):
             assert strip.data.shape[1] <= 96 + 64 + 40
             invalid += int((~want_ok).sum())
     assert (invalid > 0) == (kind in ("nodata", "float-nan"))
+
+
+class TinyEncoderDecoder(SegmentationModel):
+    """An ``encoder`` module and a head, as the registered models name theirs; between them a sum of a reduction."""
+
+    def __init__(self, num_classes: int = 4):
+        super().__init__()
+        torch.manual_seed(2)
+        self.encoder = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1), nn.ReLU())
+        self.head = nn.Sequential(nn.Conv2d(8, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, num_classes, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        features = self.encoder(x)
+        return self.head(features + features.mean(dim=(2, 3), keepdim=True))
+
+
+def test_int8_last_ladder_steps_keep_sums_of_reductions_and_the_encoder_in_float(int8_setup, tmp_path, monkeypatch):
+    _, _, scene, _ = int8_setup
+    model = TinyEncoderDecoder().eval()
+    card = card_for(model, tile_size=64)
+    real, tried = quantize._quantize, []
+
+    def recording(fp32, out, reader, kept, form):
+        tried.append(kept)
+        real(fp32, out, reader, kept, form)
+
+    monkeypatch.setattr(quantize, "_quantize", recording)
+    monkeypatch.setattr(quantize, "MIN_AGREEMENT", 1.01)  # no step is enough: the whole ladder, in order
+    with pytest.raises(RssegError, match="below 101 %"):
+        quantize.export_int8(model, card, tmp_path / "refused.onnx", [scene], windows=8, progress=False)
+    assert tried == list(quantize.KEPT_IN_FLOAT) and quantize.ENCODER not in {k for step in tried[:-1] for k in step}
+    assert tried[-2][-1] == quantize.SUMS  # the cheap step before the encoder
+
+    monkeypatch.setattr(quantize, "MIN_AGREEMENT", 0.0)
+    monkeypatch.setattr(quantize, "KEPT_IN_FLOAT", quantize.KEPT_IN_FLOAT[-1:])
+    report = quantize.export_int8(model, card, tmp_path / "m.int8.onnx", [scene], windows=8, progress=False)
+    assert report.check.kept_in_float[-1] == "encoder" and "sums of reductions, encoder)" in report.summary_line()
+    assert read_onnx_card(tmp_path / "m.int8.onnx").extra["calibration"]["kept_in_float"][-3:] == [
+        "final classifier", "sums of reductions", "encoder"]
+    nodes = onnx.load(str(tmp_path / "m.int8.onnx")).graph.node
+    convs = {n.name: n.op_type for n in nodes if "Conv" in n.op_type}
+    encoder = {op for name, op in convs.items() if "/encoder/" in name}
+    head = [op for name, op in convs.items() if "/head/" in name]
+    assert encoder == {"Conv"} and head == ["QLinearConv", "Conv"]  # the classifier stays float too
+    assert [n.op_type for n in nodes if "Add" in n.op_type] == ["Add"]  # the sum of the ReduceMean: float

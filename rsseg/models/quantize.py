@@ -35,12 +35,18 @@ MIN_AGREEMENT = 0.98  # argmax agreement with float32 on the held-back windows
 FORMATS = ("QOperator", "QDQ")
 RASTER_SUFFIXES = (".tif", ".tiff", ".vrt", ".img", ".jp2")
 CLASSIFIER = "final classifier"  # the last convolution and what follows it
+SUMS = "sums of reductions"  # Add and Mul reading a reduction kept in float (linear attention's sums)
+ENCODER = "encoder"  # the backbone: the nodes of the model's ``encoder`` module (``/model/encoder/...``)
 _REDUCTIONS = ("ReduceMean", "ReduceSum", "ReduceMax", "LayerNormalization", "InstanceNormalization", "MatMul",
                "Einsum", "Div", "Sqrt", "Pow")
 # operators kept in float, tried in turn until the held-back windows agree: the softmax always;
-# then normalisations and attention reductions; then the final classifier too
+# then normalisations and attention reductions; then the final classifier too; then the sums of those
+# reductions; last the encoder, whose rounding errors add up layer after layer (the default model on the
+# grey SpaceNet tile: 97.1 % up to the classifier, 97.5 % with the sums, 99.45 % with the encoder too)
 KEPT_IN_FLOAT: tuple[tuple[str, ...], ...] = (("Softmax",), ("Softmax", *_REDUCTIONS),
-                                              ("Softmax", *_REDUCTIONS, CLASSIFIER))
+                                              ("Softmax", *_REDUCTIONS, CLASSIFIER),
+                                              ("Softmax", *_REDUCTIONS, CLASSIFIER, SUMS),
+                                              ("Softmax", *_REDUCTIONS, CLASSIFIER, SUMS, ENCODER))
 
 
 @dataclass
@@ -224,6 +230,11 @@ def _quantize(fp32: Path, out: Path, reader: _Reader, kept: tuple[str, ...], for
     if CLASSIFIER in kept:
         last_conv = max((i for i, node in enumerate(nodes) if node.op_type == "Conv"), default=len(nodes))
         excluded.update(node.name for node in nodes[last_conv:])
+    if SUMS in kept:
+        reduced = {out for node in nodes if node.op_type in kept for out in node.output}
+        excluded.update(node.name for node in nodes if node.op_type in ("Add", "Mul") and reduced & set(node.input))
+    if ENCODER in kept:
+        excluded.update(node.name for node in nodes if f"/{ENCODER}/" in node.name)
     reader.rewind()
     logging.disable(logging.WARNING)  # the quantiser's advice goes to the root logger
     try:
