@@ -31,7 +31,7 @@ from rsseg.models.onnx_export import CARD_KEY, INPUT, PRECISION_KEY, check_tile,
 MIN_AGREEMENT = 0.98  # argmax agreement with float32 on the held-back windows
 # the first the quantiser handles: QLinearConv and friends ran faster on the default model than QDQ pairs around
 # float operators in every back-to-back run (docs/deploy.md#int8-models), but ONNX Runtime's QOperator
-# quantiser fails on some graphs that QDQ handles (biases fed by Identity nodes: see stored_copies_for_identities)
+# quantiser fails on some graphs that QDQ handles (biases fed by Identity nodes, which rsseg's exports no longer hold)
 FORMATS = ("QOperator", "QDQ")
 RASTER_SUFFIXES = (".tif", ".tiff", ".vrt", ".img", ".jp2")
 CLASSIFIER = "final classifier"  # the last convolution and what follows it
@@ -177,28 +177,6 @@ def shape_nodes(nodes: Sequence[Any]) -> set[str]:
     return found
 
 
-def stored_copies_for_identities(path: Path) -> None:
-    """Replace each ``Identity`` of a stored tensor in the float graph at ``path`` by a stored copy.
-
-    The ONNX exporter stores equal tensors once (the folded biases of a model with fresh batch
-    norms) and hands out copies through ``Identity`` nodes; ONNX Runtime's QOperator quantiser then
-    finds no stored bias to quantise and fails. The graph computes the same.
-    """
-    import onnx
-
-    proto = onnx.load(str(path))
-    graph = proto.graph
-    stored = {tensor.name: tensor for tensor in graph.initializer}
-    outputs = {out.name for out in graph.output}
-    for node in [n for n in graph.node if n.op_type == "Identity" and n.input[0] in stored
-                 and n.output[0] not in outputs]:
-        copy = graph.initializer.add()
-        copy.CopyFrom(stored[node.input[0]])
-        copy.name = node.output[0]
-        graph.node.remove(node)
-    onnx.save(proto, str(path))
-
-
 def shapes_before_dequantizing(path: Path) -> None:
     """Let each ``Shape`` node of the quantised graph at ``path`` read the int8 tensor that a
     ``DequantizeLinear`` gets (same shape), and drop the dequantisations left unread.
@@ -319,7 +297,6 @@ def export_int8(model, card: ModelCard, path: str | Path, calibration: Sequence[
     with tempfile.TemporaryDirectory(prefix="rsseg-int8-") as folder:
         fp32, int8 = Path(folder) / "fp32.onnx", Path(folder) / "int8.onnx"
         export = export_onnx(model, card, fp32, overwrite=True, tile=side, source=source)
-        stored_copies_for_identities(fp32)
         check = quantize_checked(fp32, int8, data.windows[held:], data.windows[:held], str(path), progress)
         if check.agreement < MIN_AGREEMENT:
             raise RssegError(f"{path}: INT8 model agrees with FP32 on {100 * check.agreement:.2f} % of held-back "

@@ -105,10 +105,10 @@ def cached_int8_export(checkpoint: str | os.PathLike, calibration: Sequence[Path
     """The INT8 export of ``checkpoint`` calibrated on ``calibration`` (scenes or folders), made and checked
     on first use (:func:`rsseg.models.quantize.export_int8`).
 
-    Keyed like :func:`cached_export`, by the quantised formats and by the calibration rasters (path, size,
-    modification time).
+    Keyed like :func:`cached_export`, by the quantised formats, the float fallbacks and the calibration
+    rasters (path, size, modification time).
     """
-    from rsseg.models.quantize import FORMATS, calibration_rasters, export_int8
+    from rsseg.models.quantize import FORMATS, KEPT_IN_FLOAT, calibration_rasters, export_int8
 
     rasters = calibration_rasters(calibration)
     data = [f"{p.resolve()}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in rasters]
@@ -118,7 +118,8 @@ def cached_int8_export(checkpoint: str | os.PathLike, calibration: Sequence[Path
         loaded = (model, card) if model is not None and card is not None else load_checkpoint(checkpoint, "cpu")
         export_int8(*loaded, target, calibration, overwrite=True, progress=progress, source=source)
 
-    return _cached(onnx_cache_dir() / f"{_cache_name(source, 'int8', *FORMATS, *data)}.int8.onnx", source, export)
+    name = _cache_name(source, "int8", *FORMATS, repr(KEPT_IN_FLOAT), *data)
+    return _cached(onnx_cache_dir() / f"{name}.int8.onnx", source, export)
 
 
 def _cpu_signature() -> str:
