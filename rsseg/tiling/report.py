@@ -34,7 +34,7 @@ class PredictReport:
     peak_rss_mb: float = 0.0
     peak_cuda_mb: float | None = None
     gsd: dict = field(default_factory=dict)  # scene / model GSD (metres) and the window resampling factor
-    mean_top_probability: float | None = None  # over valid pixels of all windows run (every other row, column)
+    mean_top_probability: float | None = None  # over valid pixels of all windows run (every 4th row, column)
     mean_entropy: float | None = None  # normalised (0 certain .. 1 uniform), over the same pixels
     tta_disagreement: float | None = None  # mean share of TTA views that disagree (with confidence bands)
     model: dict = field(default_factory=dict)
