@@ -411,3 +411,31 @@ def test_int8_last_ladder_steps_keep_sums_of_reductions_and_the_encoder_in_float
     head = [op for name, op in convs.items() if "/head/" in name]
     assert encoder == {"Conv"} and head == ["QLinearConv", "Conv"]  # the classifier stays float too
     assert [n.op_type for n in nodes if "Add" in n.op_type] == ["Add"]  # the sum of the ReduceMean: float
+
+
+class Upsampling(SegmentationModel):
+    """A stride-2 convolution and a transposed convolution with a batch norm back up (as MANet's decoder)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(3)
+        self.down = nn.Sequential(nn.Conv2d(3, 8, 3, 2, 1), nn.ReLU())
+        self.up = nn.Sequential(nn.ConvTranspose2d(8, 8, 3, 2, 1, 1, bias=False), nn.BatchNorm2d(8), nn.ReLU())
+        self.head = nn.Conv2d(8, 4, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.up(self.down(x)))
+
+
+def test_int8_quantises_transposed_convolutions_as_phase_convolutions(int8_setup, tmp_path):
+    """ONNX Runtime's CPU provider has no int8 transposed convolution: the INT8 export's float graph has
+    none (a phase convolution, the batch norm folded in), the FP32 export keeps it; the model is unchanged."""
+    _, _, scene, _ = int8_setup
+    model = Upsampling().eval()
+    card = card_for(model, tile_size=64)
+    export_onnx(model, card, tmp_path / "fp32.onnx", tile=64)
+    assert "ConvTranspose" in {n.op_type for n in onnx.load(str(tmp_path / "fp32.onnx")).graph.node}
+    report = quantize.export_int8(model, card, tmp_path / "m.int8.onnx", [scene], windows=8, progress=False)
+    ops = [n.op_type for n in onnx.load(str(tmp_path / "m.int8.onnx")).graph.node]
+    assert "ConvTranspose" not in ops and "DepthToSpace" in ops and ops.count("QLinearConv") >= 2
+    assert report.check.agreement >= 0.98 and isinstance(model.up[0], nn.ConvTranspose2d)

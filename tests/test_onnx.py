@@ -254,3 +254,31 @@ def test_same_padding_is_fixed_in_the_export_and_folded_into_the_convolutions(tm
     x = torch.randn(2, 3, 96, 160)
     with torch.inference_mode():
         assert float((runner(x) - model(x)).abs().max()) < 1e-4
+
+
+@pytest.mark.parametrize("kernel,stride,padding,output_padding",
+                         [(3, 2, 1, 1), (4, 2, 1, 0), (2, 2, 0, 0), (3, 3, 0, 0)])
+def test_a_transposed_convolution_as_phase_convolutions_computes_the_same(kernel, stride, padding, output_padding):
+    """The INT8 exports' rewrite: a convolution to the ``stride²`` output phases and a pixel shuffle, with
+    and without a batch norm folded in, equals the transposed convolution (and the norm) on any size."""
+    from rsseg.models.export_rewrites import phase_conv
+
+    torch.manual_seed(1)
+    t = nn.ConvTranspose2d(6, 5, kernel, stride, padding, output_padding).eval()
+    norm = nn.BatchNorm2d(5).eval()
+    with torch.no_grad():
+        norm.running_mean.uniform_(-1, 1)
+        norm.running_var.uniform_(0.5, 2)
+        norm.weight.uniform_(0.5, 2)
+    x = torch.randn(2, 6, 9, 14)
+    with torch.inference_mode():
+        assert float((phase_conv(t)(x) - t(x)).abs().max()) < 1e-5
+        assert float((phase_conv(t, norm)(x) - norm(t(x))).abs().max()) < 1e-5
+
+
+def test_transposed_convolutions_whose_output_is_not_stride_times_the_input_are_left_alone():
+    from rsseg.models.export_rewrites import phase_conv
+
+    assert phase_conv(nn.ConvTranspose2d(4, 4, 3, 2, 1)) is None  # 2n - 1 rows
+    assert phase_conv(nn.ConvTranspose2d(4, 4, 3, 1, 1)) is None  # stride 1
+    assert phase_conv(nn.ConvTranspose2d(4, 4, 4, 2, 1, groups=2)) is None

@@ -28,7 +28,7 @@ from rsseg.models.checkpoint import FORMAT_VERSION, ModelCard
 from rsseg.models.export_rewrites import for_export
 
 OPSET = 17
-REVISION = 2  # of the exported graphs (2: fixed "same" padding, basic optimisations); part of the ONNX cache's key
+REVISION = 3  # of the exported graphs (2: fixed "same" padding, basic optimisations; 3: INT8 phase convolutions)
 TOLERANCE = 1e-4  # max abs difference of the logits, ONNX Runtime vs PyTorch, per unit of max(1, |logit|)
 INPUT, OUTPUT = "image", "probabilities"
 CARD_KEY, CARD_FORMAT_KEY = "rsseg_card", "rsseg_card_format"
@@ -184,14 +184,15 @@ def _logit_error(model: nn.Module, proto, shapes: list[tuple[int, ...]]) -> floa
 
 
 def export_onnx(model: nn.Module, card: ModelCard, path: str | Path, *, overwrite: bool = False,
-                tile: int | None = None, source: str | None = None) -> ExportReport:
+                tile: int | None = None, source: str | None = None, int8: bool = False) -> ExportReport:
     """Export ``model`` (in eval mode, on the CPU) with ``card`` to ``path`` and check it.
 
     Dynamic height and width are tried first and kept if ONNX Runtime reproduces PyTorch on
     a non-square input and at ``tile``; otherwise the graph is fixed to ``tile`` (default: the
     card's tile size). Fails, writing nothing, if the logits differ by more than
     ``1e-4 · max(1, max |logit|)`` or an operator cannot be exported. ``source``: the model
-    file's SHA-256, recorded for the ONNX cache (:mod:`rsseg.models.runtime`).
+    file's SHA-256, recorded for the ONNX cache (:mod:`rsseg.models.runtime`). ``int8``: the float
+    graph an INT8 export quantises (:func:`rsseg.models.export_rewrites.for_export`).
     """
     import onnx
 
@@ -206,7 +207,7 @@ def export_onnx(model: nn.Module, card: ModelCard, path: str | Path, *, overwrit
     failure = ""
     multiple = window_multiple(model)
     sizes = {side, side + 64, tile}  # the static pads hold for multiples of the window multiple only
-    static = for_export(model, c, multiple) if all(n % multiple == 0 for n in sizes) else model
+    static = for_export(model, c, multiple, int8) if all(n % multiple == 0 for n in sizes) else model
     for dynamic, example, shapes in attempts:
         try:
             proto = _folded(onnx.load_from_string(_to_onnx_bytes(static, example, dynamic)))

@@ -296,7 +296,7 @@ def export_int8(model, card: ModelCard, path: str | Path, calibration: Sequence[
     data = read_calibration(rasters, card, side, windows, progress=progress)
     with tempfile.TemporaryDirectory(prefix="rsseg-int8-") as folder:
         fp32, int8 = Path(folder) / "fp32.onnx", Path(folder) / "int8.onnx"
-        export = export_onnx(model, card, fp32, overwrite=True, tile=side, source=source)
+        export = export_onnx(model, card, fp32, overwrite=True, tile=side, source=source, int8=True)
         check = quantize_checked(fp32, int8, data.windows[held:], data.windows[:held], str(path), progress)
         if check.agreement < MIN_AGREEMENT:
             raise RssegError(f"{path}: INT8 model agrees with FP32 on {100 * check.agreement:.2f} % of held-back "
