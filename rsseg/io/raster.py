@@ -118,7 +118,7 @@ class RowStrip:
 
     Reading each overlapping window on its own decodes a compressed block once for every window
     that touches it (GDAL's block cache does not spare unaligned reads: on the JPEG demo scene
-    windows read 12× slower than the same pixels in row strips). The strip spans the scene's width,
+    its 81 windows read 4× slower than the same pixels in row strips). The strip spans the scene's width,
     grows downwards in reads that end on a block boundary (where blocks are no taller than the
     window) and drops the rows above the window asked for: it holds about a window and a block of rows.
     """

@@ -9,7 +9,7 @@
   giving its ``stride²`` output phases side by side, then a pixel shuffle (a batch norm right after it
   folded in). ONNX Runtime's CPU provider has no int8 transposed convolution: in float it took a
   third of MANet's INT8 call, and the phases' convolution, though it does 1.8–2.3× the multiply-adds,
-  runs in int8 (MANet's INT8 call 18 % faster). In FP32 the rewrite gains nothing and is not made.
+  runs in int8 (MANet's INT8 call 16 % faster). In FP32 the rewrite gains nothing and is not made.
 """
 
 from __future__ import annotations
